@@ -1,0 +1,217 @@
+#pragma once
+// sequential<input<...>, Spec...>: a statically typed feed-forward network.
+//
+// Each spec is bound to the shape produced by the layer before it, so every
+// intermediate shape is computed at compile time and an impossible network fails to
+// compile at the line that spells it. Layers live in a std::tuple and are walked with
+// fold expressions: no virtual calls, no type erasure.
+//
+//   struct lenet_300_100 : ds::sequential<ds::input<784>,
+//       ds::masked_dense<300>, ds::relu, ds::masked_dense<100>, ds::relu,
+//       ds::masked_dense<10>> {};
+#include <array>
+#include <cstddef>
+#include <string>
+#include <tuple>
+#include <utility>
+
+#include "dynsparse/core/error.hpp"
+#include "dynsparse/core/rng.hpp"
+#include "dynsparse/core/shape.hpp"
+#include "dynsparse/core/tensor.hpp"
+#include "dynsparse/layers/layer.hpp"
+
+namespace dynsparse {
+
+namespace detail {
+
+template <class T>
+struct is_input : std::false_type {};
+template <std::size_t... D>
+struct is_input<input<D...>> : std::true_type {};
+
+template <class In, class... Specs>
+struct bind_chain {
+    using layers = std::tuple<>;
+    using output_shape = In;
+};
+
+template <class In, class Spec, class... Rest>
+struct bind_chain<In, Spec, Rest...> {
+    static_assert(LayerSpecFor<Spec, In>,
+                  "sequential<...>: every element after input<...> must be a layer spec "
+                  "(a type with `template <class In> using bind = ...`, e.g. masked_dense<300>)");
+    using layer = typename Spec::template bind<In>;
+    static_assert(Layer<layer>, "sequential<...>: a spec bound to a layer type that does not "
+                                "satisfy dynsparse::Layer");
+    using next = bind_chain<typename layer::output_shape, Rest...>;
+    using layers = decltype(std::tuple_cat(std::declval<std::tuple<layer>>(),
+                                           std::declval<typename next::layers>()));
+    using output_shape = typename next::output_shape;
+};
+
+}  // namespace detail
+
+template <class Input, class... Specs>
+class sequential {
+    static_assert(detail::is_input<Input>::value,
+                  "sequential<...>: the first element must be dynsparse::input<dims...>");
+    static_assert(sizeof...(Specs) > 0, "sequential<...>: a network needs at least one layer");
+    using chain = detail::bind_chain<typename Input::shape_type, Specs...>;
+
+public:
+    using layers_type = typename chain::layers;
+    using input_shape = typename Input::shape_type;
+    using output_shape = typename chain::output_shape;
+    static constexpr std::size_t layer_count = sizeof...(Specs);
+
+    template <std::size_t I>
+    using layer_type = std::tuple_element_t<I, layers_type>;
+
+    /// Draws every layer's initial parameters from one seeded generator, in layer order.
+    void initialize(std::uint64_t seed) {
+        rng gen(seed);
+        for_each_layer([&](auto& layer, std::size_t) { layer.initialize(gen); });
+    }
+
+    /// Runs the network on a batch (batch x input_shape::size) and returns the output
+    /// (batch x output_shape::size). The input must stay alive until backward().
+    const matrix& forward(const matrix& x, bool training) {
+        if (x.dimension() != 2 || x.shape(1) != input_shape::size)
+            throw invalid_argument("sequential::forward: expected a batch x " +
+                                   std::to_string(input_shape::size) + " input, got " +
+                                   std::to_string(x.shape(0)) + " x " + std::to_string(x.shape(1)));
+        input_ = &x;
+        forward_all(std::make_index_sequence<layer_count>{}, training);
+        return outputs_[layer_count - 1];
+    }
+
+    /// Back-propagates dL/d(output) through every layer, filling parameter gradients.
+    /// The input gradient of the first layer is not computed.
+    void backward(const matrix& d_output) {
+        if (input_ == nullptr) throw invalid_argument("sequential::backward called before forward");
+        backward_all(std::make_index_sequence<layer_count>{}, d_output);
+    }
+
+    /// f(layer, index) for each layer, in order.
+    template <class F>
+    void for_each_layer(F&& f) {
+        for_each_layer_impl(f, std::make_index_sequence<layer_count>{});
+    }
+    template <class F>
+    void for_each_layer(F&& f) const {
+        for_each_layer_impl(f, std::make_index_sequence<layer_count>{});
+    }
+
+    /// f(layer, index) for each layer that satisfies MaskedLayer.
+    template <class F>
+    void for_each_masked_layer(F&& f) {
+        for_each_layer([&](auto& layer, std::size_t i) {
+            if constexpr (MaskedLayer<std::remove_cvref_t<decltype(layer)>>) f(layer, i);
+        });
+    }
+    template <class F>
+    void for_each_masked_layer(F&& f) const {
+        for_each_layer([&](const auto& layer, std::size_t i) {
+            if constexpr (MaskedLayer<std::remove_cvref_t<decltype(layer)>>) f(layer, i);
+        });
+    }
+
+    /// f(parameter) for every trainable tensor, layer by layer.
+    template <class F>
+    void for_each_parameter(F&& f) {
+        for_each_layer([&](auto& layer, std::size_t) { layer.for_each_parameter(f); });
+    }
+
+    template <std::size_t I>
+    auto& get() {
+        return std::get<I>(layers_);
+    }
+    template <std::size_t I>
+    const auto& get() const {
+        return std::get<I>(layers_);
+    }
+
+    static constexpr std::size_t masked_layer_count() {
+        return count_masked(std::make_index_sequence<layer_count>{});
+    }
+
+    /// One line per layer: index, name and output shape.
+    static std::string describe() {
+        std::string s;
+        describe_impl(s, std::make_index_sequence<layer_count>{});
+        return s;
+    }
+
+    /// The output of layer I from the last forward pass.
+    const matrix& output_of(std::size_t i) const { return outputs_[i]; }
+
+private:
+    template <std::size_t... Is>
+    void forward_all(std::index_sequence<Is...>, bool training) {
+        (std::get<Is>(layers_).forward(Is == 0 ? *input_ : outputs_[Is == 0 ? 0 : Is - 1],
+                                       outputs_[Is], training),
+         ...);
+    }
+
+    template <std::size_t I>
+    void backward_one(const matrix& d_output) {
+        const matrix& x = I == 0 ? *input_ : outputs_[I == 0 ? 0 : I - 1];
+        const matrix& dy = I + 1 == layer_count ? d_output : grads_[I];
+        matrix* dx = I == 0 ? nullptr : &grads_[I == 0 ? 0 : I - 1];
+        std::get<I>(layers_).backward(x, outputs_[I], dy, dx);
+    }
+
+    template <std::size_t... Is>
+    void backward_all(std::index_sequence<Is...>, const matrix& d_output) {
+        (backward_one<layer_count - 1 - Is>(d_output), ...);
+    }
+
+    template <class F, std::size_t... Is>
+    void for_each_layer_impl(F& f, std::index_sequence<Is...>) {
+        (f(std::get<Is>(layers_), Is), ...);
+    }
+    template <class F, std::size_t... Is>
+    void for_each_layer_impl(F& f, std::index_sequence<Is...>) const {
+        (f(std::get<Is>(layers_), Is), ...);
+    }
+
+    template <std::size_t... Is>
+    static constexpr std::size_t count_masked(std::index_sequence<Is...>) {
+        return (std::size_t{MaskedLayer<layer_type<Is>>} + ...);
+    }
+
+    template <std::size_t... Is>
+    static void describe_impl(std::string& s, std::index_sequence<Is...>) {
+        ((s += "  [" + std::to_string(Is) + "] " + layer_type<Is>::describe() + " -> " +
+               shape_string<typename layer_type<Is>::output_shape>() + "\n"),
+         ...);
+    }
+
+    template <class Sh>
+    static std::string shape_string() {
+        std::string s = "(";
+        for (std::size_t i = 0; i < Sh::rank; ++i) s += (i ? "," : "") + std::to_string(Sh::dims[i]);
+        return s + ")";
+    }
+
+    layers_type layers_;
+    std::array<matrix, layer_count> outputs_;
+    std::array<matrix, layer_count> grads_;  // grads_[i] = dL/d(output of layer i), i < last
+    const matrix* input_ = nullptr;
+};
+
+/// A network: a sequence of layers from an input shape to an output shape, trained by
+/// forward(x, training) -> output, backward(dL/doutput), and for_each_parameter(f).
+template <class N>
+concept Network = requires(N& net, const matrix& x, bool training) {
+    requires Shape<typename N::input_shape>;
+    requires Shape<typename N::output_shape>;
+    { net.forward(x, training) } -> std::same_as<const matrix&>;
+    net.backward(x);
+    net.for_each_parameter(detail::parameter_sink{});
+    net.initialize(std::uint64_t{0});
+    { N::describe() } -> std::convertible_to<std::string>;
+};
+
+}  // namespace dynsparse

@@ -1,0 +1,64 @@
+#pragma once
+// Step-function surrogates: how the backward pass differentiates the unit step S.
+//
+// Contract of a Surrogate `S` (all static, so a policy costs nothing at run time):
+//   S::name                     a std::string_view used in reports;
+//   S::derivative(float x)      H(x), the stand-in for dS/dx used by the backward pass;
+//   S::smooth_step(float x)     an antiderivative of H: the smooth step H stands for.
+// The forward pass always uses the exact step S(x) = x > 0. `smooth_step` exists so
+// tests can run a smoothed forward and check the backward pass by finite differences.
+//
+// To add one, write a struct with these three members; `static_assert(Surrogate<S>)`
+// tells you which is missing.
+#include <cmath>
+#include <concepts>
+#include <string_view>
+
+namespace dynsparse {
+
+template <class S>
+concept Surrogate = requires(float x) {
+    { S::name } -> std::convertible_to<std::string_view>;
+    { S::derivative(x) } -> std::same_as<float>;
+    { S::smooth_step(x) } -> std::same_as<float>;
+};
+
+/// DST's long-tailed H(x): 2 - 4|x| on |x| <= 0.4, 0.4 on 0.4 < |x| <= 1, else 0.
+struct long_tailed {
+    static constexpr std::string_view name = "long_tailed";
+    static constexpr float derivative(float x) {
+        const float a = x < 0 ? -x : x;
+        return a <= 0.4f ? 2.0f - 4.0f * a : (a <= 1.0f ? 0.4f : 0.0f);
+    }
+    static constexpr float smooth_step(float x) {
+        const float a = x < 0 ? -x : x;
+        const float g = a <= 0.4f ? 2.0f * a - 2.0f * a * a
+                                  : (a <= 1.0f ? 0.48f + 0.4f * (a - 0.4f) : 0.72f);
+        return 0.5f + (x < 0 ? -g : g);
+    }
+};
+
+/// Straight-through estimator: H(x) = 1 on |x| <= 1, else 0.
+struct straight_through {
+    static constexpr std::string_view name = "straight_through";
+    static constexpr float derivative(float x) { return (x >= -1.0f && x <= 1.0f) ? 1.0f : 0.0f; }
+    static constexpr float smooth_step(float x) {
+        return 0.5f + (x < -1.0f ? -1.0f : (x > 1.0f ? 1.0f : x));
+    }
+};
+
+/// Derivative of a logistic of steepness K: H(x) = K s(Kx) (1 - s(Kx)).
+/// The default K = 4 gives H(0) = 1, the same height as straight_through.
+template <float K = 4.0f>
+struct sigmoid_surrogate {
+    static_assert(K > 0.0f, "the steepness K of sigmoid_surrogate<K> must be positive");
+    static constexpr std::string_view name = "sigmoid";
+    static constexpr float steepness = K;
+    static float derivative(float x) {
+        const float s = smooth_step(x);
+        return K * s * (1.0f - s);
+    }
+    static float smooth_step(float x) { return 1.0f / (1.0f + std::exp(-K * x)); }
+};
+
+}  // namespace dynsparse

@@ -1,0 +1,267 @@
+#pragma once
+// trainer<Net, Loss, Optimizer>: the generic training loop, instantiated for one network
+// type. Each step: gather a shuffled batch, forward, loss and its gradient, backward,
+// add the sparse regulariser's gradient to the thresholds, optimizer step. After each
+// epoch: evaluation and a report with the sparsity of every masked layer.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdint>
+#include <functional>
+#include <numeric>
+#include <ostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "dynsparse/core/error.hpp"
+#include "dynsparse/core/rng.hpp"
+#include "dynsparse/data/dataset.hpp"
+#include "dynsparse/loss/softmax_cross_entropy.hpp"
+#include "dynsparse/network/sequential.hpp"
+#include "dynsparse/optim/optimizer.hpp"
+#include "dynsparse/optim/schedule.hpp"
+#include "dynsparse/train/progress.hpp"
+#include "dynsparse/train/regulariser.hpp"
+
+namespace dynsparse {
+
+struct train_config {
+    std::size_t epochs = 20;
+    std::size_t batch_size = 64;
+    std::size_t eval_batch_size = 1000;
+    float alpha = 5e-4f;                     ///< weight of alpha * sum exp(-t)
+    lr_schedule schedule = constant_lr(0.01f);
+    std::uint64_t seed = 1;                  ///< shuffling (initialisation is the network's)
+    bool progress = true;                    ///< progress bar when stderr is a terminal
+    std::ostream* log = nullptr;             ///< per-epoch report lines; null = silent
+};
+
+struct layer_report {
+    std::size_t index = 0;
+    std::string name;
+    mask_statistics stats;
+};
+
+struct evaluation {
+    double loss = 0;
+    double accuracy = 0;  ///< percent
+    std::size_t samples = 0;
+};
+
+struct epoch_report {
+    std::size_t epoch = 0;          ///< 1-based
+    float learning_rate = 0;
+    double train_loss = 0;          ///< mean cross-entropy over the epoch's steps
+    double regulariser = 0;         ///< alpha * sum exp(-t) at the end of the epoch
+    evaluation eval;                ///< on the evaluation set given to fit()
+    double remaining = 1;           ///< model remaining ratio (masked layers' weights)
+    std::size_t resets = 0;         ///< reset-rule firings during this epoch, all layers
+    std::vector<layer_report> layers;
+    double train_seconds = 0;       ///< training steps only, evaluation excluded
+    double eval_seconds = 0;
+};
+
+/// Sparsity of every masked layer of a network, and of the whole model.
+template <class Net>
+std::vector<layer_report> sparsity_report(const Net& net) {
+    std::vector<layer_report> out;
+    net.for_each_masked_layer([&](const auto& layer, std::size_t i) {
+        out.push_back({i, std::remove_cvref_t<decltype(layer)>::describe(), layer.statistics()});
+    });
+    return out;
+}
+
+inline double model_remaining(const std::vector<layer_report>& layers) {
+    std::size_t kept = 0, total = 0;
+    for (const auto& l : layers) {
+        kept += l.stats.kept;
+        total += l.stats.total;
+    }
+    return total ? static_cast<double>(kept) / static_cast<double>(total) : 1.0;
+}
+
+/// Prints one epoch's report: a summary line, then one line per masked layer.
+inline void print_epoch_report(std::ostream& os, const epoch_report& r, std::size_t epochs) {
+    char line[256];
+    std::snprintf(line, sizeof line,
+                  "epoch %2zu/%zu  lr %.4g  train loss %.4f  reg %.4f  eval loss %.4f  acc %6.2f%%"
+                  "  remaining %6.2f%%  resets %zu  (%.2fs train, %.2fs eval)\n",
+                  r.epoch, epochs, static_cast<double>(r.learning_rate), r.train_loss,
+                  r.regulariser, r.eval.loss, r.eval.accuracy, 100.0 * r.remaining, r.resets,
+                  r.train_seconds, r.eval_seconds);
+    os << line;
+    for (const auto& l : r.layers) {
+        std::snprintf(line, sizeof line,
+                      "    [%zu] %-40s kept %6.2f%% of %7zu  t mean %+.4f min %+.4f max %+.4f"
+                      "  resets %zu\n",
+                      l.index, l.name.c_str(), 100.0 * l.stats.remaining(), l.stats.total,
+                      static_cast<double>(l.stats.threshold_mean),
+                      static_cast<double>(l.stats.threshold_min),
+                      static_cast<double>(l.stats.threshold_max), l.stats.resets);
+        os << line;
+    }
+    os.flush();
+}
+
+template <Network Net, Loss L = softmax_cross_entropy, Optimizer O = sgd>
+class trainer {
+public:
+    trainer(Net& net, L loss, O optimizer, train_config config)
+        : net_(net), loss_(std::move(loss)), opt_(std::move(optimizer)), cfg_(std::move(config)),
+          shuffle_rng_(cfg_.seed), progress_(cfg_.progress) {
+        if (cfg_.batch_size == 0) throw invalid_argument("trainer: batch_size must be positive");
+        if (cfg_.eval_batch_size == 0) cfg_.eval_batch_size = cfg_.batch_size;
+        net_.for_each_parameter([&](const parameter& p) { params_.push_back(p); });
+    }
+
+    /// Trains for config.epochs epochs, evaluating on `eval` after each; calls
+    /// on_epoch(report) after each epoch's report is printed.
+    std::vector<epoch_report> fit(const dataset& train, const dataset& eval,
+                                  const std::function<void(const epoch_report&)>& on_epoch = {}) {
+        check_dataset(train, "training set");
+        check_dataset(eval, "evaluation set");
+        std::vector<epoch_report> history;
+        for (std::size_t e = epoch_; e < cfg_.epochs; ++e) {
+            epoch_report r = train_epoch(train);
+            const auto t0 = std::chrono::steady_clock::now();
+            r.eval = evaluate(eval);
+            r.eval_seconds = seconds_since(t0);
+            r.layers = sparsity_report(net_);
+            r.remaining = model_remaining(r.layers);
+            if (cfg_.log) print_epoch_report(*cfg_.log, r, cfg_.epochs);
+            if (on_epoch) on_epoch(r);
+            history.push_back(std::move(r));
+        }
+        return history;
+    }
+
+    /// One pass over the shuffled training set; returns its report without evaluation.
+    epoch_report train_epoch(const dataset& train) {
+        check_dataset(train, "training set");
+        epoch_report r;
+        r.epoch = ++epoch_;
+        r.learning_rate = cfg_.schedule(epoch_ - 1, cfg_.epochs);
+        const std::size_t resets_before = total_resets();
+        const auto t0 = std::chrono::steady_clock::now();
+
+        order_.resize(train.size());
+        std::iota(order_.begin(), order_.end(), std::size_t{0});
+        shuffle_rng_.shuffle(std::span<std::size_t>(order_));
+
+        const std::size_t steps = (train.size() + cfg_.batch_size - 1) / cfg_.batch_size;
+        progress_.start(epoch_, cfg_.epochs, steps);
+        double loss_sum = 0;
+        for (std::size_t s = 0; s < steps; ++s) {
+            const std::size_t first = s * cfg_.batch_size;
+            const std::size_t count = std::min(cfg_.batch_size, train.size() - first);
+            gather_batch(train, std::span<const std::size_t>(order_.data() + first, count), x_, y_);
+            const double loss = step(x_, y_, r.learning_rate);
+            if (!std::isfinite(loss)) {
+                progress_.finish();
+                std::ostringstream msg;
+                msg << "training diverged: the loss is " << loss << " at epoch " << epoch_
+                    << ", step " << s + 1 << " of " << steps << " (global step " << global_step_
+                    << ", learning rate " << r.learning_rate
+                    << "); try a smaller learning rate or alpha";
+                throw training_diverged(msg.str());
+            }
+            loss_sum += loss;
+            progress_.update(s, loss_sum / static_cast<double>(s + 1), first + count);
+        }
+        progress_.finish();
+        r.train_seconds = seconds_since(t0);
+        r.train_loss = loss_sum / static_cast<double>(steps);
+        r.regulariser = regulariser_value();
+        r.resets = total_resets() - resets_before;
+        return r;
+    }
+
+    /// One optimisation step on a batch; returns the mean cross-entropy (without the
+    /// regulariser).
+    double step(const matrix& x, std::span<const std::uint8_t> y, float lr) {
+        const matrix& out = net_.forward(x, true);
+        const double loss = loss_.value_and_gradient(out, y, grad_out_);
+        if (!std::isfinite(loss)) return loss;
+        net_.backward(grad_out_);
+        apply_sparse_regulariser(params_, cfg_.alpha);
+        opt_.step(params_, lr);
+        ++global_step_;
+        return loss;
+    }
+
+    /// Loss and accuracy on a dataset, in evaluation mode, without changing any parameter
+    /// other than through the masked layers' reset rule.
+    evaluation evaluate(const dataset& data) {
+        evaluation ev;
+        ev.samples = data.size();
+        if (data.size() == 0) return ev;
+        std::size_t correct = 0;
+        double loss_sum = 0;
+        for (std::size_t first = 0; first < data.size(); first += cfg_.eval_batch_size) {
+            const std::size_t count = std::min(cfg_.eval_batch_size, data.size() - first);
+            eval_index_.resize(count);
+            std::iota(eval_index_.begin(), eval_index_.end(), first);
+            gather_batch(data, eval_index_, x_, y_);
+            const matrix& out = net_.forward(x_, false);
+            loss_sum += loss_.value_and_gradient(out, y_, grad_out_) * static_cast<double>(count);
+            correct += count_correct(out, y_);
+        }
+        ev.loss = loss_sum / static_cast<double>(data.size());
+        ev.accuracy = 100.0 * static_cast<double>(correct) / static_cast<double>(data.size());
+        return ev;
+    }
+
+    double regulariser_value() const {
+        double total = 0;
+        for (const parameter& p : params_)
+            if (p.kind == parameter_kind::threshold)
+                for (float t : p.value) total += std::exp(-t);
+        return cfg_.alpha * total;
+    }
+
+    std::size_t total_resets() const {
+        std::size_t n = 0;
+        net_.for_each_masked_layer([&](const auto& l, std::size_t) { n += l.statistics().resets; });
+        return n;
+    }
+
+    Net& network() { return net_; }
+    O& optimizer() { return opt_; }
+    const train_config& config() const { return cfg_; }
+    std::size_t epoch() const { return epoch_; }
+    std::size_t global_step() const { return global_step_; }
+    rng& shuffle_generator() { return shuffle_rng_; }
+
+private:
+    void check_dataset(const dataset& d, const char* what) const {
+        if (d.size() > 0 && d.features() != Net::input_shape::size)
+            throw invalid_argument(std::string("trainer: the ") + what + " has " +
+                                   std::to_string(d.features()) +
+                                   " features per sample but the network's input takes " +
+                                   std::to_string(Net::input_shape::size));
+        if (d.classes > Net::output_shape::size)
+            throw invalid_argument(std::string("trainer: the ") + what + " has " +
+                                   std::to_string(d.classes) + " classes but the network has " +
+                                   std::to_string(Net::output_shape::size) + " outputs");
+    }
+
+    static double seconds_since(std::chrono::steady_clock::time_point t0) {
+        return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    }
+
+    Net& net_;
+    L loss_;
+    O opt_;
+    train_config cfg_;
+    rng shuffle_rng_;
+    progress_bar progress_;
+    std::vector<parameter> params_;
+    std::vector<std::size_t> order_, eval_index_;
+    matrix x_, grad_out_;
+    std::vector<std::uint8_t> y_;
+    std::size_t epoch_ = 0, global_step_ = 0;
+};
+
+}  // namespace dynsparse
