@@ -4,6 +4,10 @@
 // this header compatible with xtensor-blas, whose own CBLAS enums clash with <cblas.h>
 // in one translation unit.
 #include <cstddef>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <unistd.h>
 
 #include "dynsparse/core/tensor.hpp"
 
@@ -15,6 +19,7 @@ void dynsparse_cblas_sgemm(int order, int trans_a, int trans_b, int m, int n, in
 void dynsparse_openblas_set_num_threads(int n) __asm__("openblas_set_num_threads")
     __attribute__((weak));
 int dynsparse_openblas_get_num_threads() __asm__("openblas_get_num_threads") __attribute__((weak));
+char* dynsparse_openblas_get_corename() __asm__("openblas_get_corename") __attribute__((weak));
 }
 
 namespace dynsparse {
@@ -51,6 +56,43 @@ inline bool set_blas_threads(int n) {
 
 inline int blas_threads() {
     return dynsparse_openblas_get_num_threads ? dynsparse_openblas_get_num_threads() : 1;
+}
+
+/// The name of the kernel set OpenBLAS chose at load time ("unknown" for another BLAS).
+inline std::string blas_core_name() {
+    return dynsparse_openblas_get_corename ? dynsparse_openblas_get_corename() : "unknown";
+}
+
+/// The best OpenBLAS 0.3.21 kernel set for this CPU, by its instruction-set features.
+inline const char* fastest_openblas_coretype() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512bf16")) return "Cooperlake";
+    if (__builtin_cpu_supports("avx512f")) return "SkylakeX";
+    if (__builtin_cpu_supports("avx2")) return "Haswell";
+#endif
+    return nullptr;
+}
+
+/// OpenBLAS 0.3.21 (Debian 12) does not recognise some recent CPUs (e.g. Sapphire Rapids
+/// Xeons) and falls back to its generic Prescott kernels, about 20x slower than the
+/// AVX-512 ones. OPENBLAS_CORETYPE is read only when the library loads, so the fix is to
+/// restart the program with it set. Call this first thing in main(): if OpenBLAS chose
+/// Prescott, the user did not set OPENBLAS_CORETYPE, and the CPU has AVX2 or better, the
+/// process re-executes itself (once) with OPENBLAS_CORETYPE set; otherwise it returns.
+inline void restart_with_fast_blas_kernels(char** argv) {
+#if defined(__linux__)
+    if (std::getenv("OPENBLAS_CORETYPE") != nullptr || std::getenv("DYNSPARSE_BLAS_RESTARTED"))
+        return;
+    if (blas_core_name() != "Prescott") return;
+    const char* core = fastest_openblas_coretype();
+    if (core == nullptr) return;
+    ::setenv("OPENBLAS_CORETYPE", core, 1);
+    ::setenv("DYNSPARSE_BLAS_RESTARTED", "1", 1);
+    ::execv("/proc/self/exe", argv);  // returns only on failure: carry on with slow kernels
+#else
+    (void)argv;
+#endif
 }
 
 }  // namespace dynsparse

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <limits>
 
 #include "dynsparse/layers/layer.hpp"
@@ -22,68 +23,87 @@ inline float mask_of(float q) {
         return q > 0.0f ? 1.0f : 0.0f;
 }
 
+/// The masked weight for w and threshold t; counts a kept weight in `kept`.
+template <Surrogate S, bool Smooth>
+inline float masked_value(float w, float t, std::uint32_t& kept) {
+    const float m = mask_of<S, Smooth>(std::fabs(w) - t);
+    kept += m != 0.0f ? 1u : 0u;
+    return w * m;
+}
+
 /// masked = W * M(|W| - t); returns the number of mask entries that are non-zero.
+/// Written in blocks of 16 lanes so that it vectorises even at -O2.
 template <Surrogate S, ThresholdGranularity G, bool Smooth>
-std::size_t apply_mask(const float* w, const float* t, std::size_t rows, std::size_t cols,
-                       float* masked) {
+[[gnu::noinline]] std::size_t apply_mask(const float* __restrict w, const float* __restrict t, std::size_t rows,
+                       std::size_t cols, float* __restrict masked) {
+    constexpr std::size_t lanes = 16;
     std::size_t kept = 0;
     for (std::size_t i = 0; i < rows; ++i) {
-        const float* wr = w + i * cols;
-        float* mr = masked + i * cols;
+        const float* __restrict wr = w + i * cols;
+        float* __restrict mr = masked + i * cols;
+        std::uint32_t count[lanes] = {};
         if constexpr (G::varies_along_row) {
-            const float* tr = t + G::index(i, 0, cols);
-            for (std::size_t j = 0; j < cols; ++j) {
-                const float m = mask_of<S, Smooth>(std::fabs(wr[j]) - tr[j]);
-                mr[j] = wr[j] * m;
-                kept += m != 0.0f;
-            }
+            const float* __restrict tr = t + G::index(i, 0, cols);
+            const std::size_t body = cols - cols % lanes;
+            for (std::size_t j = 0; j < body; j += lanes)
+                for (std::size_t l = 0; l < lanes; ++l)
+                    mr[j + l] = masked_value<S, Smooth>(wr[j + l], tr[j + l], count[l]);
+            for (std::size_t j = body; j < cols; ++j) mr[j] = masked_value<S, Smooth>(wr[j], tr[j], count[0]);
         } else {
             const float ti = t[G::index(i, 0, cols)];
-            std::size_t row_kept = 0;
-            for (std::size_t j = 0; j < cols; ++j) {
-                const float m = mask_of<S, Smooth>(std::fabs(wr[j]) - ti);
-                mr[j] = wr[j] * m;
-                row_kept += m != 0.0f;
-            }
-            kept += row_kept;
+            const std::size_t body = cols - cols % lanes;
+            for (std::size_t j = 0; j < body; j += lanes)
+                for (std::size_t l = 0; l < lanes; ++l)
+                    mr[j + l] = masked_value<S, Smooth>(wr[j + l], ti, count[l]);
+            for (std::size_t j = body; j < cols; ++j) mr[j] = masked_value<S, Smooth>(wr[j], ti, count[0]);
         }
+        for (std::uint32_t c : count) kept += c;
     }
     return kept;
 }
 
-/// Turns G = dL/dWm (in `grad`, in place) into dL/dW and adds dL/dt to grad_t:
-///   dL/dW = G*M + G*|W|*H(Q),   dL/dt_group -= sum G*W*H(Q).
+/// The gradient of one weight: returns dL/dW for G = g and adds G*W*H(Q) to `acc`.
+template <Surrogate S, bool Smooth>
+inline float weight_gradient(float w, float t, float g, float& acc) {
+    const float a = std::fabs(w);
+    const float q = a - t;
+    const float h = S::derivative(q);
+    acc += g * w * h;
+    return g * (mask_of<S, Smooth>(q) + a * h);
+}
+
+/// Turns G = dL/dWm (in `grad`, in place) into dL/dW and writes dL/dt into grad_t:
+///   dL/dW = G*M + G*|W|*H(Q),   dL/dt_group = -sum over the group of G*W*H(Q).
 /// grad_t is overwritten (the regulariser's share is added later by the trainer).
+/// Row sums use 16 independent partial sums so the loop vectorises; the order of the
+/// additions is fixed, so results are deterministic.
 template <Surrogate S, ThresholdGranularity G, bool Smooth>
-void mask_backward(const float* w, const float* t, std::size_t rows, std::size_t cols, float* grad,
-                   float* grad_t) {
+[[gnu::noinline]] void mask_backward(const float* __restrict w, const float* __restrict t, std::size_t rows,
+                   std::size_t cols, float* __restrict grad, float* __restrict grad_t) {
     std::fill(grad_t, grad_t + G::count(rows, cols), 0.0f);
     for (std::size_t i = 0; i < rows; ++i) {
-        const float* wr = w + i * cols;
-        float* gr = grad + i * cols;
+        const float* __restrict wr = w + i * cols;
+        float* __restrict gr = grad + i * cols;
         if constexpr (G::varies_along_row) {
             const float* tr = t + G::index(i, 0, cols);
             float* gtr = grad_t + G::index(i, 0, cols);
             for (std::size_t j = 0; j < cols; ++j) {
-                const float a = std::fabs(wr[j]);
-                const float q = a - tr[j];
-                const float h = S::derivative(q);
-                const float g = gr[j];
-                gr[j] = g * (mask_of<S, Smooth>(q) + a * h);
-                gtr[j] -= g * wr[j] * h;
+                float acc = 0.0f;
+                gr[j] = weight_gradient<S, Smooth>(wr[j], tr[j], gr[j], acc);
+                gtr[j] = -acc;
             }
         } else {
             const float ti = t[G::index(i, 0, cols)];
-            float acc = 0.0f;
-            for (std::size_t j = 0; j < cols; ++j) {
-                const float a = std::fabs(wr[j]);
-                const float q = a - ti;
-                const float h = S::derivative(q);
-                const float g = gr[j];
-                gr[j] = g * (mask_of<S, Smooth>(q) + a * h);
-                acc += g * wr[j] * h;
-            }
-            grad_t[G::index(i, 0, cols)] -= acc;
+            constexpr std::size_t lanes = 16;
+            float acc[lanes] = {};
+            const std::size_t body = cols - cols % lanes;
+            for (std::size_t j = 0; j < body; j += lanes)
+                for (std::size_t l = 0; l < lanes; ++l)
+                    gr[j + l] = weight_gradient<S, Smooth>(wr[j + l], ti, gr[j + l], acc[l]);
+            for (std::size_t j = body; j < cols; ++j) gr[j] = weight_gradient<S, Smooth>(wr[j], ti, gr[j], acc[0]);
+            float sum = 0.0f;
+            for (float a : acc) sum += a;
+            grad_t[G::index(i, 0, cols)] -= sum;
         }
     }
 }

@@ -1,0 +1,74 @@
+#pragma once
+// Command-line handling shared by the examples: a tiny "--flag value" parser with
+// clear errors, and the JSON run summary.
+#include <cstdlib>
+#include <map>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace examples {
+
+class arguments {
+public:
+    /// valued: flags that take a value; switches: flags that do not.
+    arguments(int argc, char** argv, std::set<std::string> valued, std::set<std::string> switches) {
+        for (int i = 1; i < argc; ++i) {
+            const std::string a = std::string_view(argv[i]) == "-h" ? std::string("--help")
+                                                                   : std::string(argv[i]);
+            if (switches.count(a)) {
+                values_.insert_or_assign(a, std::string("1"));
+            } else if (valued.count(a)) {
+                if (i + 1 >= argc) throw std::invalid_argument(a + " needs a value");
+                values_.insert_or_assign(a, std::string(argv[++i]));
+            } else {
+                throw std::invalid_argument("unknown option '" + a + "' (see --help)");
+            }
+        }
+    }
+
+    bool has(const std::string& flag) const { return values_.count(flag) != 0; }
+
+    std::string text(const std::string& flag, const std::string& fallback) const {
+        auto it = values_.find(flag);
+        return it == values_.end() ? fallback : it->second;
+    }
+
+    double real(const std::string& flag, double fallback) const {
+        auto it = values_.find(flag);
+        if (it == values_.end()) return fallback;
+        char* end = nullptr;
+        const double v = std::strtod(it->second.c_str(), &end);
+        if (end == it->second.c_str() || *end != '\0')
+            throw std::invalid_argument(flag + " expects a number, got '" + it->second + "'");
+        return v;
+    }
+
+    std::size_t count(const std::string& flag, std::size_t fallback) const {
+        auto it = values_.find(flag);
+        if (it == values_.end()) return fallback;
+        char* end = nullptr;
+        const long long v = std::strtoll(it->second.c_str(), &end, 10);
+        if (end == it->second.c_str() || *end != '\0' || v < 0)
+            throw std::invalid_argument(flag + " expects a non-negative integer, got '" +
+                                        it->second + "'");
+        return static_cast<std::size_t>(v);
+    }
+
+    std::string choice(const std::string& flag, const std::string& fallback,
+                       const std::vector<std::string>& allowed) const {
+        const std::string v = text(flag, fallback);
+        for (const auto& a : allowed)
+            if (a == v) return v;
+        std::string list;
+        for (const auto& a : allowed) list += (list.empty() ? "" : "|") + a;
+        throw std::invalid_argument(flag + " must be one of " + list + ", got '" + v + "'");
+    }
+
+private:
+    std::map<std::string, std::string> values_;
+};
+
+}  // namespace examples
