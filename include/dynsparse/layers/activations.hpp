@@ -44,7 +44,7 @@ public:
 
 struct relu_fn {
     static constexpr std::string_view name = "relu";
-    static float value(float x) { return x > 0.0f ? x : 0.0f; }
+    static float value(float x) { return x < 0.0f ? 0.0f : x; }  // NaN passes through
     static float derivative_from_output(float y) { return y > 0.0f ? 1.0f : 0.0f; }
 };
 struct tanh_fn {

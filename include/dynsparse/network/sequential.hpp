@@ -30,6 +30,17 @@ struct is_input : std::false_type {};
 template <std::size_t... D>
 struct is_input<input<D...>> : std::true_type {};
 
+/// The input's shape, or a placeholder when the first element is not an input<...>
+/// (the static_assert in sequential reports that; the placeholder avoids follow-on errors).
+template <class Input>
+struct input_shape_of {
+    using type = shape<1>;
+};
+template <std::size_t... D>
+struct input_shape_of<input<D...>> {
+    using type = shape<D...>;
+};
+
 template <class In, class... Specs>
 struct bind_chain {
     using layers = std::tuple<>;
@@ -57,11 +68,11 @@ class sequential {
     static_assert(detail::is_input<Input>::value,
                   "sequential<...>: the first element must be dynsparse::input<dims...>");
     static_assert(sizeof...(Specs) > 0, "sequential<...>: a network needs at least one layer");
-    using chain = detail::bind_chain<typename Input::shape_type, Specs...>;
+    using chain = detail::bind_chain<typename detail::input_shape_of<Input>::type, Specs...>;
 
 public:
     using layers_type = typename chain::layers;
-    using input_shape = typename Input::shape_type;
+    using input_shape = typename detail::input_shape_of<Input>::type;
     using output_shape = typename chain::output_shape;
     static constexpr std::size_t layer_count = sizeof...(Specs);
 
