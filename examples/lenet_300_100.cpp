@@ -101,10 +101,10 @@ struct run_result {
 template <class Net>
 run_result train(const run_options& o, const ds::dataset& train_set, const ds::dataset& eval_set,
                  const ds::dataset& test_set, bool eval_is_test) {
+    // [train]
     Net net;
     net.initialize(o.seed);
     net.for_each_masked_layer([&](auto& layer, std::size_t) { layer.set_reset_rule(o.reset_rule); });
-    std::cout << "network:\n" << Net::describe();
 
     ds::sgd::options sgd_opts;
     sgd_opts.momentum = o.momentum;
@@ -119,6 +119,8 @@ run_result train(const run_options& o, const ds::dataset& train_set, const ds::d
     cfg.progress = !o.quiet;
     cfg.log = &std::cout;
     ds::trainer<Net, ds::softmax_cross_entropy, ds::sgd> trainer(net, {}, ds::sgd(sgd_opts), cfg);
+    // [train]
+    std::cout << "network:\n" << Net::describe();
 
     run_result r;
     const auto start = std::chrono::steady_clock::now();

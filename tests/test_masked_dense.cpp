@@ -11,6 +11,17 @@ namespace ds = dynsparse;
 using ds::testing::as_checkable;
 using ds::testing::check_gradients;
 
+/// A user-style granularity whose thresholds are shared down columns (one per input), so
+/// the kernels' "varies along the row" path must add up contributions from many rows.
+struct per_input {
+    static constexpr std::string_view name = "per_input";
+    static constexpr std::size_t count(std::size_t, std::size_t cols) { return cols; }
+    static constexpr std::size_t index(std::size_t, std::size_t j, std::size_t) { return j; }
+    static constexpr bool varies_along_row = true;
+    static constexpr bool for_dense = true;
+    static constexpr bool for_conv = false;
+};
+
 template <class S, class G>
 struct combo {
     using surrogate = S;
@@ -22,7 +33,7 @@ struct combo {
         combo<ds::long_tailed, ds::per_weight>, combo<ds::straight_through, ds::per_neuron>,  \
         combo<ds::straight_through, ds::scalar>, combo<ds::straight_through, ds::per_weight>, \
         combo<ds::sigmoid_surrogate<>, ds::per_neuron>, combo<ds::sigmoid_surrogate<>, ds::scalar>, \
-        combo<ds::sigmoid_surrogate<>, ds::per_weight>
+        combo<ds::sigmoid_surrogate<>, ds::per_weight>, combo<ds::long_tailed, per_input>
 
 namespace {
 

@@ -43,12 +43,8 @@ template <Surrogate S, ThresholdGranularity G, bool Smooth>
         float* __restrict mr = masked + i * cols;
         std::uint32_t count[lanes] = {};
         if constexpr (G::varies_along_row) {
-            const float* __restrict tr = t + G::index(i, 0, cols);
-            const std::size_t body = cols - cols % lanes;
-            for (std::size_t j = 0; j < body; j += lanes)
-                for (std::size_t l = 0; l < lanes; ++l)
-                    mr[j + l] = masked_value<S, Smooth>(wr[j + l], tr[j + l], count[l]);
-            for (std::size_t j = body; j < cols; ++j) mr[j] = masked_value<S, Smooth>(wr[j], tr[j], count[0]);
+            for (std::size_t j = 0; j < cols; ++j)
+                mr[j] = masked_value<S, Smooth>(wr[j], t[G::index(i, j, cols)], count[j % lanes]);
         } else {
             const float ti = t[G::index(i, 0, cols)];
             const std::size_t body = cols - cols % lanes;
@@ -85,12 +81,11 @@ template <Surrogate S, ThresholdGranularity G, bool Smooth>
         const float* __restrict wr = w + i * cols;
         float* __restrict gr = grad + i * cols;
         if constexpr (G::varies_along_row) {
-            const float* tr = t + G::index(i, 0, cols);
-            float* gtr = grad_t + G::index(i, 0, cols);
             for (std::size_t j = 0; j < cols; ++j) {
+                const std::size_t k = G::index(i, j, cols);
                 float acc = 0.0f;
-                gr[j] = weight_gradient<S, Smooth>(wr[j], tr[j], gr[j], acc);
-                gtr[j] = -acc;
+                gr[j] = weight_gradient<S, Smooth>(wr[j], t[k], gr[j], acc);
+                grad_t[k] -= acc;  // several rows may share a threshold
             }
         } else {
             const float ti = t[G::index(i, 0, cols)];
