@@ -75,9 +75,10 @@ static double gemm_floor(std::size_t samples, std::size_t batch) {
     return since(t0);
 }
 
-/// Times the phases of DST steps on real batches.
-static void breakdown(const ds::dataset& train, std::size_t steps) {
-    dst_net net;
+/// Times the phases of training steps on real batches.
+template <class Net>
+static void breakdown(const char* name, const ds::dataset& train, std::size_t steps) {
+    Net net;
     net.initialize(1);
     std::vector<ds::parameter> params;
     net.for_each_parameter([&](const ds::parameter& p) { params.push_back(p); });
@@ -107,9 +108,9 @@ static void breakdown(const ds::dataset& train, std::size_t steps) {
         t_opt += since(t0);
     }
     const double k = 1e3 / static_cast<double>(steps);
-    std::printf("DST step breakdown (ms/step over %zu steps): forward %.3f  loss %.3f  backward %.3f"
+    std::printf("%-5s step breakdown (ms/step over %zu steps): forward %.3f  loss %.3f  backward %.3f"
                 "  regulariser %.3f  optimizer %.3f  total %.3f\n",
-                steps, t_fwd * k, t_loss * k, t_bwd * k, t_reg * k, t_opt * k,
+                name, steps, t_fwd * k, t_loss * k, t_bwd * k, t_reg * k, t_opt * k,
                 (t_fwd + t_loss + t_bwd + t_reg + t_opt) * k);
 }
 
@@ -138,7 +139,8 @@ int main(int argc, char** argv) {
     const double md = median(t_dst), mn = median(t_dense), mf = median(t_floor);
     std::printf("median s/epoch: DST %.3f  dense %.3f  GEMM floor %.3f\n", md, mn, mf);
     std::printf("ratios: DST/dense %.3f  DST/floor %.3f  dense/floor %.3f\n", md / mn, md / mf, mn / mf);
-    breakdown(data.train, 300);
+    breakdown<dst_net>("DST", data.train, 400);
+    breakdown<dense_net>("dense", data.train, 400);
     if (args.has("--json")) {
         ds::json_object j;
         j.add("dst_seconds_per_epoch", md).add("dense_seconds_per_epoch", mn).add("gemm_floor_seconds", mf)
