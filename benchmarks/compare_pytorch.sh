@@ -19,7 +19,7 @@
 # peak RSS.
 set -euo pipefail
 
-usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 EPOCHS=${EPOCHS:-2}
 REPEATS=${REPEATS:-1}

@@ -278,7 +278,11 @@ def main(argv=None):
         blas_core = blas.openblas_get_corename().decode()
     print(f"torch {torch.__version__}, OpenBLAS kernels {blas_core}, {a.threads} thread(s)", flush=True)
 
-    xtr, ytr, xte, yte, mean, std = load_fashion_mnist(a.data)
+    try:
+        xtr, ytr, xte, yte, mean, std = load_fashion_mnist(a.data)
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     print(f"loaded {a.data}: {xtr.shape[0]} train, {xte.shape[0]} test, "
           f"standardised with mean {mean:.4f} std {std:.4f}", flush=True)
 

@@ -24,11 +24,20 @@ inline float mask_of(float q) {
 }
 
 /// The masked weight for w and threshold t; counts a kept weight in `kept`.
+/// The exact path selects rather than multiplying by a float mask: that form vectorises
+/// without AVX-512 masking and at -O2.
 template <Surrogate S, bool Smooth>
 inline float masked_value(float w, float t, std::uint32_t& kept) {
-    const float m = mask_of<S, Smooth>(std::fabs(w) - t);
-    kept += m != 0.0f ? 1u : 0u;
-    return w * m;
+    const float q = std::fabs(w) - t;
+    if constexpr (Smooth) {
+        const float m = S::smooth_step(q);
+        kept += m != 0.0f;
+        return w * m;
+    } else {
+        const bool keep = q > 0.0f;
+        kept += keep;
+        return keep ? w : 0.0f;
+    }
 }
 
 /// masked = W * M(|W| - t); returns the number of mask entries that are non-zero.
@@ -58,24 +67,32 @@ template <Surrogate S, ThresholdGranularity G, bool Smooth>
     return kept;
 }
 
-/// The gradient of one weight: returns dL/dW for G = g and adds G*W*H(Q) to `acc`.
+/// The gradient of one weight: returns dL/dW for G = g and sets `structure` to
+/// G*W*H(Q), its share of -dL/dt.
 template <Surrogate S, bool Smooth>
-inline float weight_gradient(float w, float t, float g, float& acc) {
+inline float weight_gradient(float w, float t, float g, float& structure) {
     const float a = std::fabs(w);
     const float q = a - t;
-    const float h = S::derivative(q);
-    acc += g * w * h;
-    return g * (mask_of<S, Smooth>(q) + a * h);
+    const float gh = g * S::derivative(q);
+    structure = gh * w;
+    if constexpr (Smooth)
+        return g * S::smooth_step(q) + gh * a;
+    else
+        return (q > 0.0f ? g : 0.0f) + gh * a;  // a select, so it vectorises (see above)
 }
 
 /// Turns G = dL/dWm (in `grad`, in place) into dL/dW and writes dL/dt into grad_t:
 ///   dL/dW = G*M + G*|W|*H(Q),   dL/dt_group = -sum over the group of G*W*H(Q).
 /// grad_t is overwritten (the regulariser's share is added later by the trainer).
-/// Row sums use 16 independent partial sums so the loop vectorises; the order of the
-/// additions is fixed, so results are deterministic.
+/// For row-shared thresholds, each row is done in chunks: one loop writes dL/dW and the
+/// per-weight shares into a small buffer, a second adds the shares into 16 partial sums.
+/// (Summing inside the first loop turns the surrogate's select into a branch that stops
+/// GCC from vectorising without AVX-512.) The order of additions is fixed, so results
+/// are deterministic.
 template <Surrogate S, ThresholdGranularity G, bool Smooth>
-[[gnu::noinline]] void mask_backward(const float* __restrict w, const float* __restrict t, std::size_t rows,
-                   std::size_t cols, float* __restrict grad, float* __restrict grad_t) {
+[[gnu::noinline]] void mask_backward(const float* __restrict w, const float* __restrict t,
+                                     std::size_t rows, std::size_t cols, float* __restrict grad,
+                                     float* __restrict grad_t) {
     std::fill(grad_t, grad_t + G::count(rows, cols), 0.0f);
     for (std::size_t i = 0; i < rows; ++i) {
         const float* __restrict wr = w + i * cols;
@@ -83,21 +100,26 @@ template <Surrogate S, ThresholdGranularity G, bool Smooth>
         if constexpr (G::varies_along_row) {
             for (std::size_t j = 0; j < cols; ++j) {
                 const std::size_t k = G::index(i, j, cols);
-                float acc = 0.0f;
-                gr[j] = weight_gradient<S, Smooth>(wr[j], t[k], gr[j], acc);
-                grad_t[k] -= acc;  // several rows may share a threshold
+                float share;
+                gr[j] = weight_gradient<S, Smooth>(wr[j], t[k], gr[j], share);
+                grad_t[k] -= share;  // several rows may share a threshold
             }
         } else {
             const float ti = t[G::index(i, 0, cols)];
-            constexpr std::size_t lanes = 16;
+            constexpr std::size_t lanes = 16, chunk = 512;
+            float share[chunk];
             float acc[lanes] = {};
-            const std::size_t body = cols - cols % lanes;
-            for (std::size_t j = 0; j < body; j += lanes)
-                for (std::size_t l = 0; l < lanes; ++l)
-                    gr[j + l] = weight_gradient<S, Smooth>(wr[j + l], ti, gr[j + l], acc[l]);
-            for (std::size_t j = body; j < cols; ++j) gr[j] = weight_gradient<S, Smooth>(wr[j], ti, gr[j], acc[0]);
+            for (std::size_t j0 = 0; j0 < cols; j0 += chunk) {
+                const std::size_t n = std::min(chunk, cols - j0);
+                for (std::size_t j = 0; j < n; ++j)
+                    gr[j0 + j] = weight_gradient<S, Smooth>(wr[j0 + j], ti, gr[j0 + j], share[j]);
+                const std::size_t body = n - n % lanes;
+                for (std::size_t j = 0; j < body; j += lanes)
+                    for (std::size_t l = 0; l < lanes; ++l) acc[l] += share[j + l];
+                for (std::size_t j = body; j < n; ++j) acc[0] += share[j];
+            }
             float sum = 0.0f;
-            for (float a : acc) sum += a;
+            for (float v : acc) sum += v;
             grad_t[G::index(i, 0, cols)] -= sum;
         }
     }

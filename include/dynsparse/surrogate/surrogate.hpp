@@ -26,12 +26,17 @@ concept Surrogate = requires(float x) {
 /// DST's long-tailed H(x): 2 - 4|x| on |x| <= 0.4, 0.4 on 0.4 < |x| <= 1, else 0.
 struct long_tailed {
     static constexpr std::string_view name = "long_tailed";
-    static constexpr float derivative(float x) {
-        const float a = x < 0 ? -x : x;
-        return a <= 0.4f ? 2.0f - 4.0f * a : (a <= 1.0f ? 0.4f : 0.0f);
+    // Both pieces are computed, then one is selected (and |x| is fabs, not a conditional
+    // negation): no floating-point operation is conditional, so callers vectorise
+    // without AVX-512 masking.
+    static float derivative(float x) {
+        const float a = std::fabs(x);
+        const float centre = 2.0f - 4.0f * a;
+        const float tail = a <= 1.0f ? 0.4f : 0.0f;
+        return a <= 0.4f ? centre : tail;
     }
-    static constexpr float smooth_step(float x) {
-        const float a = x < 0 ? -x : x;
+    static float smooth_step(float x) {
+        const float a = std::fabs(x);
         const float g = a <= 0.4f ? 2.0f * a - 2.0f * a * a
                                   : (a <= 1.0f ? 0.48f + 0.4f * (a - 0.4f) : 0.72f);
         return 0.5f + (x < 0 ? -g : g);
@@ -41,8 +46,8 @@ struct long_tailed {
 /// Straight-through estimator: H(x) = 1 on |x| <= 1, else 0.
 struct straight_through {
     static constexpr std::string_view name = "straight_through";
-    static constexpr float derivative(float x) { return (x >= -1.0f && x <= 1.0f) ? 1.0f : 0.0f; }
-    static constexpr float smooth_step(float x) {
+    static float derivative(float x) { return std::fabs(x) <= 1.0f ? 1.0f : 0.0f; }
+    static float smooth_step(float x) {
         return 0.5f + (x < -1.0f ? -1.0f : (x > 1.0f ? 1.0f : x));
     }
 };
