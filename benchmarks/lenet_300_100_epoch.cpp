@@ -75,43 +75,70 @@ static double gemm_floor(std::size_t samples, std::size_t batch) {
     return since(t0);
 }
 
-/// Times the phases of training steps on real batches.
+/// One network's training state and per-phase time totals.
 template <class Net>
-static void breakdown(const char* name, const ds::dataset& train, std::size_t steps) {
+struct phased {
     Net net;
-    net.initialize(1);
     std::vector<ds::parameter> params;
-    net.for_each_parameter([&](const ds::parameter& p) { params.push_back(p); });
-    ds::sgd opt({.momentum = 0.9f});
-    ds::softmax_cross_entropy loss;
-    ds::matrix x, grad;
-    std::vector<std::uint8_t> y;
-    std::vector<std::size_t> idx(64);
-    double t_fwd = 0, t_loss = 0, t_bwd = 0, t_reg = 0, t_opt = 0;
-    for (std::size_t s = 0; s < steps; ++s) {
-        std::iota(idx.begin(), idx.end(), (s * 64) % (train.size() - 64));
-        ds::gather_batch(train, idx, x, y);
+    ds::sgd opt{{.momentum = 0.9f}};
+    ds::matrix grad;
+    double t[5] = {};  // forward, loss, backward, regulariser, optimizer
+    float alpha;
+    explicit phased(float a) : alpha(a) {
+        net.initialize(1);
+        net.for_each_parameter([&](const ds::parameter& p) { params.push_back(p); });
+    }
+    void step(const ds::matrix& x, const std::vector<std::uint8_t>& y) {
+        ds::softmax_cross_entropy loss;
         auto t0 = clock_type::now();
         const auto& out = net.forward(x, true);
-        t_fwd += since(t0);
+        t[0] += since(t0);
         t0 = clock_type::now();
         loss.value_and_gradient(out, y, grad);
-        t_loss += since(t0);
+        t[1] += since(t0);
         t0 = clock_type::now();
         net.backward(grad);
-        t_bwd += since(t0);
+        t[2] += since(t0);
         t0 = clock_type::now();
-        ds::apply_sparse_regulariser(params, 5e-4f);
-        t_reg += since(t0);
+        ds::apply_sparse_regulariser(params, alpha);
+        t[3] += since(t0);
         t0 = clock_type::now();
         opt.step(params, 0.01f);
-        t_opt += since(t0);
+        t[4] += since(t0);
     }
-    const double k = 1e3 / static_cast<double>(steps);
-    std::printf("%-5s step breakdown (ms/step over %zu steps): forward %.3f  loss %.3f  backward %.3f"
-                "  regulariser %.3f  optimizer %.3f  total %.3f\n",
-                name, steps, t_fwd * k, t_loss * k, t_bwd * k, t_reg * k, t_opt * k,
-                (t_fwd + t_loss + t_bwd + t_reg + t_opt) * k);
+    void print(const char* name, std::size_t steps) const {
+        const double k = 1e3 / static_cast<double>(steps);
+        std::printf("%-5s ms/step: forward %.3f  loss %.3f  backward %.3f  regulariser %.3f"
+                    "  optimizer %.3f  total %.3f\n",
+                    name, t[0] * k, t[1] * k, t[2] * k, t[3] * k, t[4] * k,
+                    (t[0] + t[1] + t[2] + t[3] + t[4]) * k);
+    }
+};
+
+/// Times the phases of DST and dense steps, alternating step by step on the same shuffled
+/// batches so that the machine's load falls on both alike.
+static void breakdown(const ds::dataset& train, std::size_t steps) {
+    const ds::flush_denormals_scope ftz;  // as the trainer does
+    phased<dst_net> dst(5e-4f);
+    phased<dense_net> dense(0.0f);
+    ds::rng gen(1);
+    std::vector<std::size_t> order(train.size());
+    std::iota(order.begin(), order.end(), std::size_t{0});
+    gen.shuffle(std::span<std::size_t>(order));
+    ds::matrix x;
+    std::vector<std::uint8_t> y;
+    for (std::size_t s = 0; s < steps; ++s) {
+        const std::size_t first = (s * 64) % (train.size() - 64);
+        ds::gather_batch(train, std::span<const std::size_t>(order.data() + first, 64), x, y);
+        dst.step(x, y);
+        dense.step(x, y);
+    }
+    std::printf("step breakdown over %zu alternating steps:\n", steps);
+    dst.print("DST", steps);
+    dense.print("dense", steps);
+    const double total_dst = dst.t[0] + dst.t[1] + dst.t[2] + dst.t[3] + dst.t[4];
+    const double total_dense = dense.t[0] + dense.t[1] + dense.t[2] + dense.t[3] + dense.t[4];
+    std::printf("step ratio DST/dense %.3f\n", total_dst / total_dense);
 }
 
 int main(int argc, char** argv) {
@@ -139,8 +166,7 @@ int main(int argc, char** argv) {
     const double md = median(t_dst), mn = median(t_dense), mf = median(t_floor);
     std::printf("median s/epoch: DST %.3f  dense %.3f  GEMM floor %.3f\n", md, mn, mf);
     std::printf("ratios: DST/dense %.3f  DST/floor %.3f  dense/floor %.3f\n", md / mn, md / mf, mn / mf);
-    breakdown<dst_net>("DST", data.train, 400);
-    breakdown<dense_net>("dense", data.train, 400);
+    breakdown(data.train, 2000);
     if (args.has("--json")) {
         ds::json_object j;
         j.add("dst_seconds_per_epoch", md).add("dense_seconds_per_epoch", mn).add("gemm_floor_seconds", mf)

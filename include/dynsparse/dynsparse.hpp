@@ -2,6 +2,7 @@
 // Umbrella header: everything a user needs to spell and train a DST network.
 // Library code includes the narrow headers instead.
 #include "dynsparse/core/blas.hpp"
+#include "dynsparse/core/denormals.hpp"
 #include "dynsparse/core/error.hpp"
 #include "dynsparse/core/rng.hpp"
 #include "dynsparse/core/shape.hpp"

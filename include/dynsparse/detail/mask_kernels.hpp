@@ -40,14 +40,16 @@ inline float masked_value(float w, float t, std::uint32_t& kept) {
     }
 }
 
-/// masked = W * M(|W| - t); returns the number of mask entries that are non-zero.
+/// masked = W * M(|W| - t) for rows [row_begin, row_end) of the rows x cols matrices w and
+/// masked (full-matrix pointers); returns the number of mask entries that are non-zero.
 /// Written in blocks of 16 lanes so that it vectorises even at -O2.
 template <Surrogate S, ThresholdGranularity G, bool Smooth>
-[[gnu::noinline]] std::size_t apply_mask(const float* __restrict w, const float* __restrict t, std::size_t rows,
-                       std::size_t cols, float* __restrict masked) {
+[[gnu::noinline]] std::size_t apply_mask(const float* __restrict w, const float* __restrict t,
+                                         std::size_t row_begin, std::size_t row_end,
+                                         std::size_t cols, float* __restrict masked) {
     constexpr std::size_t lanes = 16;
     std::size_t kept = 0;
-    for (std::size_t i = 0; i < rows; ++i) {
+    for (std::size_t i = row_begin; i < row_end; ++i) {
         const float* __restrict wr = w + i * cols;
         float* __restrict mr = masked + i * cols;
         std::uint32_t count[lanes] = {};
@@ -83,7 +85,8 @@ inline float weight_gradient(float w, float t, float g, float& structure) {
 
 /// Turns G = dL/dWm (in `grad`, in place) into dL/dW and writes dL/dt into grad_t:
 ///   dL/dW = G*M + G*|W|*H(Q),   dL/dt_group = -sum over the group of G*W*H(Q).
-/// grad_t is overwritten (the regulariser's share is added later by the trainer).
+/// Works on rows [row_begin, row_end) (full-matrix pointers) and subtracts from grad_t,
+/// which the caller zeroes first (the regulariser's share is added later by the trainer).
 /// For row-shared thresholds, each row is done in chunks: one loop writes dL/dW and the
 /// per-weight shares into a small buffer, a second adds the shares into 16 partial sums.
 /// (Summing inside the first loop turns the surrogate's select into a branch that stops
@@ -91,10 +94,9 @@ inline float weight_gradient(float w, float t, float g, float& structure) {
 /// are deterministic.
 template <Surrogate S, ThresholdGranularity G, bool Smooth>
 [[gnu::noinline]] void mask_backward(const float* __restrict w, const float* __restrict t,
-                                     std::size_t rows, std::size_t cols, float* __restrict grad,
-                                     float* __restrict grad_t) {
-    std::fill(grad_t, grad_t + G::count(rows, cols), 0.0f);
-    for (std::size_t i = 0; i < rows; ++i) {
+                                     std::size_t row_begin, std::size_t row_end, std::size_t cols,
+                                     float* __restrict grad, float* __restrict grad_t) {
+    for (std::size_t i = row_begin; i < row_end; ++i) {
         const float* __restrict wr = w + i * cols;
         float* __restrict gr = grad + i * cols;
         if constexpr (G::varies_along_row) {

@@ -37,12 +37,39 @@ namespace dynsparse {
 enum class parameter_kind { weight, bias, threshold };
 
 /// A view of one trainable tensor and its gradient, handed to optimizers.
+///
+/// `on_update` lets a layer derive data from fresh values while they are still in cache:
+/// an optimizer that supports it reports, after changing value[begin, end), that range,
+/// in increasing order and in whole multiples of `granule` elements (masked layers
+/// recompute the mask of those rows there, saving a pass over W per step). Optimizers
+/// that ignore it stay correct: the layer then recomputes in its next forward pass.
 struct parameter {
     std::string_view name;
     parameter_kind kind;
     std::span<float> value;
     std::span<float> gradient;
+    void (*on_update)(void* context, std::size_t begin, std::size_t end) = nullptr;
+    void* context = nullptr;
+    std::size_t granule = 1;
+
+    void updated(std::size_t begin, std::size_t end) const {
+        if (on_update != nullptr) on_update(context, begin, end);
+    }
 };
+
+/// Runs f(begin, end) over [0, n) in chunks of about `target` elements that are whole
+/// multiples of the parameter's granule, then reports each chunk to the parameter.
+template <class F>
+void for_each_chunk(const parameter& p, F&& f, std::size_t target = 4096) {
+    const std::size_t n = p.value.size();
+    const std::size_t g = p.granule == 0 ? 1 : p.granule;
+    const std::size_t chunk = g * (target > g ? target / g : 1);
+    for (std::size_t b = 0; b < n; b += chunk) {
+        const std::size_t e = b + chunk < n ? b + chunk : n;
+        f(b, e);
+        p.updated(b, e);
+    }
+}
 
 namespace detail {
 struct parameter_sink {

@@ -8,8 +8,10 @@
 // where H is the Surrogate's derivative and the group of a threshold is set by the
 // Granularity. If a forward pass keeps <= 1% of the weights, the thresholds are reset
 // to 0 and the mask recomputed (the reference code's rule; switchable, counted).
+#include <algorithm>
 #include <string>
 
+#include "dynsparse/core/blas.hpp"
 #include "dynsparse/core/shape.hpp"
 #include "dynsparse/detail/init.hpp"
 #include "dynsparse/detail/linear_kernels.hpp"
@@ -51,7 +53,12 @@ public:
     }
 
     void forward(const matrix& x, matrix& y, bool /*training*/) {
-        update_mask();
+        // Use the mask made during the optimizer step just once; otherwise recompute, so
+        // parameters written any other way (spans, tests, checkpoints) are always seen.
+        if (mask_fresh_)
+            mask_fresh_ = false;
+        else
+            update_mask();
         detail::linear_forward(x, masked_weight_.data(), bias_.data(), Out, In, y);
     }
 
@@ -59,33 +66,38 @@ public:
         // grad_weight_ first receives dL/dWm, then the mask pass turns it into dL/dW.
         detail::linear_backward(x, masked_weight_.data(), dy, Out, In, grad_weight_.data(),
                                 grad_bias_.data(), dx);
+        grad_threshold_.fill(0.0f);
         if (smooth_forward_)
-            detail::mask_backward<S, G, true>(weight_.data(), threshold_.data(), Out, In,
+            detail::mask_backward<S, G, true>(weight_.data(), threshold_.data(), 0, Out, In,
                                               grad_weight_.data(), grad_threshold_.data());
         else
-            detail::mask_backward<S, G, false>(weight_.data(), threshold_.data(), Out, In,
+            detail::mask_backward<S, G, false>(weight_.data(), threshold_.data(), 0, Out, In,
                                                grad_weight_.data(), grad_threshold_.data());
+        mask_fresh_ = false;
     }
 
+    /// Thresholds come before weights, so an optimizer that reports its updates lets the
+    /// weights' report compute the next mask from the new thresholds and the new weights,
+    /// a few rows at a time, while they are in cache (see parameter::on_update).
     template <class F>
     void for_each_parameter(F&& f) {
-        f(parameter{"weight", parameter_kind::weight, {weight_.data(), weight_.size()},
-                    {grad_weight_.data(), grad_weight_.size()}});
-        f(parameter{"bias", parameter_kind::bias, {bias_.data(), bias_.size()},
-                    {grad_bias_.data(), grad_bias_.size()}});
         f(parameter{"threshold", parameter_kind::threshold, {threshold_.data(), threshold_.size()},
                     {grad_threshold_.data(), grad_threshold_.size()}});
+        f(parameter{"weight", parameter_kind::weight, {weight_.data(), weight_.size()},
+                    {grad_weight_.data(), grad_weight_.size()}, &weights_updated, this, In});
+        f(parameter{"bias", parameter_kind::bias, {bias_.data(), bias_.size()},
+                    {grad_bias_.data(), grad_bias_.size()}});
     }
 
     /// Recomputes the mask and masked weights from W and t, applying the reset rule.
     void update_mask() {
-        kept_ = compute_mask();
-        if (reset_rule_ && kept_ * 100 <= Out * In) {
-            threshold_.fill(0);
-            ++resets_;
-            kept_ = compute_mask();
-        }
+        kept_ = mask_rows(0, Out);
+        apply_reset_rule();
     }
+
+    /// Drops a mask made during the last optimizer step (the next forward recomputes it).
+    /// Call after writing W or t through their spans between a step and the next forward.
+    void invalidate_mask() { mask_fresh_ = false; }
 
     mask_statistics statistics() const {
         mask_statistics s;
@@ -102,24 +114,61 @@ public:
 
     /// Testing aid: forward with the surrogate's smooth step instead of the exact step,
     /// so finite differences of the forward check the backward pass.
-    void set_smooth_forward(bool on) { smooth_forward_ = on; }
+    void set_smooth_forward(bool on) {
+        smooth_forward_ = on;
+        invalidate_mask();
+    }
 
-    std::span<float> thresholds() { return {threshold_.data(), threshold_.size()}; }
-    matrix& weight() { return weight_; }
+    // Mutable access may change W or t: the next forward recomputes the mask.
+    std::span<float> thresholds() {
+        invalidate_mask();
+        return {threshold_.data(), threshold_.size()};
+    }
+    matrix& weight() {
+        invalidate_mask();
+        return weight_;
+    }
     vector& bias() { return bias_; }
-    vector& threshold() { return threshold_; }
+    vector& threshold() {
+        invalidate_mask();
+        return threshold_;
+    }
+    const matrix& weight() const { return weight_; }
+    const vector& threshold() const { return threshold_; }
     const matrix& masked_weight() const { return masked_weight_; }
     const matrix& weight_gradient() const { return grad_weight_; }
     const vector& bias_gradient() const { return grad_bias_; }
     const vector& threshold_gradient() const { return grad_threshold_; }
 
 private:
-    std::size_t compute_mask() {
+    /// The optimizer has updated W[begin, end) (whole rows, in order) after t: mask them.
+    static void weights_updated(void* self_ptr, std::size_t begin, std::size_t end) {
+        auto& self = *static_cast<masked_dense_layer*>(self_ptr);
+        if (begin == 0) self.pending_kept_ = 0;
+        self.pending_kept_ += self.mask_rows(begin / In, end / In);
+        if (end == Out * In) {
+            self.kept_ = self.pending_kept_;
+            self.apply_reset_rule();
+            self.mask_fresh_ = true;
+        }
+    }
+
+    std::size_t mask_rows(std::size_t r0, std::size_t r1) {
         return smooth_forward_
-                   ? detail::apply_mask<S, G, true>(weight_.data(), threshold_.data(), Out, In,
+                   ? detail::apply_mask<S, G, true>(weight_.data(), threshold_.data(), r0, r1, In,
                                                     masked_weight_.data())
-                   : detail::apply_mask<S, G, false>(weight_.data(), threshold_.data(), Out, In,
+                   : detail::apply_mask<S, G, false>(weight_.data(), threshold_.data(), r0, r1, In,
                                                      masked_weight_.data());
+    }
+
+    /// The reference code's rule: a layer keeping <= 1% of its weights gets its thresholds
+    /// reset to 0. Returns true when it fired (the mask has then been recomputed).
+    bool apply_reset_rule() {
+        if (!reset_rule_ || kept_ * 100 > Out * In) return false;
+        threshold_.fill(0);
+        ++resets_;
+        kept_ = mask_rows(0, Out);
+        return true;
     }
 
     matrix weight_;
@@ -130,7 +179,9 @@ private:
     vector grad_bias_;
     vector grad_threshold_;
     std::size_t kept_ = Out * In;
+    std::size_t pending_kept_ = 0;
     std::size_t resets_ = 0;
+    bool mask_fresh_ = false;
     bool reset_rule_ = true;
     bool smooth_forward_ = false;
 };

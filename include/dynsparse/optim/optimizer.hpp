@@ -3,7 +3,8 @@
 //
 // An Optimizer is called once per step with every trainable parameter of the network in
 // a fixed order (the network's for_each_parameter order) and the learning rate of the
-// step. It keeps its own state (momentum buffers, moments) indexed by that order, so
+// step. It updates the parameters in that order and should report updated ranges
+// through parameter::updated (for_each_chunk does both). It keeps its own state (momentum buffers, moments) indexed by that order, so
 // the same optimizer must not be shared between networks. state()/set_state() expose
 // that state as flat float vectors for checkpoints.
 #include <cmath>
@@ -53,20 +54,32 @@ public:
         for (std::size_t p = 0; p < params.size(); ++p) {
             const parameter& prm = params[p];
             const float wd = decays(prm.kind) ? opt_.weight_decay : 0.0f;
-            float* v = prm.value.data();
-            const float* g = prm.gradient.data();
-            const std::size_t n = prm.value.size();
+            float* __restrict v = prm.value.data();
+            const float* __restrict g = prm.gradient.data();
             if (opt_.momentum == 0) {
-                for (std::size_t i = 0; i < n; ++i) v[i] -= lr * (g[i] + wd * v[i]);
+                for_each_chunk(prm, [&](std::size_t b, std::size_t e) {
+                    for (std::size_t i = b; i < e; ++i) v[i] -= lr * (g[i] + wd * v[i]);
+                });
                 continue;
             }
-            float* b = buffers_[p].data();
+            float* __restrict buf = buffers_[p].data();
             const float m = opt_.momentum;
             const float keep = started_ ? m : 0.0f;  // first step: b = g
-            for (std::size_t i = 0; i < n; ++i) {
-                const float gi = g[i] + wd * v[i];
-                b[i] = keep * b[i] + gi;
-                v[i] -= lr * (opt_.nesterov ? gi + m * b[i] : b[i]);
+            if (opt_.nesterov) {
+                for_each_chunk(prm, [&](std::size_t b, std::size_t e) {
+                    for (std::size_t i = b; i < e; ++i) {
+                        const float gi = g[i] + wd * v[i];
+                        buf[i] = keep * buf[i] + gi;
+                        v[i] -= lr * (gi + m * buf[i]);
+                    }
+                });
+            } else {
+                for_each_chunk(prm, [&](std::size_t b, std::size_t e) {
+                    for (std::size_t i = b; i < e; ++i) {
+                        buf[i] = keep * buf[i] + (g[i] + wd * v[i]);
+                        v[i] -= lr * buf[i];
+                    }
+                });
             }
         }
         started_ = true;
@@ -112,16 +125,18 @@ public:
             const parameter& prm = params[p];
             const bool decay = prm.kind != parameter_kind::threshold || opt_.decay_thresholds;
             const float wd = decay ? opt_.weight_decay : 0.0f;
-            float* w = prm.value.data();
-            const float* g = prm.gradient.data();
-            float* m = m_[p].data();
-            float* v = v_[p].data();
-            for (std::size_t i = 0; i < prm.value.size(); ++i) {
-                const float gi = g[i] + wd * w[i];
-                m[i] = opt_.beta1 * m[i] + (1 - opt_.beta1) * gi;
-                v[i] = opt_.beta2 * v[i] + (1 - opt_.beta2) * gi * gi;
-                w[i] -= step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_c2 + opt_.epsilon);
-            }
+            float* __restrict w = prm.value.data();
+            const float* __restrict g = prm.gradient.data();
+            float* __restrict m = m_[p].data();
+            float* __restrict v = v_[p].data();
+            for_each_chunk(prm, [&](std::size_t b, std::size_t e) {
+                for (std::size_t i = b; i < e; ++i) {
+                    const float gi = g[i] + wd * w[i];
+                    m[i] = opt_.beta1 * m[i] + (1 - opt_.beta1) * gi;
+                    v[i] = opt_.beta2 * v[i] + (1 - opt_.beta2) * gi * gi;
+                    w[i] -= step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_c2 + opt_.epsilon);
+                }
+            });
         }
     }
 

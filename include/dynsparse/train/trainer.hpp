@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "dynsparse/core/denormals.hpp"
 #include "dynsparse/core/error.hpp"
 #include "dynsparse/core/rng.hpp"
 #include "dynsparse/data/dataset.hpp"
@@ -35,6 +36,7 @@ struct train_config {
     lr_schedule schedule = constant_lr(0.01f);
     std::uint64_t seed = 1;                  ///< shuffling (initialisation is the network's)
     bool progress = true;                    ///< progress bar when stderr is a terminal
+    bool flush_denormals = true;             ///< FTZ/DAZ while training (see core/denormals.hpp)
     std::ostream* log = nullptr;             ///< per-epoch report lines; null = silent
 };
 
@@ -140,6 +142,7 @@ public:
     /// One pass over the shuffled training set; returns its report without evaluation.
     epoch_report train_epoch(const dataset& train) {
         check_dataset(train, "training set");
+        const flush_denormals_scope ftz(cfg_.flush_denormals);
         epoch_report r;
         r.epoch = ++epoch_;
         r.learning_rate = cfg_.schedule(epoch_ - 1, cfg_.epochs);
@@ -171,6 +174,11 @@ public:
             progress_.update(s, loss_sum / static_cast<double>(s + 1), first + count);
         }
         progress_.finish();
+        // A mask made during the last optimizer step must not outlive the epoch (users may
+        // write parameters before the next forward).
+        net_.for_each_masked_layer([](auto& l, std::size_t) {
+            if constexpr (requires { l.invalidate_mask(); }) l.invalidate_mask();
+        });
         r.train_seconds = seconds_since(t0);
         r.train_loss = loss_sum / static_cast<double>(steps);
         r.regulariser = regulariser_value();
@@ -194,6 +202,7 @@ public:
     /// Loss and accuracy on a dataset, in evaluation mode, without changing any parameter
     /// other than through the masked layers' reset rule.
     evaluation evaluate(const dataset& data) {
+        const flush_denormals_scope ftz(cfg_.flush_denormals);
         evaluation ev;
         ev.samples = data.size();
         if (data.size() == 0) return ev;
