@@ -35,18 +35,7 @@ fi
 packages=(cmake g++ make libxtensor-dev libxtensor-blas-dev libopenblas-dev doctest-dev
           zlib1g-dev dataset-fashion-mnist libbenchmark-dev)
 
-install_missing_packages() {
-    local missing=() pkg
-    for pkg in "$@"; do
-        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
-    done
-    [[ ${#missing[@]} -eq 0 ]] && return 0
-    echo "test.sh: installing missing packages: ${missing[*]}"
-    local sudo=()
-    [[ $(id -u) -ne 0 ]] && sudo=(sudo)
-    "${sudo[@]}" apt-get update
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
-}
+source scripts/install_packages.sh
 
 install_missing_packages "${packages[@]}"
 
