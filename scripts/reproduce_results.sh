@@ -21,7 +21,6 @@ run() {  # name, flags...
         echo "== $name seed $seed"
         "$bin" --quiet --seed "$seed" --json "$out/$name-seed$seed.json" "$@" "${extra[@]}" \
             > "$out/$name-seed$seed.log"
-        tail -n 1 "$out/$name-seed$seed.log" >/dev/null
     done
 }
 extra=("$@")

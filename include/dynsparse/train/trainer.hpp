@@ -165,7 +165,7 @@ public:
                 progress_.finish();
                 std::ostringstream msg;
                 msg << "training diverged: the loss is " << loss << " at epoch " << epoch_
-                    << ", step " << s + 1 << " of " << steps << " (global step " << global_step_
+                    << ", step " << s + 1 << " of " << steps << " (global step " << global_step_ + 1
                     << ", learning rate " << r.learning_rate
                     << "); try a smaller learning rate or alpha";
                 throw training_diverged(msg.str());
