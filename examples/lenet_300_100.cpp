@@ -7,13 +7,19 @@
 //
 //   lenet_300_100 [--data DIR] [--epochs 20] [--batch 64] [--lr 0.01] [--momentum 0.9]
 //                 [--alpha 5e-4] [--seed 1] [--dense] [--surrogate long_tailed|ste|sigmoid]
-//                 [--granularity per_neuron|scalar] [--json PATH] [--threads 1] ...
+//                 [--granularity per_neuron|scalar] [--json PATH] [--threads 1]
+//                 [--target-remaining R] [--csv PATH] [--log-every N] ...
+//
+// --target-remaining shows target-sparsity mode (train/target_sparsity.hpp): alpha is
+// adapted during training so the model ends at the asked remaining ratio; --csv writes the
+// training log of train/csv_log.hpp (scripts/plot.sh draws it).
 #include <dynsparse/dynsparse.hpp>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <memory>
 
 #include "common/cli.hpp"
 
@@ -56,12 +62,19 @@ constexpr const char* usage = R"(Train LeNet-300-100 with Dynamic Sparse Trainin
   --train-limit N      use only the first N training samples (0 = all)
   --threads N          BLAS threads (1)
   --json PATH          write a summary of the run as JSON
+  --target-remaining R adapt alpha during training so that the model ends with this
+                       remaining ratio, R in (0, 1), e.g. 0.05; --alpha is the start
+  --csv PATH           write a training log (per epoch, and per --log-every steps)
+  --log-every N        also log every N steps to the CSV (0 = epoch rows only)
   --quiet              no per-layer lines, no progress bar
 )";
 
 struct run_options {
     std::size_t epochs, batch, threads, train_limit;
     float lr, momentum, alpha, weight_decay, val_fraction;
+    double target_remaining;
+    std::size_t log_every;
+    std::string csv;
     bool nesterov, reset_rule, quiet;
     std::uint64_t seed;
     std::string schedule, milestones, json, surrogate, granularity;
@@ -95,6 +108,7 @@ struct run_result {
     ds::evaluation test;
     std::vector<ds::layer_report> layers;
     double wall_seconds = 0;
+    float final_alpha = 0;
 };
 
 /// The only code instantiated per network type: build, train, evaluate.
@@ -122,9 +136,28 @@ run_result train(const run_options& o, const ds::dataset& train_set, const ds::d
     // [train]
     std::cout << "network:\n" << Net::describe();
 
+    if (o.target_remaining > 0) {
+        if (o.dense) throw std::invalid_argument("--target-remaining needs DST (not --dense)");
+        ds::target_remaining_options t;
+        t.target = o.target_remaining;
+        ds::attach_target_remaining(trainer, t, train_set.size());
+        std::cout << "target-sparsity mode: remaining ratio " << o.target_remaining
+                  << ", alpha adapted from " << trainer.alpha() << "\n";
+    }
+    std::unique_ptr<ds::csv_log> csv;
+    if (!o.csv.empty()) {
+        csv = std::make_unique<ds::csv_log>(o.csv, eval_is_test ? "test" : "validation",
+                                            o.log_every);
+        csv->attach(trainer);
+    }
+    const std::size_t steps_per_epoch = (train_set.size() + o.batch - 1) / o.batch;
+
     run_result r;
     const auto start = std::chrono::steady_clock::now();
-    r.history = trainer.fit(train_set, eval_set);
+    r.history = trainer.fit(train_set, eval_set, [&](const ds::epoch_report& e) {
+        if (csv) csv->record_epoch(net, e, steps_per_epoch);
+    });
+    r.final_alpha = trainer.alpha();
     r.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     r.test = eval_is_test ? r.history.back().eval : trainer.evaluate(test_set);
     r.layers = ds::sparsity_report(net);
@@ -156,6 +189,10 @@ void report(const run_options& o, const run_result& r, bool eval_is_test) {
     std::printf("test accuracy    %.2f%%  (test loss %.4f, %zu samples)\n", r.test.accuracy,
                 r.test.loss, r.test.samples);
     std::printf("remaining ratio  %.2f%% of the masked weights\n", 100.0 * remaining);
+    if (o.target_remaining > 0)
+        std::printf("target           %.2f%% (off by %+.2f points), final alpha %.4g\n",
+                    100.0 * o.target_remaining, 100.0 * (remaining - o.target_remaining),
+                    static_cast<double>(r.final_alpha));
     for (const auto& l : r.layers)
         std::printf("   [%zu] %-40s %6.2f%% of %zu (resets %zu)\n", l.index, l.name.c_str(),
                     100.0 * l.stats.remaining(), l.stats.total, l.stats.resets);
@@ -184,6 +221,11 @@ void report(const run_options& o, const run_result& r, bool eval_is_test) {
         .add("lr", static_cast<double>(o.lr))
         .add("momentum", static_cast<double>(o.momentum))
         .add("alpha", static_cast<double>(o.dense ? 0.0f : o.alpha))
+        .add("final_alpha", static_cast<double>(r.final_alpha))
+        .add("target_remaining", o.target_remaining)
+        .add("val_fraction", static_cast<double>(o.val_fraction))
+        .add("final_eval_accuracy", r.history.back().eval.accuracy)
+        .add("csv", o.csv)
         .add("seed", static_cast<std::size_t>(o.seed))
         .add("threads", o.threads)
         .add("blas_core", ds::blas_core_name())
@@ -214,7 +256,7 @@ int main(int argc, char** argv) {
             argc, argv,
             {"--data", "--epochs", "--batch", "--lr", "--momentum", "--weight-decay", "--schedule",
              "--milestones", "--alpha", "--seed", "--surrogate", "--granularity", "--val-fraction",
-             "--train-limit", "--threads", "--json"},
+             "--train-limit", "--threads", "--json", "--target-remaining", "--csv", "--log-every"},
             {"--help", "--dense", "--nesterov", "--no-reset", "--quiet"});
         if (args.has("--help")) {
             std::cout << usage;
@@ -240,6 +282,11 @@ int main(int argc, char** argv) {
         o.threads = args.count("--threads", 1);
         o.json = args.text("--json", "");
         o.quiet = args.has("--quiet");
+        o.target_remaining = args.real("--target-remaining", 0.0);
+        if (args.has("--target-remaining") && !(o.target_remaining > 0 && o.target_remaining < 1))
+            throw std::invalid_argument("--target-remaining expects a ratio in (0, 1), e.g. 0.05");
+        o.csv = args.text("--csv", "");
+        o.log_every = args.count("--log-every", 0);
         if (o.epochs == 0 || o.batch == 0 || o.threads == 0)
             throw std::invalid_argument("--epochs, --batch and --threads must be positive");
         if (o.schedule == "multistep" && o.milestones.empty())

@@ -203,3 +203,43 @@ TEST_CASE("SGD without update reports still trains masked layers correctly") {
     // Both are plain SGD: the fused mask path must not change a single bit.
     CHECK(all_parameters(a) == all_parameters(b));
 }
+
+TEST_CASE("step callbacks see every step, and set_alpha changes alpha from the next step") {
+    tiny_dst net;
+    net.initialize(5);
+    ds::trainer<tiny_dst> tr(net, {}, ds::sgd({.momentum = 0.9f}), quiet_config(2, 1e-3f));
+    std::vector<ds::step_report> seen;
+    tr.add_step_callback([&](const ds::step_report& s) {
+        seen.push_back(s);
+        if (s.global_step == 5) tr.set_alpha(2e-2f);
+    });
+    const auto history = tr.fit(blobs(80, 1), blobs(30, 2));  // 5 steps per epoch
+    REQUIRE(seen.size() == 10);
+    for (std::size_t i = 0; i < seen.size(); ++i) {
+        CHECK(seen[i].global_step == i + 1);
+        CHECK(seen[i].epoch == i / 5 + 1);
+        CHECK(seen[i].step_in_epoch == i % 5 + 1);
+        CHECK(seen[i].steps_per_epoch == 5);
+        CHECK(seen[i].total_steps == 10);
+        CHECK(std::isfinite(seen[i].loss));
+        CHECK(seen[i].alpha == (i < 5 ? 1e-3f : 2e-2f));
+    }
+    CHECK(history[0].alpha == 2e-2f);  // the alpha at the end of the epoch
+    CHECK(tr.alpha() == 2e-2f);
+    CHECK_THROWS_AS(tr.set_alpha(-1.0f), ds::invalid_argument);
+    CHECK_THROWS_AS(tr.set_alpha(std::numeric_limits<float>::quiet_NaN()), ds::invalid_argument);
+}
+
+TEST_CASE("an observing step callback does not change training") {
+    auto run = [](bool observe) {
+        tiny_dst net;
+        net.initialize(7);
+        ds::trainer<tiny_dst> tr(net, {}, ds::sgd({.momentum = 0.9f}), quiet_config(2, 1e-3f));
+        std::size_t calls = 0;
+        if (observe) tr.add_step_callback([&](const ds::step_report&) { ++calls; });
+        tr.fit(blobs(80, 1), blobs(30, 2));
+        CHECK(calls == (observe ? 10u : 0u));
+        return all_parameters(net);
+    };
+    CHECK(run(true) == run(false));
+}

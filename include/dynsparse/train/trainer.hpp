@@ -2,7 +2,9 @@
 // trainer<Net, Loss, Optimizer>: the generic training loop, instantiated for one network
 // type. Each step: gather a shuffled batch, forward, loss and its gradient, backward,
 // add the sparse regulariser's gradient to the thresholds, optimizer step. After each
-// epoch: evaluation and a report with the sparsity of every masked layer.
+// epoch: evaluation and a report with the sparsity of every masked layer. Step callbacks
+// (add_step_callback) observe every step and may change alpha (set_alpha): train/csv_log.hpp
+// and train/target_sparsity.hpp are built on them.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -63,6 +65,19 @@ struct epoch_report {
     std::vector<layer_report> layers;
     double train_seconds = 0;       ///< training steps only, evaluation excluded
     double eval_seconds = 0;
+    float alpha = 0;                ///< regulariser weight at the end of the epoch
+};
+
+/// What a step callback sees after each optimisation step (see trainer::add_step_callback).
+struct step_report {
+    std::size_t epoch = 0;            ///< 1-based
+    std::size_t step_in_epoch = 0;    ///< 1-based
+    std::size_t steps_per_epoch = 0;
+    std::size_t global_step = 0;      ///< steps done since construction, this one included
+    std::size_t total_steps = 0;      ///< steps_per_epoch * config.epochs
+    double loss = 0;                  ///< this batch's mean cross-entropy
+    float learning_rate = 0;
+    float alpha = 0;                  ///< the alpha this step used
 };
 
 /// Sparsity of every masked layer of a network, and of the whole model.
@@ -171,6 +186,11 @@ public:
                 throw training_diverged(msg.str());
             }
             loss_sum += loss;
+            if (!step_callbacks_.empty()) {
+                const step_report sr{epoch_, s + 1, steps, global_step_, steps * cfg_.epochs,
+                                     loss, r.learning_rate, cfg_.alpha};
+                for (const auto& f : step_callbacks_) f(sr);
+            }
             progress_.update(s, loss_sum / static_cast<double>(s + 1), first + count);
         }
         progress_.finish();
@@ -183,6 +203,7 @@ public:
         r.train_loss = loss_sum / static_cast<double>(steps);
         r.regulariser = regulariser_value();
         r.resets = total_resets() - resets_before;
+        r.alpha = cfg_.alpha;
         return r;
     }
 
@@ -236,6 +257,23 @@ public:
         return n;
     }
 
+    /// Calls f(step_report) after every optimisation step, in the order added. f may call
+    /// set_alpha (the next step uses the new value) and read the network's statistics
+    /// (masked layers' statistics() then describe the mask after this step's update).
+    void add_step_callback(std::function<void(const step_report&)> f) {
+        if (f) step_callbacks_.push_back(std::move(f));
+    }
+
+    /// Changes the regulariser weight alpha from the next step on (target-sparsity
+    /// control, alpha schedules). Must be finite and >= 0.
+    void set_alpha(float alpha) {
+        if (!std::isfinite(alpha) || alpha < 0)
+            throw invalid_argument("trainer::set_alpha: alpha must be finite and >= 0, got " +
+                                   std::to_string(alpha));
+        cfg_.alpha = alpha;
+    }
+    float alpha() const { return cfg_.alpha; }
+
     Net& network() { return net_; }
     O& optimizer() { return opt_; }
     const train_config& config() const { return cfg_; }
@@ -270,6 +308,7 @@ private:
     std::vector<std::size_t> order_, eval_index_;
     matrix x_, grad_out_;
     std::vector<std::uint8_t> y_;
+    std::vector<std::function<void(const step_report&)>> step_callbacks_;
     std::size_t epoch_ = 0, global_step_ = 0;
 };
 

@@ -1,0 +1,136 @@
+// The CSV training log: header and columns, step and epoch rows, revived/pruned counts
+// that agree with the change in kept weights, and a clear error for a bad path.
+#include <doctest/doctest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "dynsparse/core/rng.hpp"
+#include "dynsparse/layers/activations.hpp"
+#include "dynsparse/layers/masked_dense.hpp"
+#include "dynsparse/train/csv_log.hpp"
+#include "dynsparse/train/trainer.hpp"
+
+namespace ds = dynsparse;
+
+namespace {
+
+struct tiny_dst : ds::sequential<ds::input<8>, ds::masked_dense<16>, ds::relu, ds::masked_dense<3>> {};
+
+ds::dataset blobs(std::size_t n, std::uint64_t seed) {
+    ds::rng gen(seed);
+    ds::dataset d;
+    d.classes = 3;
+    d.images = ds::make_matrix(n, 8);
+    d.labels.resize(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        const auto c = static_cast<std::uint8_t>(gen.below(3));
+        d.labels[i] = c;
+        for (std::size_t f = 0; f < 8; ++f)
+            d.images(i, f) = (f % 3 == c ? 1.5f : 0.0f) + gen.uniform(-0.5f, 0.5f);
+    }
+    return d;
+}
+
+std::vector<std::string> split(const std::string& line) {
+    std::vector<std::string> out;
+    std::stringstream ss(line);
+    std::string cell;
+    while (std::getline(ss, cell, ',')) out.push_back(cell);
+    if (!line.empty() && line.back() == ',') out.emplace_back();
+    return out;
+}
+
+std::vector<std::vector<std::string>> read_csv(const std::filesystem::path& p) {
+    std::ifstream in(p);
+    std::vector<std::vector<std::string>> rows;
+    std::string line;
+    while (std::getline(in, line)) rows.push_back(split(line));
+    return rows;
+}
+
+std::size_t column(const std::vector<std::string>& header, const std::string& name) {
+    for (std::size_t i = 0; i < header.size(); ++i)
+        if (header[i] == name) return i;
+    FAIL("no column " << name);
+    return 0;
+}
+
+}  // namespace
+
+TEST_CASE("csv_log writes step and epoch rows whose revived/pruned counts add up") {
+    const auto path = std::filesystem::temp_directory_path() / "dynsparse_test_csv_log.csv";
+    tiny_dst net;
+    net.initialize(3);
+    ds::train_config cfg;
+    cfg.epochs = 3;
+    cfg.batch_size = 16;
+    cfg.alpha = 0.05f;  // strong, so the masks change between rows
+    cfg.schedule = ds::constant_lr(0.05f);
+    cfg.progress = false;
+    ds::trainer<tiny_dst> tr(net, {}, ds::sgd({.momentum = 0.9f}), cfg);
+    const ds::dataset train = blobs(160, 1), eval = blobs(60, 2);  // 10 steps per epoch
+    {
+        ds::csv_log log(path, "validation", 4);
+        log.attach(tr);
+        tr.fit(train, eval, [&](const ds::epoch_report& e) { log.record_epoch(net, e, 10); });
+        CHECK(log.rows() == 7 + 3);  // step rows at steps 4, 8, ..., 28, and 3 epoch rows
+    }
+    const auto rows = read_csv(path);
+    REQUIRE(rows.size() == 1 + 10);
+    const auto& h = rows[0];
+    CHECK(h.size() == 11 + 2 * 7);
+    CHECK(h[0] == "kind");
+    CHECK(h.back() == "l1_resets");
+    const std::size_t kind = column(h, "kind"), step = column(h, "step"),
+                      set = column(h, "eval_set"), acc = column(h, "eval_accuracy"),
+                      alpha = column(h, "alpha");
+    std::size_t steps = 0, epochs = 0;
+    // Net change in kept weights between consecutive rows = revived - pruned, per layer.
+    std::vector<double> kept_before = {1.0 * 8 * 16, 1.0 * 16 * 3};  // layers start dense
+    bool changed = false;
+    for (std::size_t i = 1; i < rows.size(); ++i) {
+        const auto& r = rows[i];
+        REQUIRE(r.size() == h.size());
+        CHECK(std::stod(r[alpha]) == doctest::Approx(0.05));
+        if (r[kind] == "step") {
+            ++steps;
+            CHECK(std::stoul(r[step]) % 4 == 0);
+            CHECK(r[set].empty());
+            CHECK(r[acc].empty());
+        } else {
+            REQUIRE(r[kind] == "epoch");
+            ++epochs;
+            CHECK(r[set] == "validation");
+            CHECK(std::stod(r[acc]) > 50.0);
+            CHECK(std::stoul(r[step]) == 10 * epochs);
+        }
+        for (std::size_t l = 0; l < 2; ++l) {
+            const double total = l == 0 ? 8 * 16 : 16 * 3;
+            const double kept = std::stod(r[column(h, "l" + std::to_string(l) + "_remaining")]) * total;
+            const double revived = std::stod(r[column(h, "l" + std::to_string(l) + "_revived")]);
+            const double pruned = std::stod(r[column(h, "l" + std::to_string(l) + "_pruned")]);
+            CHECK(kept - kept_before[l] == doctest::Approx(revived - pruned).epsilon(1e-4));
+            changed = changed || pruned > 0;
+            kept_before[l] = kept;
+        }
+    }
+    CHECK(steps == 7);
+    CHECK(epochs == 3);
+    CHECK(changed);  // the counts are not all zero
+    std::filesystem::remove(path);
+}
+
+TEST_CASE("csv_log names the file it cannot open") {
+    const std::string bad = "/nonexistent-dynsparse-dir/log.csv";
+    try {
+        ds::csv_log log(bad);
+        FAIL("no exception");
+    } catch (const ds::data_error& e) {
+        CHECK(std::string(e.what()).find(bad) != std::string::npos);
+    }
+}
