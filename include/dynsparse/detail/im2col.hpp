@@ -1,0 +1,217 @@
+#pragma once
+// Kernels shared by conv2d and masked_conv2d: im2col / col2im and the convolution as one
+// GEMM per sample on the unfolded input.
+//
+// Layout: a sample (C, H, W) is C*H*W contiguous floats, channel-major; a filter bank is
+// the row-major matrix W (c_out x c_in*k*k), row o = filter o as (c_in, kh, kw). The
+// unfolded input of one sample, col (c_in*k*k x oh*ow), has row (c, i, j) holding
+// x[c, oy*s - p + i, ox*s - p + j] (0 outside the image) at column oy*ow + ox, so
+//   y_sample (c_out x oh*ow) = W col + b       (already the channel-major output layout)
+//   dL/dW += dy_sample col^T,   dcol = W^T dy_sample,   dx_sample = col2im(dcol).
+// The whole batch is one GEMM: samples are unfolded side by side into col
+// (c_in*k*k x batch*oh*ow), so the products are large (for LeNet-5-Caffe's second
+// convolution, 50 x 4096 x 500 instead of 64 products of 50 x 64 x 500, and the weight
+// gradient one product with inner size 4096 instead of 64 accumulated ones). The price is
+// a copy of the output and of dy between the GEMM's channel-major layout and the
+// sample-major activations. Measured per step of LeNet-5-Caffe, batch 64: see
+// docs/benchmarks.md.
+#include <algorithm>
+#include <cstddef>
+
+#include "dynsparse/core/blas.hpp"
+#include "dynsparse/core/tensor.hpp"
+
+namespace dynsparse::detail {
+
+/// The static geometry of a 2-D convolution or pooling window.
+struct conv_geometry {
+    std::size_t channels, height, width;  // input sample
+    std::size_t kernel, stride, padding;
+    std::size_t out_height, out_width;
+    constexpr std::size_t cols() const { return channels * kernel * kernel; }    // rows of col
+    constexpr std::size_t positions() const { return out_height * out_width; }  // columns of col
+    constexpr std::size_t in_size() const { return channels * height * width; }
+
+    /// The output positions [lo, hi) along one axis whose input index o*s - p + k lies in
+    /// [0, n).
+    constexpr void valid_range(std::size_t k, std::size_t n, std::size_t out, std::size_t& lo,
+                               std::size_t& hi) const {
+        // o*s + k >= p  <=>  o >= ceil((p - k) / s)
+        lo = k >= padding ? 0 : (padding - k + stride - 1) / stride;
+        // o*s + k - p <= n - 1  <=>  o <= (n - 1 + p - k) / s
+        hi = n - 1 + padding < k ? 0 : (n - 1 + padding - k) / stride + 1;
+        hi = std::min(hi, out);
+        lo = std::min(lo, hi);
+    }
+};
+
+/// Unfolds one sample x (C*H*W) into col (C*k*k x oh*ow, rows `ld` floats apart).
+/// The geometry is a template argument: with its sizes known, the short row copies (24
+/// and 8 floats in LeNet-5-Caffe) compile to a few vector moves instead of library calls.
+template <conv_geometry g>
+inline void im2col(const float* __restrict x, float* __restrict col, std::size_t ld) {
+    constexpr std::size_t k = g.kernel, s = g.stride, p = g.padding;
+    constexpr std::size_t oh = g.out_height, ow = g.out_width, hw = g.height * g.width;
+    for (std::size_t c = 0; c < g.channels; ++c)
+        for (std::size_t i = 0; i < k; ++i) {
+            std::size_t ylo, yhi;
+            g.valid_range(i, g.height, oh, ylo, yhi);
+            for (std::size_t j = 0; j < k; ++j) {
+                std::size_t xlo, xhi;
+                g.valid_range(j, g.width, ow, xlo, xhi);
+                float* __restrict row = col + ((c * k + i) * k + j) * ld;
+                std::fill(row, row + ylo * ow, 0.0f);
+                for (std::size_t oy = ylo; oy < yhi; ++oy) {
+                    float* __restrict r = row + oy * ow;
+                    const float* __restrict src = x + c * hw + (oy * s + i - p) * g.width + j - p;
+                    std::fill(r, r + xlo, 0.0f);
+                    for (std::size_t ox = xlo; ox < xhi; ++ox) r[ox] = src[ox * s];
+                    std::fill(r + xhi, r + ow, 0.0f);
+                }
+                std::fill(row + yhi * ow, row + oh * ow, 0.0f);
+            }
+        }
+}
+
+/// Folds col (C*k*k x oh*ow, rows `ld` floats apart) back into one sample dx (C*H*W),
+/// summing overlaps; dx is overwritten.
+template <conv_geometry g>
+inline void col2im(const float* __restrict col, float* __restrict dx, std::size_t ld) {
+    constexpr std::size_t k = g.kernel, s = g.stride, p = g.padding;
+    constexpr std::size_t oh = g.out_height, ow = g.out_width, hw = g.height * g.width;
+    std::fill(dx, dx + g.in_size(), 0.0f);
+    for (std::size_t c = 0; c < g.channels; ++c)
+        for (std::size_t i = 0; i < k; ++i) {
+            std::size_t ylo, yhi;
+            g.valid_range(i, g.height, oh, ylo, yhi);
+            for (std::size_t j = 0; j < k; ++j) {
+                std::size_t xlo, xhi;
+                g.valid_range(j, g.width, ow, xlo, xhi);
+                const float* __restrict row = col + ((c * k + i) * k + j) * ld;
+                for (std::size_t oy = ylo; oy < yhi; ++oy) {
+                    const float* __restrict r = row + oy * ow;
+                    float* __restrict dst = dx + c * hw + (oy * s + i - p) * g.width + j - p;
+                    for (std::size_t ox = xlo; ox < xhi; ++ox) dst[ox * s] += r[ox];
+                }
+            }
+        }
+}
+
+/// Scratch of a convolution layer, allocated once per batch size.
+struct conv_buffers {
+    matrix col;   // every sample's unfolded input, kept from forward for backward
+    matrix out;   // c_out x batch*positions: the GEMM's output / the gathered dy
+    matrix dcol;  // dL/dcol
+};
+
+#ifdef DYNSPARSE_CONV_PER_SAMPLE
+/// y (batch x c_out*oh*ow) = conv(x, w) + b, one GEMM per sample: each sample is unfolded
+/// into its own block of col (batch blocks of cols x positions) and W col_s is written
+/// straight into the sample's row of y. col is kept for the backward pass.
+template <conv_geometry g>
+void conv_forward(std::size_t out_channels, const matrix& x, const float* w, const float* b,
+                  conv_buffers& buf, matrix& y) {
+    const std::size_t batch = x.shape(0), n = g.positions(), kk = g.cols();
+    const std::size_t out_size = out_channels * n;
+    ensure_shape(y, batch, out_size);
+    ensure_shape(buf.col, batch * kk, n);
+    for (std::size_t r = 0; r < batch; ++r) {
+        float* c = buf.col.data() + r * kk * n;
+        float* yr = y.data() + r * out_size;
+        im2col<g>(x.data() + r * g.in_size(), c, n);
+        for (std::size_t o = 0; o < out_channels; ++o) std::fill(yr + o * n, yr + (o + 1) * n, b[o]);
+        gemm(transpose::no, transpose::no, out_channels, n, kk, 1.0f, w, kk, c, n, 1.0f, yr, n);
+    }
+}
+
+/// grad_w = sum over samples of dy_s col_s^T, grad_b = sums of dy, and, unless dx is
+/// null, dx_s = col2im(W^T dy_s) per sample.
+template <conv_geometry g>
+void conv_backward(std::size_t out_channels, const float* w, const matrix& dy, float* grad_w,
+                   float* grad_b, conv_buffers& buf, matrix* dx) {
+    const std::size_t batch = dy.shape(0), n = g.positions(), kk = g.cols();
+    const std::size_t out_size = out_channels * n;
+    std::fill(grad_b, grad_b + out_channels, 0.0f);
+    if (dx != nullptr) {
+        ensure_shape(*dx, batch, g.in_size());
+        ensure_shape(buf.dcol, kk, n);
+    }
+    for (std::size_t r = 0; r < batch; ++r) {
+        const float* d = dy.data() + r * out_size;
+        gemm(transpose::no, transpose::yes, out_channels, kk, n, 1.0f, d, n,
+             buf.col.data() + r * kk * n, n, r == 0 ? 0.0f : 1.0f, grad_w, kk);
+        for (std::size_t o = 0; o < out_channels; ++o) {
+            float sum = 0.0f;
+            for (std::size_t j = 0; j < n; ++j) sum += d[o * n + j];
+            grad_b[o] += sum;
+        }
+        if (dx != nullptr) {
+            gemm(transpose::yes, transpose::no, kk, n, out_channels, 1.0f, w, kk, d, n, 0.0f,
+                 buf.dcol.data(), n);
+            col2im<g>(buf.dcol.data(), dx->data() + r * g.in_size(), n);
+        }
+    }
+}
+
+#else
+/// y (batch x c_out*oh*ow) = conv(x, w) + b as one GEMM for the whole batch:
+///   col (cols x batch*positions) = the samples unfolded side by side,
+///   out (c_out x batch*positions) = W col, then each sample's block is copied into its
+///   row of y with the bias added. col is kept for the backward pass.
+template <conv_geometry g>
+void conv_forward(std::size_t out_channels, const matrix& x,
+                         const float* w, const float* b, conv_buffers& buf, matrix& y) {
+    const std::size_t batch = x.shape(0), n = g.positions(), kk = g.cols();
+    const std::size_t out_size = out_channels * n, wide = batch * n;
+    ensure_shape(y, batch, out_size);
+    ensure_shape(buf.col, kk, wide);
+    ensure_shape(buf.out, out_channels, wide);
+    for (std::size_t r = 0; r < batch; ++r) im2col<g>(x.data() + r * g.in_size(), buf.col.data() + r * n, wide);
+    gemm(transpose::no, transpose::no, out_channels, wide, kk, 1.0f, w, kk, buf.col.data(), wide, 0.0f,
+         buf.out.data(), wide);
+    for (std::size_t o = 0; o < out_channels; ++o) {
+        const float bo = b[o];
+        for (std::size_t r = 0; r < batch; ++r) {
+            const float* __restrict src = buf.out.data() + o * wide + r * n;
+            float* __restrict dst = y.data() + r * out_size + o * n;
+            for (std::size_t j = 0; j < n; ++j) dst[j] = src[j] + bo;
+        }
+    }
+}
+
+/// grad_w (c_out x cols) = dY col^T with dY (c_out x batch*positions) gathered from dy,
+/// grad_b = sums of dy over samples and positions, and, unless dx is null,
+/// dcol = W^T dY and dx = col2im(dcol) per sample.
+template <conv_geometry g>
+void conv_backward(std::size_t out_channels, const float* w,
+                          const matrix& dy, float* grad_w, float* grad_b, conv_buffers& buf,
+                          matrix* dx) {
+    const std::size_t batch = dy.shape(0), n = g.positions(), kk = g.cols();
+    const std::size_t out_size = out_channels * n, wide = batch * n;
+    ensure_shape(buf.out, out_channels, wide);
+    for (std::size_t o = 0; o < out_channels; ++o) {
+        float sum = 0.0f;
+        for (std::size_t r = 0; r < batch; ++r) {
+            const float* __restrict src = dy.data() + r * out_size + o * n;
+            float* __restrict dst = buf.out.data() + o * wide + r * n;
+            std::copy(src, src + n, dst);
+            float s = 0.0f;
+            for (std::size_t j = 0; j < n; ++j) s += src[j];
+            sum += s;
+        }
+        grad_b[o] = sum;
+    }
+    gemm(transpose::no, transpose::yes, out_channels, kk, wide, 1.0f, buf.out.data(), wide,
+         buf.col.data(), wide, 0.0f, grad_w, kk);
+    if (dx == nullptr) return;
+    ensure_shape(*dx, batch, g.in_size());
+    ensure_shape(buf.dcol, kk, wide);
+    gemm(transpose::yes, transpose::no, kk, wide, out_channels, 1.0f, w, kk, buf.out.data(), wide,
+         0.0f, buf.dcol.data(), wide);
+    for (std::size_t r = 0; r < batch; ++r)
+        col2im<g>(buf.dcol.data() + r * n, dx->data() + r * g.in_size(), wide);
+}
+
+#endif
+
+}  // namespace dynsparse::detail
