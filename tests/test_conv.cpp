@@ -277,7 +277,7 @@ TEST_CASE("masked_conv2d reset rule: a layer keeping <= 1% gets its thresholds r
 
 // ------------------------------------------------------------------ pooling
 TEST_CASE_TEMPLATE("pooling gradients match finite differences", P,
-                   ds::max_pool2d<2>::bind<ds::shape<2, 5, 5>>,
+                   ds::max_pool2d<2>::bind<ds::shape<2, 5, 5>>, ds::max_pool2d<2>::bind<ds::shape<2, 4, 6>>,
                    ds::max_pool2d<3, 2>::bind<ds::shape<2, 7, 6>>,
                    ds::avg_pool2d<2>::bind<ds::shape<2, 5, 5>>,
                    ds::avg_pool2d<3, 1>::bind<ds::shape<2, 5, 4>>) {

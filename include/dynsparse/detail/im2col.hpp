@@ -8,13 +8,15 @@
 // x[c, oy*s - p + i, ox*s - p + j] (0 outside the image) at column oy*ow + ox, so
 //   y_sample (c_out x oh*ow) = W col + b       (already the channel-major output layout)
 //   dL/dW += dy_sample col^T,   dcol = W^T dy_sample,   dx_sample = col2im(dcol).
-// The whole batch is one GEMM: samples are unfolded side by side into col
-// (c_in*k*k x batch*oh*ow), so the products are large (for LeNet-5-Caffe's second
-// convolution, 50 x 4096 x 500 instead of 64 products of 50 x 64 x 500, and the weight
-// gradient one product with inner size 4096 instead of 64 accumulated ones). The price is
-// a copy of the output and of dy between the GEMM's channel-major layout and the
-// sample-major activations. Measured per step of LeNet-5-Caffe, batch 64: see
-// docs/benchmarks.md.
+// One GEMM per sample, writing straight into the sample's output row; each sample is
+// unfolded into its own block of col, which stays in cache from im2col to the GEMM and is
+// kept for the backward pass. Measured against one GEMM for the whole batch (samples
+// unfolded side by side, c_in*k*k x batch*oh*ow, then the output and dy copied between
+// the GEMM's channel-major layout and the sample-major rows): a LeNet-5-Caffe DST step at
+// batch 64 took 17.8 ms per sample against 23.5 ms batched (lenet5_caffe_step, same run).
+// The big GEMMs are efficient, but their 8 MiB operands leave the cache. Groups of
+// samples side by side (so a group's unfolded input is 256 KiB to 4 MiB) were no faster
+// than single samples either.
 #include <algorithm>
 #include <cstddef>
 
@@ -99,12 +101,10 @@ inline void col2im(const float* __restrict col, float* __restrict dx, std::size_
 
 /// Scratch of a convolution layer, allocated once per batch size.
 struct conv_buffers {
-    matrix col;   // every sample's unfolded input, kept from forward for backward
-    matrix out;   // c_out x batch*positions: the GEMM's output / the gathered dy
-    matrix dcol;  // dL/dcol
+    matrix col;   // every sample's unfolded input (batch*cols x positions), kept for backward
+    matrix dcol;  // one sample's dL/dcol
 };
 
-#ifdef DYNSPARSE_CONV_PER_SAMPLE
 /// y (batch x c_out*oh*ow) = conv(x, w) + b, one GEMM per sample: each sample is unfolded
 /// into its own block of col (batch blocks of cols x positions) and W col_s is written
 /// straight into the sample's row of y. col is kept for the backward pass.
@@ -153,65 +153,5 @@ void conv_backward(std::size_t out_channels, const float* w, const matrix& dy, f
     }
 }
 
-#else
-/// y (batch x c_out*oh*ow) = conv(x, w) + b as one GEMM for the whole batch:
-///   col (cols x batch*positions) = the samples unfolded side by side,
-///   out (c_out x batch*positions) = W col, then each sample's block is copied into its
-///   row of y with the bias added. col is kept for the backward pass.
-template <conv_geometry g>
-void conv_forward(std::size_t out_channels, const matrix& x,
-                         const float* w, const float* b, conv_buffers& buf, matrix& y) {
-    const std::size_t batch = x.shape(0), n = g.positions(), kk = g.cols();
-    const std::size_t out_size = out_channels * n, wide = batch * n;
-    ensure_shape(y, batch, out_size);
-    ensure_shape(buf.col, kk, wide);
-    ensure_shape(buf.out, out_channels, wide);
-    for (std::size_t r = 0; r < batch; ++r) im2col<g>(x.data() + r * g.in_size(), buf.col.data() + r * n, wide);
-    gemm(transpose::no, transpose::no, out_channels, wide, kk, 1.0f, w, kk, buf.col.data(), wide, 0.0f,
-         buf.out.data(), wide);
-    for (std::size_t o = 0; o < out_channels; ++o) {
-        const float bo = b[o];
-        for (std::size_t r = 0; r < batch; ++r) {
-            const float* __restrict src = buf.out.data() + o * wide + r * n;
-            float* __restrict dst = y.data() + r * out_size + o * n;
-            for (std::size_t j = 0; j < n; ++j) dst[j] = src[j] + bo;
-        }
-    }
-}
-
-/// grad_w (c_out x cols) = dY col^T with dY (c_out x batch*positions) gathered from dy,
-/// grad_b = sums of dy over samples and positions, and, unless dx is null,
-/// dcol = W^T dY and dx = col2im(dcol) per sample.
-template <conv_geometry g>
-void conv_backward(std::size_t out_channels, const float* w,
-                          const matrix& dy, float* grad_w, float* grad_b, conv_buffers& buf,
-                          matrix* dx) {
-    const std::size_t batch = dy.shape(0), n = g.positions(), kk = g.cols();
-    const std::size_t out_size = out_channels * n, wide = batch * n;
-    ensure_shape(buf.out, out_channels, wide);
-    for (std::size_t o = 0; o < out_channels; ++o) {
-        float sum = 0.0f;
-        for (std::size_t r = 0; r < batch; ++r) {
-            const float* __restrict src = dy.data() + r * out_size + o * n;
-            float* __restrict dst = buf.out.data() + o * wide + r * n;
-            std::copy(src, src + n, dst);
-            float s = 0.0f;
-            for (std::size_t j = 0; j < n; ++j) s += src[j];
-            sum += s;
-        }
-        grad_b[o] = sum;
-    }
-    gemm(transpose::no, transpose::yes, out_channels, kk, wide, 1.0f, buf.out.data(), wide,
-         buf.col.data(), wide, 0.0f, grad_w, kk);
-    if (dx == nullptr) return;
-    ensure_shape(*dx, batch, g.in_size());
-    ensure_shape(buf.dcol, kk, wide);
-    gemm(transpose::yes, transpose::no, kk, wide, out_channels, 1.0f, w, kk, buf.out.data(), wide,
-         0.0f, buf.dcol.data(), wide);
-    for (std::size_t r = 0; r < batch; ++r)
-        col2im<g>(buf.dcol.data() + r * n, dx->data() + r * g.in_size(), wide);
-}
-
-#endif
 
 }  // namespace dynsparse::detail

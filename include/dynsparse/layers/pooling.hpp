@@ -3,6 +3,7 @@
 // no padding, output size floor((H - K) / Stride) + 1 as in PyTorch.
 // Max pooling remembers the winning input of every output in forward (the first
 // maximum, as PyTorch) and routes dy there in backward.
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -21,6 +22,8 @@ class pool2d_layer {
     static constexpr std::size_t C = geo::channels, H = geo::height, W = geo::width;
     static constexpr std::size_t OH = geo::out_height, OW = geo::out_width;
     static constexpr std::size_t in_size = C * H * W, out_size = C * OH * OW;
+    // Non-overlapping windows that cover the whole input (LeNet's 2x2 pooling).
+    static constexpr bool tiled = S == K && H == OH * K && W == OW * K;
 
 public:
     using input_shape = In;
@@ -40,29 +43,50 @@ public:
             for (std::size_t c = 0; c < C; ++c) {
                 const float* xc = x.data() + r * in_size + c * H * W;
                 float* yc = y.data() + r * out_size + c * OH * OW;
-                for (std::size_t oy = 0; oy < OH; ++oy)
-                    for (std::size_t ox = 0; ox < OW; ++ox) {
-                        const float* win = xc + oy * S * W + ox * S;
-                        if constexpr (Max) {
-                            float best = win[0];
-                            std::uint32_t at = 0;
-                            for (std::size_t i = 0; i < K; ++i)
-                                for (std::size_t j = 0; j < K; ++j) {
-                                    const float v = win[i * W + j];
-                                    const bool better = v > best;
-                                    best = better ? v : best;
-                                    at = better ? static_cast<std::uint32_t>(i * W + j) : at;
-                                }
-                            yc[oy * OW + ox] = best;
-                            argmax_[r * out_size + c * OH * OW + oy * OW + ox] =
-                                static_cast<std::uint32_t>(c * H * W + oy * S * W + ox * S) + at;
-                        } else {
-                            float sum = 0.0f;
-                            for (std::size_t i = 0; i < K; ++i)
-                                for (std::size_t j = 0; j < K; ++j) sum += win[i * W + j];
-                            yc[oy * OW + ox] = sum * (1.0f / static_cast<float>(K * K));
+                for (std::size_t oy = 0; oy < OH; ++oy) {
+                    // One output row at a time, the window offsets (i, j) outermost, so the
+                    // inner loop runs along the row with selects and vectorises.
+                    float* __restrict yr = yc + oy * OW;
+                    const float* __restrict xr = xc + oy * S * W;
+                    if constexpr (Max) {
+                        // Local row buffers (compile-time length) stay in registers.
+                        float best[OW];
+                        std::uint32_t at[OW];
+                        const auto base = static_cast<std::uint32_t>(c * H * W + oy * S * W);
+                        for (std::size_t ox = 0; ox < OW; ++ox) {
+                            best[ox] = xr[ox * S];
+                            at[ox] = base + static_cast<std::uint32_t>(ox * S);
                         }
+                        for (std::size_t i = 0; i < K; ++i)
+                            for (std::size_t j = 0; j < K; ++j) {
+                                if (i == 0 && j == 0) continue;
+                                const float* __restrict xw = xr + i * W + j;
+                                const auto off = base + static_cast<std::uint32_t>(i * W + j);
+                                for (std::size_t ox = 0; ox < OW; ++ox) {
+                                    // Branch-free (a scalar select here compiles to a
+                                    // branch, mispredicted half the time): the first
+                                    // maximum wins.
+                                    const float v = xw[ox * S];
+                                    const std::uint32_t m = 0u - static_cast<std::uint32_t>(v > best[ox]);
+                                    best[ox] = std::max(best[ox], v);
+                                    at[ox] = (at[ox] & ~m) | ((off + static_cast<std::uint32_t>(ox * S)) & m);
+                                }
+                            }
+                        std::uint32_t* __restrict ar = argmax_.data() + r * out_size + c * OH * OW + oy * OW;
+                        for (std::size_t ox = 0; ox < OW; ++ox) {
+                            yr[ox] = best[ox];
+                            ar[ox] = at[ox];
+                        }
+                    } else {
+                        for (std::size_t ox = 0; ox < OW; ++ox) yr[ox] = 0.0f;
+                        for (std::size_t i = 0; i < K; ++i)
+                            for (std::size_t j = 0; j < K; ++j) {
+                                const float* __restrict xw = xr + i * W + j;
+                                for (std::size_t ox = 0; ox < OW; ++ox) yr[ox] += xw[ox * S];
+                            }
+                        for (std::size_t ox = 0; ox < OW; ++ox) yr[ox] *= 1.0f / static_cast<float>(K * K);
                     }
+                }
             }
     }
 
@@ -70,11 +94,27 @@ public:
         if (dx == nullptr) return;
         const std::size_t batch = dy.shape(0);
         ensure_shape(*dx, batch, in_size);
-        std::fill(dx->begin(), dx->end(), 0.0f);
+        if constexpr (!(Max && tiled)) std::fill(dx->begin(), dx->end(), 0.0f);
         for (std::size_t r = 0; r < batch; ++r) {
             const float* d = dy.data() + r * out_size;
             float* g = dx->data() + r * in_size;
-            if constexpr (Max) {
+            if constexpr (Max && tiled) {
+                // Windows tile the input: every input gets dy or 0 from its one window.
+                const std::uint32_t* a = argmax_.data() + r * out_size;
+                for (std::size_t c = 0; c < C; ++c)
+                    for (std::size_t oy = 0; oy < OH; ++oy)
+                        for (std::size_t i = 0; i < K; ++i) {
+                            const std::size_t row = c * H * W + (oy * K + i) * W;
+                            for (std::size_t ox = 0; ox < OW; ++ox) {
+                                const std::size_t k = (c * OH + oy) * OW + ox;
+                                for (std::size_t j = 0; j < K; ++j) {
+                                    const std::size_t at = row + ox * K + j;
+                                    // multiply, not select: a scalar select branches
+                                    g[at] = static_cast<float>(a[k] == at) * d[k];
+                                }
+                            }
+                        }
+            } else if constexpr (Max) {
                 const std::uint32_t* a = argmax_.data() + r * out_size;
                 for (std::size_t k = 0; k < out_size; ++k) g[a[k]] += d[k];
             } else {
