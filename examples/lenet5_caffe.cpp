@@ -10,13 +10,9 @@
 //                [--granularity per_filter|scalar] [--json PATH] [--threads 1] ...
 #include <dynsparse/dynsparse.hpp>
 
-#include <algorithm>
-#include <chrono>
-#include <cstdio>
-#include <iostream>
 #include <memory>
 
-#include "common/cli.hpp"
+#include "common/run.hpp"
 
 namespace ds = dynsparse;
 
@@ -42,201 +38,9 @@ struct lenet5_caffe_dense : ds::sequential<ds::input<1, 28, 28>,
 
 namespace {
 
-constexpr const char* usage = R"(Train LeNet-5-Caffe with Dynamic Sparse Training on (Fashion-)MNIST.
-
-  --data DIR           MNIST-format directory (default /usr/share/datasets/fashion-mnist)
-  --epochs N           training epochs (20)
-  --batch N            batch size (64)
-  --lr X               SGD learning rate (0.01)
-  --momentum X         SGD momentum (0.9)
-  --nesterov           Nesterov momentum
-  --weight-decay X     weight decay on weights and biases (0)
-  --schedule S         constant|cosine|multistep (constant)
-  --milestones A,B     epochs at which multistep multiplies the rate by 0.1
-  --alpha X            sparse regulariser alpha * sum exp(-t) (5e-4)
-  --seed N             seed of initialisation and shuffling (1)
-  --dense              train the same network with plain dense layers (the baseline)
-  --surrogate S        long_tailed|ste|sigmoid (long_tailed)
-  --granularity G      per_filter: per-filter thresholds on convolutions and
-                       per-neuron ones on dense layers (the paper's); scalar: one
-                       threshold per layer (per_filter)
-  --no-reset           switch off the 1% threshold reset rule
-  --val-fraction F     hold out this fraction of the training set for per-epoch
-                       evaluation; the test set is then used once, at the end (0)
-  --train-limit N      use only the first N training samples (0 = all)
-  --threads N          BLAS threads (1)
-  --json PATH          write a summary of the run as JSON
-  --target-remaining R adapt alpha during training so that the model ends with this
-                       remaining ratio, R in (0, 1), e.g. 0.05; --alpha is the start
-  --csv PATH           write a training log (per epoch, and per --log-every steps)
-  --log-every N        also log every N steps to the CSV (0 = epoch rows only)
-  --quiet              no per-layer lines, no progress bar
-)";
-
-struct run_options {
-    std::size_t epochs, batch, threads, train_limit;
-    float lr, momentum, alpha, weight_decay, val_fraction;
-    double target_remaining;
-    std::size_t log_every;
-    std::string csv;
-    bool nesterov, reset_rule, quiet;
-    std::uint64_t seed;
-    std::string schedule, milestones, json, surrogate, granularity;
-    bool dense;
-};
-
-ds::lr_schedule make_schedule(const run_options& o) {
-    if (o.schedule == "cosine") return ds::cosine_lr(o.lr);
-    if (o.schedule == "multistep") {
-        std::vector<std::size_t> ms;
-        std::size_t start = 0;
-        while (start < o.milestones.size()) {
-            const std::size_t comma = std::min(o.milestones.find(',', start), o.milestones.size());
-            ms.push_back(std::stoul(o.milestones.substr(start, comma - start)));
-            start = comma + 1;
-        }
-        return ds::multi_step_lr(o.lr, ms, 0.1f);
-    }
-    return ds::constant_lr(o.lr);
-}
-
-double median(std::vector<double> v) {
-    if (v.empty()) return 0;
-    std::sort(v.begin(), v.end());
-    const std::size_t n = v.size();
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-struct run_result {
-    std::vector<ds::epoch_report> history;
-    ds::evaluation test;
-    std::vector<ds::layer_report> layers;
-    double wall_seconds = 0;
-    float final_alpha = 0;
-};
-
-/// The only code instantiated per network type: build, train, evaluate.
-template <class Net>
-run_result train(const run_options& o, const ds::dataset& train_set, const ds::dataset& eval_set,
-                 const ds::dataset& test_set, bool eval_is_test) {
-    // [train]
-    Net net;
-    net.initialize(o.seed);
-    net.for_each_masked_layer([&](auto& layer, std::size_t) { layer.set_reset_rule(o.reset_rule); });
-
-    ds::sgd::options sgd_opts;
-    sgd_opts.momentum = o.momentum;
-    sgd_opts.nesterov = o.nesterov;
-    sgd_opts.weight_decay = o.weight_decay;
-    ds::train_config cfg;
-    cfg.epochs = o.epochs;
-    cfg.batch_size = o.batch;
-    cfg.alpha = o.dense ? 0.0f : o.alpha;
-    cfg.schedule = make_schedule(o);
-    cfg.seed = o.seed;
-    cfg.progress = !o.quiet;
-    cfg.log = &std::cout;
-    ds::trainer<Net, ds::softmax_cross_entropy, ds::sgd> trainer(net, {}, ds::sgd(sgd_opts), cfg);
-    // [train]
-    std::cout << "network:\n" << Net::describe();
-
-    if (o.target_remaining > 0) {
-        if (o.dense) throw std::invalid_argument("--target-remaining needs DST (not --dense)");
-        ds::target_remaining_options t;
-        t.target = o.target_remaining;
-        ds::attach_target_remaining(trainer, t, train_set.size());
-        std::cout << "target-sparsity mode: remaining ratio " << o.target_remaining
-                  << ", alpha adapted from " << trainer.alpha() << "\n";
-    }
-    std::unique_ptr<ds::csv_log> csv;
-    if (!o.csv.empty()) {
-        csv = std::make_unique<ds::csv_log>(o.csv, eval_is_test ? "test" : "validation",
-                                            o.log_every);
-        csv->attach(trainer);
-    }
-    const std::size_t steps_per_epoch = (train_set.size() + o.batch - 1) / o.batch;
-
-    run_result r;
-    const auto start = std::chrono::steady_clock::now();
-    r.history = trainer.fit(train_set, eval_set, [&](const ds::epoch_report& e) {
-        if (csv) csv->record_epoch(net, e, steps_per_epoch);
-    });
-    r.final_alpha = trainer.alpha();
-    r.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    r.test = eval_is_test ? r.history.back().eval : trainer.evaluate(test_set);
-    r.layers = ds::sparsity_report(net);
-    return r;
-}
-
-/// Prints the final report and writes the JSON summary.
-void report(const run_options& o, const run_result& r, bool eval_is_test) {
-    const double remaining = ds::model_remaining(r.layers);
-    std::vector<double> epoch_seconds, layer_remaining, epoch_acc, epoch_remaining;
-    std::vector<std::string> layer_names;
-    std::size_t resets = 0;
-    for (const auto& e : r.history) {
-        epoch_seconds.push_back(e.train_seconds);
-        epoch_acc.push_back(e.eval.accuracy);
-        epoch_remaining.push_back(e.remaining);
-        resets += e.resets;
-    }
-    for (const auto& l : r.layers) {
-        layer_remaining.push_back(l.stats.remaining());
-        layer_names.push_back(l.name);
-    }
-    const double per_epoch = median(epoch_seconds);
-    const std::string model = o.dense ? std::string("LeNet-5-Caffe, dense baseline")
-                                      : "LeNet-5-Caffe, DST, " + o.surrogate + ", " + o.granularity;
-
-    std::printf("\n== final report ==\n");
-    std::printf("model            %s\n", model.c_str());
-    std::printf("test accuracy    %.2f%%  (test loss %.4f, %zu samples)\n", r.test.accuracy,
-                r.test.loss, r.test.samples);
-    std::printf("remaining ratio  %.2f%% of the masked weights\n", 100.0 * remaining);
-    if (o.target_remaining > 0)
-        std::printf("target           %.2f%% (off by %+.2f points), final alpha %.4g\n",
-                    100.0 * o.target_remaining, 100.0 * (remaining - o.target_remaining),
-                    static_cast<double>(r.final_alpha));
-    for (const auto& l : r.layers)
-        std::printf("   [%zu] %-40s %6.2f%% of %zu (resets %zu)\n", l.index, l.name.c_str(),
-                    100.0 * l.stats.remaining(), l.stats.total, l.stats.resets);
-    std::printf("time             %.2f s per training epoch (median of %zu), %.1f s in all\n",
-                per_epoch, r.history.size(), r.wall_seconds);
-
-    if (o.json.empty()) return;
-    ds::json_object j;
-    j.add("model", "lenet5_caffe")
-        .add("dense", o.dense)
-        .add("surrogate", o.dense ? std::string("none") : o.surrogate)
-        .add("granularity", o.dense ? std::string("none") : o.granularity)
-        .add("test_accuracy", r.test.accuracy)
-        .add("test_loss", r.test.loss)
-        .add("remaining_ratio", remaining)
-        .add("layer_remaining", layer_remaining)
-        .add("layer_names", layer_names)
-        .add("epochs", r.history.size())
-        .add("seconds_per_epoch", per_epoch)
-        .add("epoch_seconds", epoch_seconds)
-        .add("epoch_eval_accuracy", epoch_acc)
-        .add("epoch_remaining", epoch_remaining)
-        .add("evaluated_on", eval_is_test ? "test" : "validation")
-        .add("resets", resets)
-        .add("batch", o.batch)
-        .add("lr", static_cast<double>(o.lr))
-        .add("momentum", static_cast<double>(o.momentum))
-        .add("alpha", static_cast<double>(o.dense ? 0.0f : o.alpha))
-        .add("final_alpha", static_cast<double>(r.final_alpha))
-        .add("target_remaining", o.target_remaining)
-        .add("val_fraction", static_cast<double>(o.val_fraction))
-        .add("final_eval_accuracy", r.history.back().eval.accuracy)
-        .add("csv", o.csv)
-        .add("seed", static_cast<std::size_t>(o.seed))
-        .add("threads", o.threads)
-        .add("blas_core", ds::blas_core_name())
-        .add("wall_seconds", r.wall_seconds);
-    ds::write_file_atomically(o.json, j.str() + "\n");
-    std::printf("summary          %s\n", o.json.c_str());
-}
+using examples::run_options;
+using examples::run_result;
+using examples::train;
 
 /// Maps the runtime policy choice onto its compile-time instantiation.
 run_result dispatch(const run_options& o, const ds::dataset& tr, const ds::dataset& ev,
@@ -255,72 +59,9 @@ run_result dispatch(const run_options& o, const ds::dataset& tr, const ds::datas
 }  // namespace
 
 int main(int argc, char** argv) {
-    ds::restart_with_fast_blas_kernels(argv);
-    try {
-        const examples::arguments args(
-            argc, argv,
-            {"--data", "--epochs", "--batch", "--lr", "--momentum", "--weight-decay", "--schedule",
-             "--milestones", "--alpha", "--seed", "--surrogate", "--granularity", "--val-fraction",
-             "--train-limit", "--threads", "--json", "--target-remaining", "--csv", "--log-every"},
-            {"--help", "--dense", "--nesterov", "--no-reset", "--quiet"});
-        if (args.has("--help")) {
-            std::cout << usage;
-            return 0;
-        }
-        run_options o;
-        o.epochs = args.count("--epochs", 20);
-        o.batch = args.count("--batch", 64);
-        o.lr = static_cast<float>(args.real("--lr", 0.01));
-        o.momentum = static_cast<float>(args.real("--momentum", 0.9));
-        o.nesterov = args.has("--nesterov");
-        o.weight_decay = static_cast<float>(args.real("--weight-decay", 0.0));
-        o.schedule = args.choice("--schedule", "constant", {"constant", "cosine", "multistep"});
-        o.milestones = args.text("--milestones", "");
-        o.alpha = static_cast<float>(args.real("--alpha", 5e-4));
-        o.seed = args.count("--seed", 1);
-        o.dense = args.has("--dense");
-        o.surrogate = args.choice("--surrogate", "long_tailed", {"long_tailed", "ste", "sigmoid"});
-        o.granularity = args.choice("--granularity", "per_filter", {"per_filter", "scalar"});
-        o.reset_rule = !args.has("--no-reset");
-        o.val_fraction = static_cast<float>(args.real("--val-fraction", 0.0));
-        o.train_limit = args.count("--train-limit", 0);
-        o.threads = args.count("--threads", 1);
-        o.json = args.text("--json", "");
-        o.quiet = args.has("--quiet");
-        o.target_remaining = args.real("--target-remaining", 0.0);
-        if (args.has("--target-remaining") && !(o.target_remaining > 0 && o.target_remaining < 1))
-            throw std::invalid_argument("--target-remaining expects a ratio in (0, 1), e.g. 0.05");
-        o.csv = args.text("--csv", "");
-        o.log_every = args.count("--log-every", 0);
-        if (o.epochs == 0 || o.batch == 0 || o.threads == 0)
-            throw std::invalid_argument("--epochs, --batch and --threads must be positive");
-        if (o.schedule == "multistep" && o.milestones.empty())
-            throw std::invalid_argument("--schedule multistep needs --milestones, e.g. 10,15");
-        ds::set_blas_threads(static_cast<int>(o.threads));
-        std::cout << "BLAS kernels: " << ds::blas_core_name() << ", " << o.threads << " thread(s)\n";
-
-        const std::string dir = args.text("--data", ds::default_fashion_mnist_directory.string());
-        std::cout << "loading " << dir << "\n";
-        ds::train_test data = ds::load_mnist_directory(dir);
-        ds::standardize(data);
-        if (o.train_limit > 0 && o.train_limit < data.train.size())
-            data.train = ds::take(data.train, 0, o.train_limit);
-        if (o.val_fraction > 0) {
-            auto [train_part, val_part] = ds::split_validation(data.train, o.val_fraction, o.seed);
-            std::cout << "training on " << train_part.size() << ", validating on "
-                      << val_part.size() << ", testing once on " << data.test.size() << "\n";
-            report(o, dispatch(o, train_part, val_part, data.test, false), false);
-            return 0;
-        }
-        std::cout << "training on " << data.train.size() << ", evaluating on the "
-                  << data.test.size() << " test samples each epoch\n";
-        report(o, dispatch(o, data.train, data.test, data.test, true), true);
-        return 0;
-    } catch (const ds::training_diverged& e) {
-        std::cerr << "error: " << e.what() << "\n";
-        return 2;
-    } catch (const std::exception& e) {
-        std::cerr << "error: " << e.what() << "\n";
-        return 1;
-    }
+    const examples::model_info info{"LeNet-5-Caffe", "lenet5_caffe", {"per_filter", "scalar"},
+                                    "per_filter: per-filter thresholds on convolutions and\n"
+                                    "                       per-neuron ones on dense layers (the paper's); scalar:\n"
+                                    "                       one threshold per layer (per_filter)"};
+    return examples::run_main(argc, argv, info, dispatch);
 }
