@@ -1,0 +1,176 @@
+#pragma once
+// masked_weights<Rows, Cols, Surrogate, Granularity>: the DST state every masked layer
+// shares: weights W viewed as Rows x Cols (c_out x fan_in), the unmasked bias, the
+// thresholds t, the masked weights Wm = W * step(|W| - t), their gradients, the 1% reset
+// rule and the mask statistics. A masked layer derives from it and adds only its
+// operation: it calls prepare_mask() before using masked_weight() in forward, writes
+// dL/dWm into the weight gradient and calls finish_weight_gradient() in backward.
+//
+// The next mask is made inside the optimizer step: thresholds are listed before weights,
+// and the weights' update report (parameter::on_update) masks each block of rows as soon
+// as it is updated, while it is in cache. That mask is used by the next forward only;
+// any other forward recomputes it, so parameters written any other way are always seen.
+#include <cstddef>
+#include <span>
+
+#include "dynsparse/core/tensor.hpp"
+#include "dynsparse/detail/init.hpp"
+#include "dynsparse/detail/mask_kernels.hpp"
+#include "dynsparse/layers/layer.hpp"
+#include "dynsparse/surrogate/surrogate.hpp"
+#include "dynsparse/threshold/granularity.hpp"
+
+namespace dynsparse {
+
+template <std::size_t Rows, std::size_t Cols, Surrogate S, ThresholdGranularity G>
+class masked_weights {
+public:
+    using surrogate = S;
+    using granularity = G;
+    static constexpr std::size_t threshold_count = G::count(Rows, Cols);
+
+    masked_weights()
+        : weight_(make_matrix(Rows, Cols)), bias_(make_vector(Rows)),
+          threshold_(make_vector(threshold_count)), masked_weight_(make_matrix(Rows, Cols)),
+          grad_weight_(make_matrix(Rows, Cols)), grad_bias_(make_vector(Rows)),
+          grad_threshold_(make_vector(threshold_count)) {}
+
+    /// PyTorch's Linear/Conv initialisation, U(-1/sqrt(Cols), 1/sqrt(Cols)) for W and b;
+    /// thresholds at 0, so the layer starts dense.
+    void initialize(rng& gen) {
+        detail::init_fan_in_uniform({weight_.data(), weight_.size()}, Cols, gen);
+        detail::init_fan_in_uniform({bias_.data(), bias_.size()}, Cols, gen);
+        threshold_.fill(0);
+        invalidate_mask();
+    }
+
+    template <class F>
+    void for_each_parameter(F&& f) {
+        f(parameter{"threshold", parameter_kind::threshold, {threshold_.data(), threshold_.size()},
+                    {grad_threshold_.data(), grad_threshold_.size()}});
+        f(parameter{"weight", parameter_kind::weight, {weight_.data(), weight_.size()},
+                    {grad_weight_.data(), grad_weight_.size()}, &weights_updated, this, Cols});
+        f(parameter{"bias", parameter_kind::bias, {bias_.data(), bias_.size()},
+                    {grad_bias_.data(), grad_bias_.size()}});
+    }
+
+    /// Recomputes the mask and masked weights from W and t, applying the reset rule.
+    void update_mask() {
+        kept_ = mask_rows(0, Rows);
+        apply_reset_rule();
+    }
+
+    /// Drops a mask made during the last optimizer step (the next forward recomputes it).
+    /// Call after writing W or t through their spans between a step and the next forward.
+    void invalidate_mask() { mask_fresh_ = false; }
+
+    mask_statistics statistics() const {
+        mask_statistics s;
+        s.kept = kept_;
+        s.total = Rows * Cols;
+        s.resets = resets_;
+        detail::threshold_summary(threshold_.data(), threshold_.size(), s);
+        return s;
+    }
+
+    /// Turns the 1% reset rule on (the default) or off.
+    void set_reset_rule(bool on) { reset_rule_ = on; }
+    bool reset_rule() const { return reset_rule_; }
+
+    /// Testing aid: forward with the surrogate's smooth step instead of the exact step,
+    /// so finite differences of the forward check the backward pass.
+    void set_smooth_forward(bool on) {
+        smooth_forward_ = on;
+        invalidate_mask();
+    }
+
+    // Mutable access may change W or t: the next forward recomputes the mask.
+    std::span<float> thresholds() {
+        invalidate_mask();
+        return {threshold_.data(), threshold_.size()};
+    }
+    matrix& weight() {
+        invalidate_mask();
+        return weight_;
+    }
+    vector& bias() { return bias_; }
+    vector& threshold() {
+        invalidate_mask();
+        return threshold_;
+    }
+    const matrix& weight() const { return weight_; }
+    const vector& threshold() const { return threshold_; }
+    const matrix& masked_weight() const { return masked_weight_; }
+    const matrix& weight_gradient() const { return grad_weight_; }
+    const vector& bias_gradient() const { return grad_bias_; }
+    const vector& threshold_gradient() const { return grad_threshold_; }
+
+protected:
+    /// Before a forward pass uses masked_weight_: the optimizer's mask is used once.
+    void prepare_mask() {
+        if (mask_fresh_)
+            mask_fresh_ = false;
+        else
+            update_mask();
+    }
+
+    /// After the layer wrote dL/dWm into grad_weight_: turns it into dL/dW and writes
+    /// dL/dt (performance + structure gradients through the surrogate).
+    void finish_weight_gradient() {
+        grad_threshold_.fill(0.0f);
+        if (smooth_forward_)
+            detail::mask_backward<S, G, true>(weight_.data(), threshold_.data(), 0, Rows, Cols,
+                                              grad_weight_.data(), grad_threshold_.data());
+        else
+            detail::mask_backward<S, G, false>(weight_.data(), threshold_.data(), 0, Rows, Cols,
+                                               grad_weight_.data(), grad_threshold_.data());
+        mask_fresh_ = false;
+    }
+
+    matrix weight_;
+    vector bias_;
+    vector threshold_;
+    matrix masked_weight_;
+    matrix grad_weight_;
+    vector grad_bias_;
+    vector grad_threshold_;
+
+private:
+    /// The optimizer has updated W[begin, end) (whole rows, in order) after t: mask them.
+    static void weights_updated(void* self_ptr, std::size_t begin, std::size_t end) {
+        auto& self = *static_cast<masked_weights*>(self_ptr);
+        if (begin == 0) self.pending_kept_ = 0;
+        self.pending_kept_ += self.mask_rows(begin / Cols, end / Cols);
+        if (end == Rows * Cols) {
+            self.kept_ = self.pending_kept_;
+            self.apply_reset_rule();
+            self.mask_fresh_ = true;
+        }
+    }
+
+    std::size_t mask_rows(std::size_t r0, std::size_t r1) {
+        return smooth_forward_
+                   ? detail::apply_mask<S, G, true>(weight_.data(), threshold_.data(), r0, r1, Cols,
+                                                    masked_weight_.data())
+                   : detail::apply_mask<S, G, false>(weight_.data(), threshold_.data(), r0, r1, Cols,
+                                                     masked_weight_.data());
+    }
+
+    /// The reference code's rule: a layer keeping <= 1% of its weights gets its thresholds
+    /// reset to 0 and its mask recomputed.
+    void apply_reset_rule() {
+        if (!reset_rule_ || kept_ * 100 > Rows * Cols) return;
+        threshold_.fill(0);
+        ++resets_;
+        kept_ = mask_rows(0, Rows);
+    }
+
+    std::size_t kept_ = Rows * Cols;
+    std::size_t pending_kept_ = 0;
+    std::size_t resets_ = 0;
+    bool mask_fresh_ = false;
+    bool reset_rule_ = true;
+    bool smooth_forward_ = false;
+};
+
+}  // namespace dynsparse
