@@ -21,7 +21,6 @@ OPENBLAS_CORETYPE yourself, e.g. to Prescott, to override). It also sets OpenBLA
 thread count: torch.set_num_threads does not reach OpenBLAS's pthread pool.
 """
 import argparse
-import ctypes
 import gzip
 import json
 import os
@@ -30,47 +29,8 @@ import statistics
 import sys
 import time
 
-
-def _openblas():
-    try:
-        lib = ctypes.CDLL("libopenblas.so.0")
-        lib.openblas_get_corename.restype = ctypes.c_char_p
-        return lib
-    except (OSError, AttributeError):
-        return None
-
-
-def _fastest_coretype():
-    """The best OpenBLAS 0.3.21 kernel set for this CPU (mirrors dynsparse's blas.hpp)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((l.split(":", 1)[1].split() for l in f if l.startswith("flags")), [])
-    except OSError:
-        return None
-    if "avx512_bf16" in flags:
-        return "Cooperlake"
-    if "avx512f" in flags:
-        return "SkylakeX"
-    if "avx2" in flags:
-        return "Haswell"
-    return None
-
-
-def restart_with_fast_blas_kernels():
-    """Must run before `import torch`: OpenBLAS reads OPENBLAS_CORETYPE only when it loads."""
-    if os.environ.get("OPENBLAS_CORETYPE") or os.environ.get("DYNSPARSE_BLAS_RESTARTED"):
-        return
-    lib = _openblas()
-    if lib is None or lib.openblas_get_corename() != b"Prescott":
-        return
-    core = _fastest_coretype()
-    if core is None:
-        return
-    os.environ["OPENBLAS_CORETYPE"] = core
-    os.environ["DYNSPARSE_BLAS_RESTARTED"] = "1"
-    sys.stdout.flush()
-    os.execv(sys.executable, [sys.executable] + sys.argv)
-
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from blas_kernels import openblas, restart_with_fast_blas_kernels  # noqa: E402
 
 if __name__ == "__main__":
     restart_with_fast_blas_kernels()
@@ -215,7 +175,8 @@ def make_model(dense, surrogate, reset_rule):
 
 
 def masked_layers(model):
-    return [m for m in model if isinstance(m, MaskedLinear)]
+    """The DST layers of a model (any module with thresholds, e.g. dst_lenet5's convs)."""
+    return [m for m in model if hasattr(m, "threshold")]
 
 
 def regulariser(model, alpha):
@@ -240,7 +201,7 @@ def evaluate(model, x, y, batch=1000):
 def model_remaining(model):
     layers = masked_layers(model)
     if not layers:
-        return 1.0, [1.0, 1.0, 1.0]
+        return 1.0, [1.0] * sum(1 for m in model if hasattr(m, "weight"))
     kept = sum(m.kept for m in layers)
     total = sum(m.weight.numel() for m in layers)
     return kept / total, [m.remaining() for m in layers]
@@ -271,7 +232,7 @@ def parse_args(argv=None):
 def main(argv=None):
     a = parse_args(argv)
     torch.set_num_threads(a.threads)
-    blas = _openblas()
+    blas = openblas()
     blas_core = "unknown"
     if blas is not None:
         blas.openblas_set_num_threads(a.threads)  # torch.set_num_threads does not reach it

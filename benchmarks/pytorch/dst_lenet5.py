@@ -25,51 +25,18 @@ Like dst_lenet.py, the script re-executes itself once with OPENBLAS_CORETYPE set
 OpenBLAS picked its slow Prescott kernels (see that file and README.md).
 """
 import argparse
-import ctypes
 import json
 import os
 import statistics
 import sys
 import time
 
-
-def _fastest_coretype():
-    """The best OpenBLAS 0.3.21 kernel set for this CPU (as dst_lenet.py and blas.hpp)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((l.split(":", 1)[1].split() for l in f if l.startswith("flags")), [])
-    except OSError:
-        return None
-    for flag, core in (("avx512_bf16", "Cooperlake"), ("avx512f", "SkylakeX"), ("avx2", "Haswell")):
-        if flag in flags:
-            return core
-    return None
-
-
-def restart_with_fast_blas_kernels():
-    """Must run before torch (or dst_lenet, which imports torch) is imported."""
-    if os.environ.get("OPENBLAS_CORETYPE") or os.environ.get("DYNSPARSE_BLAS_RESTARTED"):
-        return
-    try:
-        lib = ctypes.CDLL("libopenblas.so.0")
-        lib.openblas_get_corename.restype = ctypes.c_char_p
-        if lib.openblas_get_corename() != b"Prescott":
-            return
-    except (OSError, AttributeError):
-        return
-    core = _fastest_coretype()
-    if core is None:
-        return
-    os.environ["OPENBLAS_CORETYPE"] = core
-    os.environ["DYNSPARSE_BLAS_RESTARTED"] = "1"
-    sys.stdout.flush()
-    os.execv(sys.executable, [sys.executable] + sys.argv)
-
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from blas_kernels import openblas, restart_with_fast_blas_kernels  # noqa: E402
 
 if __name__ == "__main__":
     restart_with_fast_blas_kernels()
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
@@ -113,9 +80,6 @@ class MaskedConv2d(nn.Module):
         return self.kept / self.weight.numel()
 
 
-MASKED = (MaskedConv2d, ref.MaskedLinear)
-
-
 def make_model(dense, surrogate, reset_rule):
     if dense:
         conv1, conv2 = nn.Conv2d(1, 20, 5), nn.Conv2d(20, 50, 5)
@@ -127,34 +91,6 @@ def make_model(dense, surrogate, reset_rule):
         fc2 = ref.MaskedLinear(500, 10, surrogate, reset_rule)
     return nn.Sequential(conv1, nn.ReLU(), nn.MaxPool2d(2), conv2, nn.ReLU(), nn.MaxPool2d(2),
                          nn.Flatten(), fc1, nn.ReLU(), fc2)
-
-
-def masked_layers(model):
-    return [m for m in model if isinstance(m, MASKED)]
-
-
-def regulariser(model, alpha):
-    return alpha * sum(torch.exp(-m.threshold).sum() for m in masked_layers(model))
-
-
-def model_remaining(model):
-    layers = masked_layers(model)
-    if not layers:
-        return 1.0, [1.0] * 4
-    kept = sum(m.kept for m in layers)
-    total = sum(m.weight.numel() for m in layers)
-    return kept / total, [m.remaining() for m in layers]
-
-
-def evaluate(model, x, y, batch=1000):
-    loss_sum, correct = 0.0, 0
-    with torch.no_grad():
-        for first in range(0, x.shape[0], batch):
-            out = model(x[first:first + batch])
-            target = y[first:first + batch]
-            loss_sum += float(F.cross_entropy(out, target, reduction="sum"))
-            correct += int((out.argmax(1) == target).sum())
-    return loss_sum / x.shape[0], 100.0 * correct / x.shape[0]
 
 
 def parse_args(argv=None):
@@ -191,7 +127,7 @@ def write_json(path, summary):
 def main(argv=None):
     a = parse_args(argv)
     torch.set_num_threads(a.threads)
-    blas = ref._openblas()
+    blas = openblas()
     blas_core = "unknown"
     if blas is not None:
         blas.openblas_set_num_threads(a.threads)
@@ -212,7 +148,7 @@ def main(argv=None):
     def step(x, y):
         out = model(x)
         ce = F.cross_entropy(out, y)
-        loss = ce + regulariser(model, alpha) if alpha else ce
+        loss = ce + ref.regulariser(model, alpha) if alpha else ce
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -252,15 +188,15 @@ def main(argv=None):
             loss_sum += step(xtr[idx], ytr[idx])
         seconds = time.perf_counter() - t0
         model.eval()
-        test_loss, acc = evaluate(model, xte, yte)
-        remaining, per_layer = model_remaining(model)
+        test_loss, acc = ref.evaluate(model, xte, yte)
+        remaining, per_layer = ref.model_remaining(model)
         history.append(dict(seconds=seconds, acc=acc, remaining=remaining))
         print(f"epoch {epoch:2d}/{a.epochs}  train loss {loss_sum / steps:.4f}  test loss {test_loss:.4f}  "
               f"acc {acc:6.2f}%  remaining {100 * remaining:6.2f}%  train {seconds:.2f} s", flush=True)
         if not a.quiet and not a.dense:
             print("           per layer: " + "  ".join(
                 f"[{i}] {100 * r:6.2f}%" for i, r in enumerate(per_layer)), flush=True)
-    remaining, per_layer = model_remaining(model)
+    remaining, per_layer = ref.model_remaining(model)
     per_epoch = statistics.median(h["seconds"] for h in history)
     print(f"\n== final ==\ntest accuracy    {acc:.2f}%\nremaining ratio  {100 * remaining:.2f}%\n"
           f"time             {per_epoch:.3f} s per training epoch", flush=True)
@@ -271,7 +207,7 @@ def main(argv=None):
             epochs=len(history), seconds_per_epoch=per_epoch,
             epoch_eval_accuracy=[h["acc"] for h in history],
             epoch_remaining=[h["remaining"] for h in history],
-            resets=sum(m.resets for m in masked_layers(model)), batch=a.batch, lr=a.lr,
+            resets=sum(m.resets for m in ref.masked_layers(model)), batch=a.batch, lr=a.lr,
             momentum=a.momentum, alpha=alpha, seed=a.seed, threads=a.threads,
             blas_core=blas_core, torch_version=torch.__version__))
     return 0
