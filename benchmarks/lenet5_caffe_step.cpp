@@ -16,6 +16,7 @@
 #include <numeric>
 
 #include "../examples/common/cli.hpp"
+#include "common/step_timing.hpp"
 
 namespace ds = dynsparse;
 
@@ -27,57 +28,11 @@ struct dense_net : ds::sequential<ds::input<1, 28, 28>, ds::conv2d<20, 5>, ds::r
                                   ds::conv2d<50, 5>, ds::relu, ds::max_pool2d<2>, ds::flatten,
                                   ds::dense<500>, ds::relu, ds::dense<10>> {};
 
-using clock_type = std::chrono::steady_clock;
-static double since(clock_type::time_point t0) {
-    return std::chrono::duration<double>(clock_type::now() - t0).count();
-}
-static double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
-}
+using bench::clock_type;
+using bench::median;
+using bench::since;
 
-/// One network's training state and per-phase time totals.
-template <class Net>
-struct phased {
-    Net net;
-    std::vector<ds::parameter> params;
-    ds::sgd opt{{.momentum = 0.9f}};
-    ds::matrix grad;
-    double t[5] = {};  // forward, loss, backward, regulariser, optimizer
-    float alpha;
-    phased(const phased&) = delete;  // params point into net
-    explicit phased(float a) : alpha(a) {
-        net.initialize(1);
-        net.for_each_parameter([&](const ds::parameter& p) { params.push_back(p); });
-    }
-    double step(const ds::matrix& x, const std::vector<std::uint8_t>& y) {
-        ds::softmax_cross_entropy loss;
-        const auto s0 = clock_type::now();
-        auto t0 = s0;
-        const auto& out = net.forward(x, true);
-        t[0] += since(t0);
-        t0 = clock_type::now();
-        loss.value_and_gradient(out, y, grad);
-        t[1] += since(t0);
-        t0 = clock_type::now();
-        net.backward(grad);
-        t[2] += since(t0);
-        t0 = clock_type::now();
-        ds::apply_sparse_regulariser(params, alpha);
-        t[3] += since(t0);
-        t0 = clock_type::now();
-        opt.step(params, 0.01f);
-        t[4] += since(t0);
-        return since(s0);
-    }
-    void print(const char* name, std::size_t steps) const {
-        const double k = 1e3 / static_cast<double>(steps);
-        std::printf("%-5s mean ms/step: forward %.3f  loss %.3f  backward %.3f  regulariser %.3f"
-                    "  optimizer %.3f  total %.3f\n",
-                    name, t[0] * k, t[1] * k, t[2] * k, t[3] * k, t[4] * k,
-                    (t[0] + t[1] + t[2] + t[3] + t[4]) * k);
-    }
-};
+using bench::phased;
 
 /// The GEMMs of one step, with the shapes the layers use: per convolution one product
 /// forward, one for the weight gradient and (second convolution only) one for the input

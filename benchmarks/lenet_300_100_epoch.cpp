@@ -13,6 +13,7 @@
 #include <numeric>
 
 #include "../examples/common/cli.hpp"
+#include "common/step_timing.hpp"
 
 namespace ds = dynsparse;
 
@@ -21,14 +22,9 @@ struct dst_net : ds::sequential<ds::input<784>, ds::masked_dense<300>, ds::relu,
 struct dense_net : ds::sequential<ds::input<784>, ds::dense<300>, ds::relu, ds::dense<100>,
                                   ds::relu, ds::dense<10>> {};
 
-using clock_type = std::chrono::steady_clock;
-static double since(clock_type::time_point t0) {
-    return std::chrono::duration<double>(clock_type::now() - t0).count();
-}
-static double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
-}
+using bench::clock_type;
+using bench::median;
+using bench::since;
 
 template <class Net>
 struct runner {
@@ -75,45 +71,7 @@ static double gemm_floor(std::size_t samples, std::size_t batch) {
     return since(t0);
 }
 
-/// One network's training state and per-phase time totals.
-template <class Net>
-struct phased {
-    Net net;
-    std::vector<ds::parameter> params;
-    ds::sgd opt{{.momentum = 0.9f}};
-    ds::matrix grad;
-    double t[5] = {};  // forward, loss, backward, regulariser, optimizer
-    float alpha;
-    explicit phased(float a) : alpha(a) {
-        net.initialize(1);
-        net.for_each_parameter([&](const ds::parameter& p) { params.push_back(p); });
-    }
-    void step(const ds::matrix& x, const std::vector<std::uint8_t>& y) {
-        ds::softmax_cross_entropy loss;
-        auto t0 = clock_type::now();
-        const auto& out = net.forward(x, true);
-        t[0] += since(t0);
-        t0 = clock_type::now();
-        loss.value_and_gradient(out, y, grad);
-        t[1] += since(t0);
-        t0 = clock_type::now();
-        net.backward(grad);
-        t[2] += since(t0);
-        t0 = clock_type::now();
-        ds::apply_sparse_regulariser(params, alpha);
-        t[3] += since(t0);
-        t0 = clock_type::now();
-        opt.step(params, 0.01f);
-        t[4] += since(t0);
-    }
-    void print(const char* name, std::size_t steps) const {
-        const double k = 1e3 / static_cast<double>(steps);
-        std::printf("%-5s ms/step: forward %.3f  loss %.3f  backward %.3f  regulariser %.3f"
-                    "  optimizer %.3f  total %.3f\n",
-                    name, t[0] * k, t[1] * k, t[2] * k, t[3] * k, t[4] * k,
-                    (t[0] + t[1] + t[2] + t[3] + t[4]) * k);
-    }
-};
+using bench::phased;
 
 /// Times the phases of DST and dense steps, alternating step by step on the same shuffled
 /// batches so that the machine's load falls on both alike.
@@ -136,9 +94,7 @@ static void breakdown(const ds::dataset& train, std::size_t steps) {
     std::printf("step breakdown over %zu alternating steps:\n", steps);
     dst.print("DST", steps);
     dense.print("dense", steps);
-    const double total_dst = dst.t[0] + dst.t[1] + dst.t[2] + dst.t[3] + dst.t[4];
-    const double total_dense = dense.t[0] + dense.t[1] + dense.t[2] + dense.t[3] + dense.t[4];
-    std::printf("step ratio DST/dense %.3f\n", total_dst / total_dense);
+    std::printf("step ratio DST/dense %.3f\n", dst.total() / dense.total());
 }
 
 int main(int argc, char** argv) {

@@ -1,0 +1,74 @@
+#pragma once
+// Timing pieces shared by the end-to-end benchmarks: a clock, the median, and `phased`,
+// one network's training state that runs SGD steps and adds up the time of each phase
+// (forward, loss, backward, regulariser, optimizer), so two networks can be stepped
+// alternately on the same batches and compared phase by phase.
+#include <dynsparse/dynsparse.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <vector>
+
+namespace bench {
+
+namespace ds = dynsparse;
+
+using clock_type = std::chrono::steady_clock;
+
+inline double since(clock_type::time_point t0) {
+    return std::chrono::duration<double>(clock_type::now() - t0).count();
+}
+
+inline double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+}
+
+template <class Net>
+struct phased {
+    Net net;
+    std::vector<ds::parameter> params;
+    ds::sgd opt{{.momentum = 0.9f}};
+    ds::matrix grad;
+    double t[5] = {};  // forward, loss, backward, regulariser, optimizer
+    float alpha;
+    phased(const phased&) = delete;  // params point into net
+    explicit phased(float a) : alpha(a) {
+        net.initialize(1);
+        net.for_each_parameter([&](const ds::parameter& p) { params.push_back(p); });
+    }
+
+    /// One SGD step (lr 0.01); returns its seconds.
+    double step(const ds::matrix& x, const std::vector<std::uint8_t>& y) {
+        ds::softmax_cross_entropy loss;
+        const auto s0 = clock_type::now();
+        auto t0 = s0;
+        const auto& out = net.forward(x, true);
+        t[0] += since(t0);
+        t0 = clock_type::now();
+        loss.value_and_gradient(out, y, grad);
+        t[1] += since(t0);
+        t0 = clock_type::now();
+        net.backward(grad);
+        t[2] += since(t0);
+        t0 = clock_type::now();
+        ds::apply_sparse_regulariser(params, alpha);
+        t[3] += since(t0);
+        t0 = clock_type::now();
+        opt.step(params, 0.01f);
+        t[4] += since(t0);
+        return since(s0);
+    }
+
+    double total() const { return t[0] + t[1] + t[2] + t[3] + t[4]; }
+
+    void print(const char* name, std::size_t steps) const {
+        const double k = 1e3 / static_cast<double>(steps);
+        std::printf("%-5s mean ms/step: forward %.3f  loss %.3f  backward %.3f  regulariser %.3f"
+                    "  optimizer %.3f  total %.3f\n",
+                    name, t[0] * k, t[1] * k, t[2] * k, t[3] * k, t[4] * k, total() * k);
+    }
+};
+
+}  // namespace bench
