@@ -14,27 +14,14 @@
 #include "dynsparse/layers/masked_dense.hpp"
 #include "dynsparse/train/csv_log.hpp"
 #include "dynsparse/train/trainer.hpp"
+#include "support/fixtures.hpp"
 
 namespace ds = dynsparse;
 
 namespace {
 
-struct tiny_dst : ds::sequential<ds::input<8>, ds::masked_dense<16>, ds::relu, ds::masked_dense<3>> {};
-
-ds::dataset blobs(std::size_t n, std::uint64_t seed) {
-    ds::rng gen(seed);
-    ds::dataset d;
-    d.classes = 3;
-    d.images = ds::make_matrix(n, 8);
-    d.labels.resize(n);
-    for (std::size_t i = 0; i < n; ++i) {
-        const auto c = static_cast<std::uint8_t>(gen.below(3));
-        d.labels[i] = c;
-        for (std::size_t f = 0; f < 8; ++f)
-            d.images(i, f) = (f % 3 == c ? 1.5f : 0.0f) + gen.uniform(-0.5f, 0.5f);
-    }
-    return d;
-}
+using ds::testing::blobs;
+using ds::testing::tiny_dst;
 
 std::vector<std::string> split(const std::string& line) {
     std::vector<std::string> out;

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "dynsparse/layers/masked_dense.hpp"
+#include "support/fixtures.hpp"
 #include "support/gradient_check.hpp"
 
 namespace ds = dynsparse;
@@ -37,31 +38,7 @@ struct combo {
 
 namespace {
 
-bool near_kink(float q) {
-    for (float k : {-1.0f, -0.4f, 0.0f, 0.4f, 1.0f})
-        if (std::fabs(q - k) < 0.05f) return true;
-    return false;
-}
-
-/// Thresholds in [0.3, 0.8] and weights whose Q = |W| - t lies away from the kinks of the
-/// surrogates (so central differences are exact up to rounding), with |W| >= 0.1.
-template <class L>
-void place_weights(L& layer, ds::rng& gen) {
-    using G = typename L::granularity;
-    auto& w = layer.weight();
-    auto& t = layer.threshold();
-    for (auto& v : t) v = gen.uniform(0.3f, 0.8f);
-    const std::size_t rows = w.shape(0), cols = w.shape(1);
-    for (std::size_t i = 0; i < rows; ++i)
-        for (std::size_t j = 0; j < cols; ++j) {
-            const float ti = t(G::index(i, j, cols));
-            float q;
-            do q = gen.uniform(-1.4f, 1.4f);
-            while (near_kink(q) || ti + q < 0.1f);
-            w(i, j) = (gen.uniform01() < 0.5f ? -1.0f : 1.0f) * (ti + q);
-        }
-    for (auto& b : layer.bias()) b = gen.uniform(-0.5f, 0.5f);
-}
+using ds::testing::place_weights;
 
 }  // namespace
 

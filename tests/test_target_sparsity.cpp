@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
-#include <filesystem>
 #include <vector>
 
 #include "dynsparse/data/dataset.hpp"
@@ -14,6 +13,7 @@
 #include "dynsparse/layers/masked_dense.hpp"
 #include "dynsparse/train/target_sparsity.hpp"
 #include "dynsparse/train/trainer.hpp"
+#include "support/fixtures.hpp"
 
 namespace ds = dynsparse;
 
@@ -124,16 +124,10 @@ TEST_CASE("the controller rejects a target outside (0, 1) and a non-positive alp
 }
 
 TEST_CASE("learning test: LeNet-300-100 in target mode approaches a 20% target on a subset") {
-    const char* env = std::getenv("DYNSPARSE_DATA_DIR");
-    const std::filesystem::path dir = env ? env : ds::default_fashion_mnist_directory;
-    if (!std::filesystem::exists(dir)) {
-        MESSAGE("Fashion-MNIST not found at " << dir.string() << "; install dataset-fashion-mnist");
-        return;
-    }
-    struct lenet : ds::sequential<ds::input<784>, ds::masked_dense<300>, ds::relu,
-                                  ds::masked_dense<100>, ds::relu, ds::masked_dense<10>> {};
-    ds::train_test data = ds::load_mnist_directory(dir);
-    ds::standardize(data);
+    const auto loaded = ds::testing::fashion_mnist();
+    if (!loaded) return;
+    const ds::train_test& data = *loaded;
+    using lenet = ds::testing::lenet_300_100;
     const ds::dataset train = ds::take(data.train, 0, 6000);
     const ds::dataset test = ds::take(data.test, 0, 1000);
 

@@ -3,8 +3,6 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
-#include <cstdlib>
-#include <filesystem>
 #include <limits>
 #include <numeric>
 #include <utility>
@@ -14,28 +12,14 @@
 #include "dynsparse/layers/dense.hpp"
 #include "dynsparse/layers/masked_dense.hpp"
 #include "dynsparse/train/trainer.hpp"
+#include "support/fixtures.hpp"
 
 namespace ds = dynsparse;
 
 namespace {
 
-struct tiny_dst : ds::sequential<ds::input<8>, ds::masked_dense<16>, ds::relu, ds::masked_dense<3>> {};
-
-/// Three Gaussian blobs in 8 dimensions: learnable in a few steps.
-ds::dataset blobs(std::size_t n, std::uint64_t seed) {
-    ds::rng gen(seed);
-    ds::dataset d;
-    d.classes = 3;
-    d.images = ds::make_matrix(n, 8);
-    d.labels.resize(n);
-    for (std::size_t i = 0; i < n; ++i) {
-        const auto c = static_cast<std::uint8_t>(gen.below(3));
-        d.labels[i] = c;
-        for (std::size_t f = 0; f < 8; ++f)
-            d.images(i, f) = (f % 3 == c ? 1.5f : 0.0f) + gen.uniform(-0.5f, 0.5f);
-    }
-    return d;
-}
+using ds::testing::blobs;
+using ds::testing::tiny_dst;
 
 ds::train_config quiet_config(std::size_t epochs, float alpha, std::uint64_t seed = 1) {
     ds::train_config c;
@@ -118,16 +102,10 @@ TEST_CASE("the trainer rejects data that does not fit the network") {
 }
 
 TEST_CASE("learning test: DST LeNet-300-100 on a Fashion-MNIST subset learns and prunes") {
-    const char* env = std::getenv("DYNSPARSE_DATA_DIR");
-    const std::filesystem::path dir = env ? env : ds::default_fashion_mnist_directory;
-    if (!std::filesystem::exists(dir)) {
-        MESSAGE("Fashion-MNIST not found at " << dir.string() << "; install dataset-fashion-mnist");
-        return;
-    }
-    struct lenet : ds::sequential<ds::input<784>, ds::masked_dense<300>, ds::relu,
-                                  ds::masked_dense<100>, ds::relu, ds::masked_dense<10>> {};
-    ds::train_test data = ds::load_mnist_directory(dir);
-    ds::standardize(data);
+    const auto loaded = ds::testing::fashion_mnist();
+    if (!loaded) return;
+    const ds::train_test& data = *loaded;
+    using lenet = ds::testing::lenet_300_100;
     const ds::dataset train = ds::take(data.train, 0, 12000);
     const ds::dataset test = ds::take(data.test, 0, 2000);
 
