@@ -16,10 +16,9 @@ public:
     using output_shape = shape<Out>;
     static std::string describe() { return "dense<" + std::to_string(Out) + ">"; }
 
-    dense_layer() : weight_(make_matrix(Out, In)), bias_(make_vector(Out)), grad_weight_(make_matrix(Out, In)), grad_bias_(make_vector(Out)) {
-        weight_.fill(0);
-        bias_.fill(0);
-    }
+    dense_layer()
+        : weight_(make_matrix(Out, In)), bias_(make_vector(Out)), grad_weight_(make_matrix(Out, In)),
+          grad_bias_(make_vector(Out)) {}
 
     void initialize(rng& gen) {
         detail::init_fan_in_uniform({weight_.data(), weight_.size()}, In, gen);

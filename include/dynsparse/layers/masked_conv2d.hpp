@@ -13,8 +13,6 @@
 
 #include "dynsparse/core/shape.hpp"
 #include "dynsparse/detail/im2col.hpp"
-#include "dynsparse/detail/init.hpp"
-#include "dynsparse/detail/mask_kernels.hpp"
 #include "dynsparse/layers/conv2d.hpp"
 #include "dynsparse/layers/layer.hpp"
 #include "dynsparse/layers/masked_weights.hpp"

@@ -8,10 +8,8 @@
 // where H is the Surrogate's derivative and the group of a threshold is set by the
 // Granularity. If a forward pass keeps <= 1% of the weights, the thresholds are reset
 // to 0 and the mask recomputed (the reference code's rule; switchable, counted).
-#include <algorithm>
 #include <string>
 
-#include "dynsparse/core/blas.hpp"
 #include "dynsparse/core/shape.hpp"
 #include "dynsparse/detail/linear_kernels.hpp"
 #include "dynsparse/layers/layer.hpp"
