@@ -214,4 +214,4 @@ TEST_CASE("masked_dense initialisation follows PyTorch: U(-1/sqrt(fan_in), +) an
 // Forces every member of the class template to compile.
 template class ds::masked_dense_layer<8, 4, ds::long_tailed, ds::per_neuron>;
 template class ds::masked_dense_layer<8, 4, ds::straight_through, ds::scalar>;
-template class ds::masked_dense_layer<8, 4, ds::sigmoid_surrogate<8.0f>, ds::per_weight>;
+template class ds::masked_dense_layer<8, 4, ds::sigmoid_surrogate<8>, ds::per_weight>;

@@ -12,7 +12,7 @@ namespace ds = dynsparse;
 static_assert(ds::Surrogate<ds::long_tailed>);
 static_assert(ds::Surrogate<ds::straight_through>);
 static_assert(ds::Surrogate<ds::sigmoid_surrogate<>>);
-static_assert(ds::Surrogate<ds::sigmoid_surrogate<10.0f>>);
+static_assert(ds::Surrogate<ds::sigmoid_surrogate<10>>);
 static_assert(ds::ThresholdGranularity<ds::scalar>);
 static_assert(ds::ThresholdGranularity<ds::per_neuron>);
 static_assert(ds::ThresholdGranularity<ds::per_filter>);
@@ -75,18 +75,19 @@ TEST_CASE("straight_through is 1 on |x| <= 1") {
 }
 
 TEST_CASE("sigmoid_surrogate is the derivative of a logistic of steepness K") {
-    using H = ds::sigmoid_surrogate<4.0f>;
+    using H = ds::sigmoid_surrogate<4>;
     CHECK(H::derivative(0.0f) == doctest::Approx(1.0));  // K/4
     const float x = 0.3f;
     const double s = 1.0 / (1.0 + std::exp(-4.0 * x));
     CHECK(H::derivative(x) == doctest::Approx(4.0 * s * (1 - s)));
-    CHECK(ds::sigmoid_surrogate<8.0f>::derivative(0.0f) == doctest::Approx(2.0));
+    CHECK(ds::sigmoid_surrogate<8>::derivative(0.0f) == doctest::Approx(2.0));
+    CHECK(ds::sigmoid_surrogate<5, 2>::steepness == 2.5f);
     CHECK(H::derivative(10.0f) < 1e-10f + 1e-6f);
 }
 
 TEST_CASE_TEMPLATE("each surrogate's derivative is the derivative of its smooth step", S,
                    ds::long_tailed, ds::straight_through, ds::sigmoid_surrogate<>,
-                   ds::sigmoid_surrogate<12.0f>) {
+                   ds::sigmoid_surrogate<12>) {
     const float eps = 1e-3f;
     std::size_t checked = 0;
     for (float x = -1.5f; x <= 1.5f; x += 0.0371f) {

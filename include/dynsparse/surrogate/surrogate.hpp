@@ -74,18 +74,23 @@ inline float vector_friendly_exp(float x) {
 }
 }  // namespace detail
 
-/// Derivative of a logistic of steepness K: H(x) = K s(Kx) (1 - s(Kx)).
-/// The default K = 4 gives H(0) = 1, the same height as straight_through.
-template <float K = 4.0f>
+/// Derivative of a logistic of steepness K = Num / Den: H(x) = K s(Kx) (1 - s(Kx)).
+/// The default K = 4 gives H(0) = 1, the same height as straight_through. The steepness is
+/// a ratio of integers rather than a float template argument so that compilers without
+/// floating-point non-type template parameters (clang before 18) accept it:
+/// sigmoid_surrogate<10> is K = 10, sigmoid_surrogate<5, 2> is K = 2.5.
+template <int Num = 4, int Den = 1>
 struct sigmoid_surrogate {
-    static_assert(K > 0.0f, "the steepness K of sigmoid_surrogate<K> must be positive");
+    static_assert(Den > 0 && Num > 0, "the steepness Num/Den of sigmoid_surrogate must be positive");
     static constexpr std::string_view name = "sigmoid";
-    static constexpr float steepness = K;
+    static constexpr float steepness = static_cast<float>(Num) / static_cast<float>(Den);
     static float derivative(float x) {
         const float s = smooth_step(x);
-        return K * s * (1.0f - s);
+        return steepness * s * (1.0f - s);
     }
-    static float smooth_step(float x) { return 1.0f / (1.0f + detail::vector_friendly_exp(-K * x)); }
+    static float smooth_step(float x) {
+        return 1.0f / (1.0f + detail::vector_friendly_exp(-steepness * x));
+    }
 };
 
 }  // namespace dynsparse
