@@ -64,12 +64,19 @@ static double gemm_floor(std::size_t steps, std::size_t batch) {
     return since(t0);
 }
 
-int main(int argc, char** argv) {
-    ds::restart_with_fast_blas_kernels(argv);
-    const examples::arguments args(argc, argv, {"--steps", "--rounds", "--threads", "--data", "--json"}, {});
+constexpr std::string_view usage =
+    "Median time of one LeNet-5-Caffe training step (batch 64): DST, dense and GEMM floor.\n\n"
+    "  --steps N      steps per round and network (400)\n"
+    "  --rounds N     rounds; the GEMM floor is timed between rounds (5)\n"
+    "  --threads N    threads for BLAS and the library's loops (1)\n"
+    "  --data DIR     MNIST-format directory (default /usr/share/datasets/fashion-mnist)\n"
+    "  --json PATH    also write the figures as JSON\n";
+
+static void run(int argc, char** argv) {
+    const examples::arguments args(argc, argv, {"--steps", "--rounds", "--threads", "--data", "--json"}, {}, usage);
     const std::size_t steps = args.count("--steps", 400), rounds = args.count("--rounds", 5);
     const int threads = static_cast<int>(args.count("--threads", 1));
-    ds::set_blas_threads(threads);
+    ds::set_threads(static_cast<std::size_t>(threads));
     ds::train_test data = ds::load_mnist_directory(
         args.text("--data", ds::default_fashion_mnist_directory.string()));
     ds::standardize(data);
@@ -121,4 +128,9 @@ int main(int argc, char** argv) {
             .add("batch", std::size_t{64}).add("threads", threads).add("blas_core", ds::blas_core_name());
         ds::write_file_atomically(args.text("--json", ""), j.str() + "\n");
     }
+}
+
+int main(int argc, char** argv) {
+    ds::restart_with_fast_blas_kernels(argv);
+    return examples::exit_status_of([&] { run(argc, argv); });
 }

@@ -102,7 +102,7 @@ BENCHMARK(bm_surrogate_backward<ds::sigmoid_surrogate<>>);
 
 int main(int argc, char** argv) {
     ds::restart_with_fast_blas_kernels(argv);
-    ds::set_blas_threads(1);
+    ds::set_threads(1);
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
     benchmark::RunSpecifiedBenchmarks();

@@ -73,11 +73,18 @@ struct custom_net : ds::sequential<ds::input<784>,
                                    ds::masked_dense<100, triangle>, leaky_relu,
                                    ds::masked_dense<10>> {};
 
+constexpr std::string_view usage =
+    "Train a DST network built from custom policies (triangular surrogate, per-input\n"
+    "thresholds, leaky ReLU) for a short run on Fashion-MNIST.\n\n"
+    "  --data DIR         MNIST-format directory (default /usr/share/datasets/fashion-mnist)\n"
+    "  --epochs N         training epochs (1)\n"
+    "  --train-limit N    use only the first N training samples (10000)\n";
+
 int main(int argc, char** argv) {
     ds::restart_with_fast_blas_kernels(argv);
     try {
-        const examples::arguments args(argc, argv, {"--data", "--epochs", "--train-limit"}, {});
-        ds::set_blas_threads(1);
+        const examples::arguments args(argc, argv, {"--data", "--epochs", "--train-limit"}, {}, usage);
+        ds::set_threads(1);
         ds::train_test data = ds::load_mnist_directory(
             args.text("--data", ds::default_fashion_mnist_directory.string()));
         ds::standardize(data);

@@ -1,7 +1,9 @@
 #pragma once
 // Command-line handling shared by the examples: a tiny "--flag value" parser with
 // clear errors, and the JSON run summary.
+#include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <map>
 #include <set>
 #include <stdexcept>
@@ -13,8 +15,11 @@ namespace examples {
 
 class arguments {
 public:
-    /// valued: flags that take a value; switches: flags that do not.
-    arguments(int argc, char** argv, std::set<std::string> valued, std::set<std::string> switches) {
+    /// valued: flags that take a value; switches: flags that do not. With a usage text,
+    /// --help (or -h) prints it and exits; without one, the caller handles "--help".
+    arguments(int argc, char** argv, std::set<std::string> valued, std::set<std::string> switches,
+              std::string_view usage = {}) {
+        if (!usage.empty()) switches.insert("--help");
         for (int i = 1; i < argc; ++i) {
             const std::string a = std::string_view(argv[i]) == "-h" ? std::string("--help")
                                                                    : std::string(argv[i]);
@@ -26,6 +31,10 @@ public:
             } else {
                 throw std::invalid_argument("unknown option '" + a + "' (see --help)");
             }
+        }
+        if (!usage.empty() && has("--help")) {
+            std::fwrite(usage.data(), 1, usage.size(), stdout);
+            std::exit(0);
         }
     }
 
@@ -70,5 +79,18 @@ public:
 private:
     std::map<std::string, std::string> values_;
 };
+
+/// Runs body(); an exception becomes "error: <what>" on stderr and exit status 2, so a
+/// bad flag or file ends a program with a message rather than std::terminate.
+template <class Body>
+int exit_status_of(Body&& body) {
+    try {
+        body();
+        return 0;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "error: %s\n", e.what());
+        return 2;
+    }
+}
 
 }  // namespace examples

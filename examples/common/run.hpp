@@ -49,7 +49,7 @@ inline std::string usage_text(const model_info& m) {
   --val-fraction F     hold out this fraction of the training set for per-epoch
                        evaluation; the test set is then used once, at the end (0)
   --train-limit N      use only the first N training samples (0 = all)
-  --threads N          BLAS threads (1)
+  --threads N          threads for BLAS and the library's own loops (1)
   --json PATH          write a summary of the run as JSON
   --target-remaining R adapt alpha during training so that the model ends with this
                        remaining ratio, R in (0, 1), e.g. 0.05; --alpha is the start
@@ -270,7 +270,7 @@ int run_main(int argc, char** argv, const model_info& m, Dispatch dispatch) {
             throw std::invalid_argument("--epochs, --batch and --threads must be positive");
         if (o.schedule == "multistep" && o.milestones.empty())
             throw std::invalid_argument("--schedule multistep needs --milestones, e.g. 10,15");
-        ds::set_blas_threads(static_cast<int>(o.threads));
+        ds::set_threads(o.threads);
         std::cout << "BLAS kernels: " << ds::blas_core_name() << ", " << o.threads << " thread(s)\n";
 
         const std::string dir = args.text("--data", ds::default_fashion_mnist_directory.string());

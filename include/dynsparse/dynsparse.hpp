@@ -4,6 +4,7 @@
 #include "dynsparse/core/blas.hpp"
 #include "dynsparse/core/denormals.hpp"
 #include "dynsparse/core/error.hpp"
+#include "dynsparse/core/parallel.hpp"
 #include "dynsparse/core/rng.hpp"
 #include "dynsparse/core/shape.hpp"
 #include "dynsparse/core/tensor.hpp"

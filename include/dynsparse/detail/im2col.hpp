@@ -21,6 +21,7 @@
 #include <cstddef>
 
 #include "dynsparse/core/blas.hpp"
+#include "dynsparse/core/parallel.hpp"
 #include "dynsparse/core/tensor.hpp"
 
 namespace dynsparse::detail {
@@ -101,13 +102,15 @@ inline void col2im(const float* __restrict col, float* __restrict dx, std::size_
 
 /// Scratch of a convolution layer, allocated once per batch size.
 struct conv_buffers {
-    matrix col;   // every sample's unfolded input (batch*cols x positions), kept for backward
-    matrix dcol;  // one sample's dL/dcol
+    matrix col;        // every sample's unfolded input (batch*cols x positions), kept for backward
+    matrix dcol;       // one sample's dL/dcol per chunk of samples (chunks*cols x positions)
+    matrix grad_part;  // weight and bias gradients of chunks 1.. (chunks-1 x c_out*(cols+1))
 };
 
 /// y (batch x c_out*oh*ow) = conv(x, w) + b, one GEMM per sample: each sample is unfolded
 /// into its own block of col (batch blocks of cols x positions) and W col_s is written
-/// straight into the sample's row of y. col is kept for the backward pass.
+/// straight into the sample's row of y. col is kept for the backward pass. Samples are
+/// shared out between threads (parallel_for).
 template <conv_geometry g>
 void conv_forward(std::size_t out_channels, const matrix& x, const float* w, const float* b,
                   conv_buffers& buf, matrix& y) {
@@ -115,43 +118,57 @@ void conv_forward(std::size_t out_channels, const matrix& x, const float* w, con
     const std::size_t out_size = out_channels * n;
     ensure_shape(y, batch, out_size);
     ensure_shape(buf.col, batch * kk, n);
-    for (std::size_t r = 0; r < batch; ++r) {
-        float* c = buf.col.data() + r * kk * n;
-        float* yr = y.data() + r * out_size;
-        im2col<g>(x.data() + r * g.in_size(), c, n);
-        for (std::size_t o = 0; o < out_channels; ++o) std::fill(yr + o * n, yr + (o + 1) * n, b[o]);
-        gemm(transpose::no, transpose::no, out_channels, n, kk, 1.0f, w, kk, c, n, 1.0f, yr, n);
-    }
+    parallel_for(batch, [&](std::size_t, std::size_t lo, std::size_t hi) {
+        for (std::size_t r = lo; r < hi; ++r) {
+            float* c = buf.col.data() + r * kk * n;
+            float* yr = y.data() + r * out_size;
+            im2col<g>(x.data() + r * g.in_size(), c, n);
+            for (std::size_t o = 0; o < out_channels; ++o) std::fill(yr + o * n, yr + (o + 1) * n, b[o]);
+            gemm(transpose::no, transpose::no, out_channels, n, kk, 1.0f, w, kk, c, n, 1.0f, yr, n);
+        }
+    });
 }
 
 /// grad_w = sum over samples of dy_s col_s^T, grad_b = sums of dy, and, unless dx is
-/// null, dx_s = col2im(W^T dy_s) per sample.
+/// null, dx_s = col2im(W^T dy_s) per sample. With several threads each chunk of samples
+/// sums its own gradients, added up in chunk order afterwards.
 template <conv_geometry g>
 void conv_backward(std::size_t out_channels, const float* w, const matrix& dy, float* grad_w,
                    float* grad_b, conv_buffers& buf, matrix* dx) {
     const std::size_t batch = dy.shape(0), n = g.positions(), kk = g.cols();
-    const std::size_t out_size = out_channels * n;
-    std::fill(grad_b, grad_b + out_channels, 0.0f);
+    const std::size_t out_size = out_channels * n, grad_size = out_channels * (kk + 1);
+    const std::size_t chunks = parallel_chunks(batch);
+    if (chunks > 1) ensure_shape(buf.grad_part, chunks - 1, grad_size);
     if (dx != nullptr) {
         ensure_shape(*dx, batch, g.in_size());
-        ensure_shape(buf.dcol, kk, n);
+        ensure_shape(buf.dcol, chunks * kk, n);
     }
-    for (std::size_t r = 0; r < batch; ++r) {
-        const float* d = dy.data() + r * out_size;
-        gemm(transpose::no, transpose::yes, out_channels, kk, n, 1.0f, d, n,
-             buf.col.data() + r * kk * n, n, r == 0 ? 0.0f : 1.0f, grad_w, kk);
-        for (std::size_t o = 0; o < out_channels; ++o) {
-            float sum = 0.0f;
-            for (std::size_t j = 0; j < n; ++j) sum += d[o * n + j];
-            grad_b[o] += sum;
+    parallel_for(batch, [&](std::size_t chunk, std::size_t lo, std::size_t hi) {
+        float* gw = chunk == 0 ? grad_w : buf.grad_part.data() + (chunk - 1) * grad_size;
+        float* gb = chunk == 0 ? grad_b : gw + out_channels * kk;
+        float* dcol = dx != nullptr ? buf.dcol.data() + chunk * kk * n : nullptr;
+        std::fill(gb, gb + out_channels, 0.0f);
+        for (std::size_t r = lo; r < hi; ++r) {
+            const float* d = dy.data() + r * out_size;
+            gemm(transpose::no, transpose::yes, out_channels, kk, n, 1.0f, d, n,
+                 buf.col.data() + r * kk * n, n, r == lo ? 0.0f : 1.0f, gw, kk);
+            for (std::size_t o = 0; o < out_channels; ++o) {
+                float sum = 0.0f;
+                for (std::size_t j = 0; j < n; ++j) sum += d[o * n + j];
+                gb[o] += sum;
+            }
+            if (dx != nullptr) {
+                gemm(transpose::yes, transpose::no, kk, n, out_channels, 1.0f, w, kk, d, n, 0.0f,
+                     dcol, n);
+                col2im<g>(dcol, dx->data() + r * g.in_size(), n);
+            }
         }
-        if (dx != nullptr) {
-            gemm(transpose::yes, transpose::no, kk, n, out_channels, 1.0f, w, kk, d, n, 0.0f,
-                 buf.dcol.data(), n);
-            col2im<g>(buf.dcol.data(), dx->data() + r * g.in_size(), n);
-        }
+    });
+    for (std::size_t c = 1; c < chunks; ++c) {
+        const float* part = buf.grad_part.data() + (c - 1) * grad_size;
+        for (std::size_t i = 0; i < out_channels * kk; ++i) grad_w[i] += part[i];
+        for (std::size_t o = 0; o < out_channels; ++o) grad_b[o] += part[out_channels * kk + o];
     }
 }
-
 
 }  // namespace dynsparse::detail

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "dynsparse/core/parallel.hpp"
 #include "dynsparse/core/shape.hpp"
 #include "dynsparse/layers/conv2d.hpp"
 #include "dynsparse/layers/layer.hpp"
@@ -39,7 +40,21 @@ public:
         const std::size_t batch = x.shape(0);
         ensure_shape(y, batch, out_size);
         if constexpr (Max) argmax_.resize(batch * out_size);
-        for (std::size_t r = 0; r < batch; ++r)
+        parallel_for(batch, [&](std::size_t, std::size_t lo, std::size_t hi) { forward_rows(x, y, lo, hi); });
+    }
+
+    void backward(const matrix& /*x*/, const matrix& /*y*/, const matrix& dy, matrix* dx) {
+        if (dx == nullptr) return;
+        ensure_shape(*dx, dy.shape(0), in_size);
+        parallel_for(dy.shape(0), [&](std::size_t, std::size_t lo, std::size_t hi) { backward_rows(dy, *dx, lo, hi); });
+    }
+
+    template <class F>
+    void for_each_parameter(F&&) {}
+
+private:
+    void forward_rows(const matrix& x, matrix& y, std::size_t lo, std::size_t hi) {
+        for (std::size_t r = lo; r < hi; ++r)
             for (std::size_t c = 0; c < C; ++c) {
                 const float* xc = x.data() + r * in_size + c * H * W;
                 float* yc = y.data() + r * out_size + c * OH * OW;
@@ -90,14 +105,11 @@ public:
             }
     }
 
-    void backward(const matrix& /*x*/, const matrix& /*y*/, const matrix& dy, matrix* dx) {
-        if (dx == nullptr) return;
-        const std::size_t batch = dy.shape(0);
-        ensure_shape(*dx, batch, in_size);
-        if constexpr (!(Max && tiled)) std::fill(dx->begin(), dx->end(), 0.0f);
-        for (std::size_t r = 0; r < batch; ++r) {
+    void backward_rows(const matrix& dy, matrix& dx, std::size_t lo, std::size_t hi) {
+        if constexpr (!(Max && tiled)) std::fill(dx.data() + lo * in_size, dx.data() + hi * in_size, 0.0f);
+        for (std::size_t r = lo; r < hi; ++r) {
             const float* d = dy.data() + r * out_size;
-            float* g = dx->data() + r * in_size;
+            float* g = dx.data() + r * in_size;
             if constexpr (Max && tiled) {
                 // Windows tile the input: every input gets dy or 0 from its one window.
                 const std::uint32_t* a = argmax_.data() + r * out_size;
@@ -131,10 +143,6 @@ public:
         }
     }
 
-    template <class F>
-    void for_each_parameter(F&&) {}
-
-private:
     std::vector<std::uint32_t> argmax_;  // per output: index of its input within the sample
 };
 

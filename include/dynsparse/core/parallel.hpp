@@ -1,0 +1,186 @@
+#pragma once
+// The library's own threads: a small persistent pool that runs a loop over samples in
+// contiguous chunks, one chunk per thread, with the caller working on the first.
+//
+//   ds::set_threads(2);                     // library loops and BLAS both use 2 threads
+//   ds::parallel_for(batch, [&](std::size_t chunk, std::size_t lo, std::size_t hi) { ... });
+//
+// Chunks are a fixed function of (items, threads), so results that are summed per chunk
+// and then across chunks in chunk order are the same from run to run for a given thread
+// count; with one thread the body runs once over the whole range on the caller, exactly
+// as a plain loop. Inside a parallel loop BLAS runs on one thread (each chunk makes its
+// own BLAS calls), and a parallel_for called from inside another runs serially.
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "dynsparse/core/blas.hpp"
+#include "dynsparse/core/error.hpp"
+
+namespace dynsparse {
+
+namespace detail {
+
+class thread_pool {
+public:
+    ~thread_pool() { resize(1); }
+
+    /// Total threads taking part in a loop, the caller included.
+    std::size_t size() const { return workers_.size() + 1; }
+
+    void resize(std::size_t n) {
+        if (n == 0) n = 1;
+        if (n == size()) return;
+        {
+            std::lock_guard lock(mutex_);
+            stopping_ = true;
+            ++generation_;
+        }
+        wake_.notify_all();
+        for (auto& t : workers_) t.join();
+        workers_.clear();
+        stopping_ = false;
+        // A new worker starts from the current generation: it must not miss the next loop.
+        const std::size_t now = generation_;
+        for (std::size_t i = 1; i < n; ++i) workers_.emplace_back([this, i, now] { work(i, now); });
+    }
+
+    /// Runs body(part) for part in [0, parts) with parts <= size(), part 0 on the caller.
+    template <class Body>
+    void run(std::size_t parts, Body& body) {
+        if (parts <= 1 || in_loop_) {
+            for (std::size_t p = 0; p < parts; ++p) body(p);
+            return;
+        }
+        {
+            std::lock_guard lock(mutex_);
+            task_ = [](void* b, std::size_t p) { (*static_cast<Body*>(b))(p); };
+            body_ = &body;
+            parts_ = parts;
+            pending_.store(parts - 1, std::memory_order_relaxed);
+            error_ = nullptr;
+            ++generation_;
+        }
+        wake_.notify_all();
+        in_loop_ = true;
+        std::exception_ptr mine;
+        try {
+            body(0);
+        } catch (...) {
+            mine = std::current_exception();
+        }
+        in_loop_ = false;
+        // Workers finish within microseconds of the caller on balanced chunks: spin first.
+        for (int spin = 0; pending_.load(std::memory_order_acquire) != 0; ++spin)
+            if (spin > 4096) {
+                std::unique_lock lock(mutex_);
+                done_.wait(lock, [&] { return pending_.load(std::memory_order_acquire) == 0; });
+            }
+        if (mine) std::rethrow_exception(mine);
+        if (error_) std::rethrow_exception(error_);
+    }
+
+private:
+    void work(std::size_t index, std::size_t seen) {
+        for (;;) {
+            void (*task)(void*, std::size_t) = nullptr;
+            void* body = nullptr;
+            bool mine = false;
+            {
+                std::unique_lock lock(mutex_);
+                wake_.wait(lock, [&] { return generation_ != seen; });
+                seen = generation_;
+                if (stopping_) return;
+                task = task_;
+                body = body_;
+                mine = index < parts_;
+            }
+            if (!mine) continue;
+            in_loop_ = true;
+            try {
+                task(body, index);
+            } catch (...) {
+                std::lock_guard lock(mutex_);
+                if (!error_) error_ = std::current_exception();
+            }
+            in_loop_ = false;
+            if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+                std::lock_guard lock(mutex_);
+                done_.notify_one();
+            }
+        }
+    }
+
+    std::vector<std::thread> workers_;
+    std::mutex mutex_;
+    std::condition_variable wake_, done_;
+    std::size_t generation_ = 0;
+    bool stopping_ = false;
+    void (*task_)(void*, std::size_t) = nullptr;
+    void* body_ = nullptr;
+    std::size_t parts_ = 0;
+    std::atomic<std::size_t> pending_{0};
+    std::exception_ptr error_;
+    static inline thread_local bool in_loop_ = false;
+};
+
+inline thread_pool& pool() {
+    static thread_pool p;
+    return p;
+}
+
+}  // namespace detail
+
+/// Threads for the library's own loops (samples of a convolution or pooling layer) and
+/// for BLAS. One by default; results for a given count are reproducible run to run.
+inline void set_threads(std::size_t n) {
+    if (n == 0) throw invalid_argument("set_threads: need at least one thread");
+    detail::pool().resize(n);
+    set_blas_threads(static_cast<int>(n));
+}
+
+inline std::size_t threads() { return detail::pool().size(); }
+
+/// The chunk [lo, hi) of `items` that chunk `c` of `chunks` covers.
+inline void chunk_range(std::size_t items, std::size_t chunks, std::size_t c, std::size_t& lo,
+                        std::size_t& hi) {
+    lo = items * c / chunks;
+    hi = items * (c + 1) / chunks;
+}
+
+/// How many chunks parallel_for(items, ...) uses: min(threads(), items), at least 1.
+inline std::size_t parallel_chunks(std::size_t items) {
+    return std::max<std::size_t>(1, std::min(threads(), items));
+}
+
+/// body(chunk, lo, hi) over contiguous chunks of [0, items), one per thread. BLAS calls in
+/// the body run single-threaded while the chunks run side by side.
+template <class Body>
+void parallel_for(std::size_t items, Body&& body) {
+    const std::size_t chunks = parallel_chunks(items);
+    auto part = [&](std::size_t c) {
+        std::size_t lo, hi;
+        chunk_range(items, chunks, c, lo, hi);
+        body(c, lo, hi);
+    };
+    if (chunks == 1) {
+        part(0);
+        return;
+    }
+    const int blas = blas_threads();
+    if (blas > 1) set_blas_threads(1);
+    try {
+        detail::pool().run(chunks, part);
+    } catch (...) {
+        if (blas > 1) set_blas_threads(blas);
+        throw;
+    }
+    if (blas > 1) set_blas_threads(blas);
+}
+
+}  // namespace dynsparse
