@@ -51,6 +51,23 @@ TEST_CASE("parallel_for covers every item once, in contiguous chunks in order") 
     }
 }
 
+TEST_CASE("parallel_for keeps chunks at least `grain` items long") {
+    threads_scope scope(3);
+    CHECK(ds::parallel_chunks(10, 4) == 2);
+    CHECK(ds::parallel_chunks(10, 11) == 1);
+    CHECK(ds::parallel_chunks(100, 10) == 3);
+    CHECK(ds::parallel_chunks(0) == 1);
+    std::atomic<std::size_t> covered{0}, calls{0}, short_chunks{0};
+    ds::parallel_for(10, [&](std::size_t, std::size_t lo, std::size_t hi) {
+        if (hi - lo < 4) ++short_chunks;
+        covered += hi - lo;
+        ++calls;
+    }, 4);
+    CHECK(short_chunks == 0);
+    CHECK(calls == 2);
+    CHECK(covered == 10);
+}
+
 TEST_CASE("parallel_for runs its chunks on different threads and rethrows their errors") {
     threads_scope scope(2);
     std::atomic<int> ran{0};

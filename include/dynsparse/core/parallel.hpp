@@ -153,16 +153,18 @@ inline void chunk_range(std::size_t items, std::size_t chunks, std::size_t c, st
     hi = items * (c + 1) / chunks;
 }
 
-/// How many chunks parallel_for(items, ...) uses: min(threads(), items), at least 1.
-inline std::size_t parallel_chunks(std::size_t items) {
-    return std::max<std::size_t>(1, std::min(threads(), items));
+/// How many chunks parallel_for(items, body, grain) uses: one per thread, but no chunk
+/// smaller than `grain` items (waking a thread costs microseconds), and at least one.
+inline std::size_t parallel_chunks(std::size_t items, std::size_t grain = 1) {
+    return std::max<std::size_t>(1, std::min(threads(), items / std::max<std::size_t>(grain, 1)));
 }
 
-/// body(chunk, lo, hi) over contiguous chunks of [0, items), one per thread. BLAS calls in
-/// the body run single-threaded while the chunks run side by side.
+/// body(chunk, lo, hi) over contiguous chunks of [0, items), one per thread, each of at
+/// least `grain` items. BLAS calls in the body run single-threaded while chunks run side
+/// by side.
 template <class Body>
-void parallel_for(std::size_t items, Body&& body) {
-    const std::size_t chunks = parallel_chunks(items);
+void parallel_for(std::size_t items, Body&& body, std::size_t grain = 1) {
+    const std::size_t chunks = parallel_chunks(items, grain);
     auto part = [&](std::size_t c) {
         std::size_t lo, hi;
         chunk_range(items, chunks, c, lo, hi);

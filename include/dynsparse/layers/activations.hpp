@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <string>
 
+#include "dynsparse/core/parallel.hpp"
 #include "dynsparse/layers/layer.hpp"
 
 namespace dynsparse {
@@ -24,8 +25,10 @@ public:
         ensure_shape(y, x.shape(0), x.shape(1));
         const float* xp = x.data();
         float* yp = y.data();
-        const std::size_t n = x.size();
-        for (std::size_t i = 0; i < n; ++i) yp[i] = Fn::value(xp[i]);
+        const std::size_t width = x.shape(1);
+        parallel_for(x.shape(0), [&](std::size_t, std::size_t lo, std::size_t hi) {
+            for (std::size_t i = lo * width; i < hi * width; ++i) yp[i] = Fn::value(xp[i]);
+        }, rows_worth_a_thread(width));
     }
 
     void backward(const matrix& /*x*/, const matrix& y, const matrix& dy, matrix* dx) {
@@ -34,12 +37,19 @@ public:
         const float* yp = y.data();
         const float* dyp = dy.data();
         float* dxp = dx->data();
-        const std::size_t n = y.size();
-        for (std::size_t i = 0; i < n; ++i) dxp[i] = dyp[i] * Fn::derivative_from_output(yp[i]);
+        const std::size_t width = y.shape(1);
+        parallel_for(y.shape(0), [&](std::size_t, std::size_t lo, std::size_t hi) {
+            for (std::size_t i = lo * width; i < hi * width; ++i)
+                dxp[i] = dyp[i] * Fn::derivative_from_output(yp[i]);
+        }, rows_worth_a_thread(width));
     }
 
     template <class F>
     void for_each_parameter(F&&) {}
+
+private:
+    // About 16k elements per thread: below that, waking a thread costs more than it saves.
+    static std::size_t rows_worth_a_thread(std::size_t width) { return 16384 / (width + 1) + 1; }
 };
 
 struct relu_fn {
