@@ -209,7 +209,10 @@ private:
     template <class Sh>
     static std::string shape_string() {
         std::string s = "(";
-        for (std::size_t i = 0; i < Sh::rank; ++i) s += (i ? "," : "") + std::to_string(Sh::dims[i]);
+        for (std::size_t i = 0; i < Sh::rank; ++i) {
+            if (i > 0) s += ',';  // (not `(i ? "," : "") + ...`: GCC 12's false -Wrestrict)
+            s += std::to_string(Sh::dims[i]);
+        }
         return s + ")";
     }
 
