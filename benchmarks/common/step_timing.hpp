@@ -1,12 +1,13 @@
 #pragma once
 // Timing pieces shared by the end-to-end benchmarks: a clock, the median, and `phased`,
-// one network's training state that runs SGD steps and adds up the time of each phase
+// one network's training state that runs SGD or Adam steps and adds up the time of each phase
 // (forward, loss, backward, regulariser, optimizer), so two networks can be stepped
 // alternately on the same batches and compared phase by phase.
 #include <dynsparse/dynsparse.hpp>
 
 #include <algorithm>
 #include <chrono>
+#include <type_traits>
 #include <cstdio>
 #include <vector>
 
@@ -25,11 +26,23 @@ inline double median(std::vector<double> v) {
     return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
 }
 
-template <class Net>
+/// The optimizer of the MNIST recipes: SGD with momentum 0.9, lr 0.01 (LeNets) or Adam,
+/// lr 1e-3 (LSTMs).
+template <class Opt>
+Opt recipe_optimizer() {
+    if constexpr (std::is_same_v<Opt, ds::sgd>)
+        return ds::sgd({.momentum = 0.9f});
+    else
+        return Opt{};
+}
+template <class Opt>
+constexpr float recipe_lr = std::is_same_v<Opt, ds::sgd> ? 0.01f : 1e-3f;
+
+template <class Net, class Opt = ds::sgd>
 struct phased {
     Net net;
     std::vector<ds::parameter> params;
-    ds::sgd opt{{.momentum = 0.9f}};
+    Opt opt = recipe_optimizer<Opt>();
     ds::matrix grad;
     double t[5] = {};  // forward, loss, backward, regulariser, optimizer
     float alpha;
@@ -39,7 +52,7 @@ struct phased {
         net.for_each_parameter([&](const ds::parameter& p) { params.push_back(p); });
     }
 
-    /// One SGD step (lr 0.01); returns its seconds.
+    /// One optimizer step with the recipe's learning rate; returns its seconds.
     double step(const ds::matrix& x, const std::vector<std::uint8_t>& y) {
         ds::softmax_cross_entropy loss;
         const auto s0 = clock_type::now();
@@ -56,7 +69,7 @@ struct phased {
         ds::apply_sparse_regulariser(params, alpha);
         t[3] += since(t0);
         t0 = clock_type::now();
-        opt.step(params, 0.01f);
+        opt.step(params, recipe_lr<Opt>);
         t[4] += since(t0);
         return since(s0);
     }

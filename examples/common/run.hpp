@@ -11,6 +11,7 @@
 #include <iostream>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "common/cli.hpp"
@@ -27,20 +28,35 @@ struct model_info {
     const char* granularity_help;
 };
 
-/// The --help text; the model's name and granularity choices are filled in.
-inline std::string usage_text(const model_info& m) {
+/// A model's training recipe: the defaults of its flags and its optimizer (the paper's
+/// recipe for that model family), and help lines for flags the example handles itself.
+struct recipe {
+    const char* optimizer = "sgd";  ///< "sgd" (--momentum, --nesterov apply) or "adam"
+    double lr = 0.01;
+    std::size_t batch = 64;
+    double alpha = 5e-4;
+    std::string extra_help;
+};
+
+/// The --help text; the model's name, granularity choices and recipe are filled in.
+inline std::string usage_text(const model_info& m, const recipe& r = {}) {
+    char batch[32], lr[32], alpha[32];
+    std::snprintf(batch, sizeof batch, "(%zu)", r.batch);
+    std::snprintf(lr, sizeof lr, "(%g)", r.lr);
+    std::snprintf(alpha, sizeof alpha, "(%g)", r.alpha);
+    const std::string optimizer = std::string(r.optimizer) == "adam" ? "Adam" : "SGD";
     std::string u = std::string("Train ") + m.title +
                     " with Dynamic Sparse Training on (Fashion-)MNIST.\n" + R"(
   --data DIR           MNIST-format directory (default /usr/share/datasets/fashion-mnist)
   --epochs N           training epochs (20)
-  --batch N            batch size (64)
-  --lr X               SGD learning rate (0.01)
+  --batch N            batch size )" + batch + R"(
+  --lr X               )" + optimizer + " learning rate " + lr + R"(
   --momentum X         SGD momentum (0.9)
   --nesterov           Nesterov momentum
   --weight-decay X     weight decay on weights and biases (0)
   --schedule S         constant|cosine|multistep (constant)
   --milestones A,B     epochs at which multistep multiplies the rate by 0.1
-  --alpha X            sparse regulariser alpha * sum exp(-t) (5e-4)
+  --alpha X            sparse regulariser alpha * sum exp(-t) )" + alpha + R"(
   --seed N             seed of initialisation and shuffling (1)
   --dense              train the same network with plain dense layers (the baseline)
   --surrogate S        long_tailed|ste|sigmoid (long_tailed)
@@ -56,7 +72,7 @@ inline std::string usage_text(const model_info& m) {
   --csv PATH           write a training log (per epoch, and per --log-every steps)
   --log-every N        also log every N steps to the CSV (0 = epoch rows only)
   --quiet              no per-layer lines, no progress bar
-)";
+)" + r.extra_help;
     return u;
 }
 
@@ -68,7 +84,7 @@ struct run_options {
     std::string csv;
     bool nesterov, reset_rule, quiet;
     std::uint64_t seed;
-    std::string schedule, milestones, json, surrogate, granularity;
+    std::string schedule, milestones, json, surrogate, granularity, optimizer;
     bool dense;
 };
 
@@ -102,8 +118,24 @@ struct run_result {
     float final_alpha = 0;
 };
 
+/// The optimizer of the recipe, from the flags (Adam takes only --weight-decay).
+template <class Opt>
+Opt make_optimizer(const run_options& o) {
+    if constexpr (std::is_same_v<Opt, ds::adam>) {
+        ds::adam::options a;
+        a.weight_decay = o.weight_decay;
+        return ds::adam(a);
+    } else {
+        ds::sgd::options sgd_opts;
+        sgd_opts.momentum = o.momentum;
+        sgd_opts.nesterov = o.nesterov;
+        sgd_opts.weight_decay = o.weight_decay;
+        return ds::sgd(sgd_opts);
+    }
+}
+
 /// The only code instantiated per network type: build, train, evaluate.
-template <class Net>
+template <class Net, class Opt = ds::sgd>
 run_result train(const run_options& o, const ds::dataset& train_set, const ds::dataset& eval_set,
                  const ds::dataset& test_set, bool eval_is_test) {
     // [train]
@@ -111,10 +143,6 @@ run_result train(const run_options& o, const ds::dataset& train_set, const ds::d
     net.initialize(o.seed);
     net.for_each_masked_layer([&](auto& layer, std::size_t) { layer.set_reset_rule(o.reset_rule); });
 
-    ds::sgd::options sgd_opts;
-    sgd_opts.momentum = o.momentum;
-    sgd_opts.nesterov = o.nesterov;
-    sgd_opts.weight_decay = o.weight_decay;
     ds::train_config cfg;
     cfg.epochs = o.epochs;
     cfg.batch_size = o.batch;
@@ -123,7 +151,7 @@ run_result train(const run_options& o, const ds::dataset& train_set, const ds::d
     cfg.seed = o.seed;
     cfg.progress = !o.quiet;
     cfg.log = &std::cout;
-    ds::trainer<Net, ds::softmax_cross_entropy, ds::sgd> trainer(net, {}, ds::sgd(sgd_opts), cfg);
+    ds::trainer<Net, ds::softmax_cross_entropy, Opt> trainer(net, {}, make_optimizer<Opt>(o), cfg);
     // [train]
     std::cout << "network:\n" << Net::describe();
 
@@ -209,6 +237,7 @@ inline void report(const model_info& m, const run_options& o, const run_result& 
         .add("evaluated_on", eval_is_test ? "test" : "validation")
         .add("resets", resets)
         .add("batch", o.batch)
+        .add("optimizer", o.optimizer)
         .add("lr", static_cast<double>(o.lr))
         .add("momentum", static_cast<double>(o.momentum))
         .add("alpha", static_cast<double>(o.dense ? 0.0f : o.alpha))
@@ -228,7 +257,7 @@ inline void report(const model_info& m, const run_options& o, const run_result& 
 /// The whole program: parse the flags, load the data, train the network chosen by
 /// `dispatch(options, train, eval, test, eval_is_test)`, report. Returns the exit code.
 template <class Dispatch>
-int run_main(int argc, char** argv, const model_info& m, Dispatch dispatch) {
+int run_main(int argc, char** argv, const model_info& m, Dispatch dispatch, const recipe& rc = {}) {
     ds::restart_with_fast_blas_kernels(argv);
     try {
         const examples::arguments args(
@@ -238,19 +267,20 @@ int run_main(int argc, char** argv, const model_info& m, Dispatch dispatch) {
              "--train-limit", "--threads", "--json", "--target-remaining", "--csv", "--log-every"},
             {"--help", "--dense", "--nesterov", "--no-reset", "--quiet"});
         if (args.has("--help")) {
-            std::cout << usage_text(m);
+            std::cout << usage_text(m, rc);
             return 0;
         }
         run_options o;
         o.epochs = args.count("--epochs", 20);
-        o.batch = args.count("--batch", 64);
-        o.lr = static_cast<float>(args.real("--lr", 0.01));
+        o.optimizer = rc.optimizer;
+        o.batch = args.count("--batch", rc.batch);
+        o.lr = static_cast<float>(args.real("--lr", rc.lr));
         o.momentum = static_cast<float>(args.real("--momentum", 0.9));
         o.nesterov = args.has("--nesterov");
         o.weight_decay = static_cast<float>(args.real("--weight-decay", 0.0));
         o.schedule = args.choice("--schedule", "constant", {"constant", "cosine", "multistep"});
         o.milestones = args.text("--milestones", "");
-        o.alpha = static_cast<float>(args.real("--alpha", 5e-4));
+        o.alpha = static_cast<float>(args.real("--alpha", rc.alpha));
         o.seed = args.count("--seed", 1);
         o.dense = args.has("--dense");
         o.surrogate = args.choice("--surrogate", "long_tailed", {"long_tailed", "ste", "sigmoid"});

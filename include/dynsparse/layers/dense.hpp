@@ -60,7 +60,10 @@ struct dense {
     static_assert(Out > 0, "dense<Out>: Out must be positive");
     template <class In>
     struct binder {
-        static_assert(In::rank == 1,
+        static_assert(!SequenceShape<In>,
+                      "dense<Out> reads a vector, not a sequence (T, F): put dynsparse::last_step "
+                      "(the last time step) or dynsparse::flatten before it");
+        static_assert(SequenceShape<In> || In::rank == 1,
                       "dense<Out> takes a vector input; put dynsparse::flatten before it");
         using type = dense_layer<In::size, Out>;
     };

@@ -60,7 +60,10 @@ struct masked_dense {
                   "per_neuron or scalar (or per_weight)");
     template <class In>
     struct binder {
-        static_assert(In::rank == 1,
+        static_assert(!SequenceShape<In>,
+                      "masked_dense<Out> reads a vector, not a sequence (T, F): put dynsparse::last_step "
+                      "(the last time step) or dynsparse::flatten before it");
+        static_assert(SequenceShape<In> || In::rank == 1,
                       "masked_dense<Out> takes a vector input; put dynsparse::flatten before it");
         using type = masked_dense_layer<In::size, Out, S, G>;
     };

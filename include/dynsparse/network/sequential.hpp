@@ -29,6 +29,8 @@ template <class T>
 struct is_input : std::false_type {};
 template <std::size_t... D>
 struct is_input<input<D...>> : std::true_type {};
+template <std::size_t T, std::size_t F>
+struct is_input<sequence_input<T, F>> : std::true_type {};
 
 /// The input's shape, or a placeholder when the first element is not an input<...>
 /// (the static_assert in sequential reports that; the placeholder avoids follow-on errors).
@@ -39,6 +41,10 @@ struct input_shape_of {
 template <std::size_t... D>
 struct input_shape_of<input<D...>> {
     using type = shape<D...>;
+};
+template <std::size_t T, std::size_t F>
+struct input_shape_of<sequence_input<T, F>> {
+    using type = sequence<T, F>;
 };
 
 template <class In, class... Specs>
@@ -66,7 +72,8 @@ struct bind_chain<In, Spec, Rest...> {
 template <class Input, class... Specs>
 class sequential {
     static_assert(detail::is_input<Input>::value,
-                  "sequential<...>: the first element must be dynsparse::input<dims...>");
+                  "sequential<...>: the first element must be dynsparse::input<dims...> (or "
+                  "dynsparse::sequence_input<steps, features>)");
     static_assert(sizeof...(Specs) > 0, "sequential<...>: a network needs at least one layer");
     using chain = detail::bind_chain<typename detail::input_shape_of<Input>::type, Specs...>;
 
@@ -202,7 +209,10 @@ private:
     template <class Sh>
     static std::string shape_string() {
         std::string s = "(";
-        for (std::size_t i = 0; i < Sh::rank; ++i) s += (i ? "," : "") + std::to_string(Sh::dims[i]);
+        for (std::size_t i = 0; i < Sh::rank; ++i) {
+            if (i > 0) s += ',';  // (not `(i ? "," : "") + ...`: GCC 12's false -Wrestrict)
+            s += std::to_string(Sh::dims[i]);
+        }
         return s + ")";
     }
 
