@@ -202,7 +202,10 @@ private:
     template <class Sh>
     static std::string shape_string() {
         std::string s = "(";
-        for (std::size_t i = 0; i < Sh::rank; ++i) s += (i ? "," : "") + std::to_string(Sh::dims[i]);
+        for (std::size_t i = 0; i < Sh::rank; ++i) {
+            if (i) s += ',';  // (not `(i ? "," : "") + ...`: GCC 12 reports a false -Wrestrict)
+            s += std::to_string(Sh::dims[i]);
+        }
         return s + ")";
     }
 
