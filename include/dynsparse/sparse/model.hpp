@@ -57,7 +57,9 @@ struct dims3 {
     std::size_t size() const { return c * h * w; }
     bool operator==(const dims3&) const = default;
     std::string str() const {
-        return "(" + std::to_string(c) + "," + std::to_string(h) + "," + std::to_string(w) + ")";
+        char buf[80];
+        std::snprintf(buf, sizeof buf, "(%zu,%zu,%zu)", c, h, w);
+        return buf;
     }
 };
 

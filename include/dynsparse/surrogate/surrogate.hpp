@@ -74,6 +74,8 @@ inline float vector_friendly_exp(float x) {
 }
 }  // namespace detail
 
+#if defined(__cpp_nontype_template_args) && __cpp_nontype_template_args >= 201911L
+// (A float template argument: not in clang 14, which builds the fuzz targets.)
 /// Derivative of a logistic of steepness K: H(x) = K s(Kx) (1 - s(Kx)).
 /// The default K = 4 gives H(0) = 1, the same height as straight_through.
 template <float K = 4.0f>
@@ -87,5 +89,6 @@ struct sigmoid_surrogate {
     }
     static float smooth_step(float x) { return 1.0f / (1.0f + detail::vector_friendly_exp(-K * x)); }
 };
+#endif
 
 }  // namespace dynsparse
