@@ -7,10 +7,12 @@
 //   sparse_inference_bench lenet300 CHECKPOINT [--data DIR]
 //   sparse_inference_bench lenet5 CHECKPOINT [--data DIR]
 //       loads a checkpoint written by examples/lenet_300_100 or lenet5_caffe --save (default
-//       policies), exports it, and compares on the whole test set: predictions of the masked
-//       network, of the exported model and of the dense path (the same weights, every layer
-//       its full shape, BLAS GEMM: export_sparse with remove_dead_units off and
-//       kernel_choice::dense); batch-1 latency and batch-64 throughput; file sizes.
+//       policies), exports it, and compares on the whole test set the predictions of the
+//       masked network and of the exported model; then batch-1 latency and batch-64
+//       throughput of the sparse engine against two dense BLAS paths with the same weights
+//       at full shape: the library's dense network (dense / conv2d layers, GEMM at every
+//       batch size) and the engine's dense kernels (export_sparse with remove_dead_units
+//       off, kernel_choice::dense: GEMV at batch 1, GEMM otherwise); and file sizes.
 #include <dynsparse/dynsparse.hpp>
 
 #include <cmath>
@@ -31,6 +33,11 @@ namespace {
 
 struct lenet_300_100 : ds::sequential<ds::input<784>, ds::masked_dense<300>, ds::relu, ds::masked_dense<100>, ds::relu,
                                       ds::masked_dense<10>> {};
+struct lenet_300_100_dense : ds::sequential<ds::input<784>, ds::dense<300>, ds::relu, ds::dense<100>, ds::relu,
+                                            ds::dense<10>> {};
+struct lenet5_caffe_dense : ds::sequential<ds::input<1, 28, 28>, ds::conv2d<20, 5>, ds::relu, ds::max_pool2d<2>,
+                                           ds::conv2d<50, 5>, ds::relu, ds::max_pool2d<2>, ds::flatten, ds::dense<500>,
+                                           ds::relu, ds::dense<10>> {};
 struct lenet5_caffe : ds::sequential<ds::input<1, 28, 28>, ds::masked_conv2d<20, 5>, ds::relu, ds::max_pool2d<2>,
                                      ds::masked_conv2d<50, 5>, ds::relu, ds::max_pool2d<2>, ds::flatten,
                                      ds::masked_dense<500>, ds::relu, ds::masked_dense<10>> {};
@@ -96,7 +103,25 @@ int density_sweep(std::size_t reps) {
     return 0;
 }
 
-template <class Net>
+/// Copies the exported (unpruned) weights into the plain dense network of the same shape.
+template <class Dense>
+void copy_weights(const ds::sparse_model& full, Dense& dense) {
+    std::vector<const std::vector<float>*> sources;
+    for (const auto& op : full.ops)
+        if (op.has_weights()) {
+            sources.push_back(&op.dense);
+            sources.push_back(&op.bias);
+        }
+    std::size_t i = 0;
+    dense.for_each_parameter([&](const ds::parameter& p) {
+        if (i >= sources.size() || sources[i]->size() != p.value.size())
+            throw std::logic_error("copy_weights: the dense network does not match the model");
+        std::copy(sources[i]->begin(), sources[i]->end(), p.value.begin());
+        ++i;
+    });
+}
+
+template <class Net, class DenseNet>
 int compare(const char* title, const std::string& checkpoint, const std::string& data_dir, std::size_t reps) {
     Net net;
     ds::trainer<Net> tr(net, {}, ds::sgd(), {});
@@ -104,6 +129,8 @@ int compare(const char* title, const std::string& checkpoint, const std::string&
     ds::sparse_model model = ds::export_sparse(net);
     ds::sparse_model dense = ds::export_sparse(net, {.remove_dead_units = false});
     dense.prepare(true);
+    DenseNet dense_net;  // the library's dense layers: GEMM at every batch size
+    copy_weights(dense, dense_net);
     const std::string model_bytes = ds::sparse_model_bytes(model);
     const auto ckpt_bytes = std::filesystem::file_size(checkpoint);
     std::size_t dense_params = 0;
@@ -151,21 +178,24 @@ int compare(const char* title, const std::string& checkpoint, const std::string&
         next64 = (next64 + 64 + 64 <= n) ? next64 + 64 : 0;
     };
     // Interleave the three paths so load changes on the shared machine hit all of them.
-    std::vector<double> s1, d1, n1, s64, d64, n64;
+    std::vector<double> s1, d1, n1, g1, s64, d64, n64, g64;
     for (std::size_t rep = 0; rep < reps; ++rep) {
         fill1();
         s1.push_back(time_median([&] { model.run(x1); }, 5));
         d1.push_back(time_median([&] { dense.run(x1, ds::kernel_choice::dense); }, 5));
         n1.push_back(time_median([&] { net.forward(x1, false); }, 5));
+        g1.push_back(time_median([&] { dense_net.forward(x1, false); }, 5));
         if (rep % 4 == 0) {
             fill64();
             s64.push_back(time_median([&] { model.run(x64); }, 3));
             d64.push_back(time_median([&] { dense.run(x64, ds::kernel_choice::dense); }, 3));
             n64.push_back(time_median([&] { net.forward(x64, false); }, 3));
+            g64.push_back(time_median([&] { dense_net.forward(x64, false); }, 3));
         }
     }
     const double ts1 = median(s1), td1 = median(d1), tn1 = median(n1);
     const double ts64 = median(s64), td64 = median(d64), tn64 = median(n64);
+    const double tg1 = median(g1), tg64 = median(g64);
 
     std::printf("## %s (%s)\n\n", title, checkpoint.c_str());
     std::printf("exported model: %s", model.summary().c_str());
@@ -175,12 +205,16 @@ int compare(const char* title, const std::string& checkpoint, const std::string&
     std::printf("| test accuracy, exported model | %.2f%% |\n", 100.0 * static_cast<double>(correct_model) / n);
     std::printf("| same argmax | %zu of %zu |\n", same_argmax, n);
     std::printf("| largest logit difference | %.3g |\n", max_diff);
-    std::printf("| batch-1 latency: sparse / dense BLAS / training net forward (us) | %.1f / %.1f / %.1f |\n",
-                ts1 * 1e6, td1 * 1e6, tn1 * 1e6);
-    std::printf("| **batch-1 speed-up over dense BLAS** | **%.2fx** |\n", td1 / ts1);
-    std::printf("| batch-64 throughput: sparse / dense BLAS / training net forward (samples/s) | %.0f / %.0f / %.0f |\n",
-                64 / ts64, 64 / td64, 64 / tn64);
-    std::printf("| **batch-64 throughput gain over dense BLAS** | **%.2fx** |\n", td64 / ts64);
+    std::printf("| batch-1 latency (us): sparse engine / dense network (dense layers, GEMM) / "
+                "engine's dense path (GEMV) / masked network forward | %.1f / %.1f / %.1f / %.1f |\n",
+                ts1 * 1e6, tg1 * 1e6, td1 * 1e6, tn1 * 1e6);
+    std::printf("| **batch-1 speed-up** over the dense network (GEMM) / over GEMV | **%.2fx** / %.2fx |\n",
+                tg1 / ts1, td1 / ts1);
+    std::printf("| batch-64 throughput (samples/s): sparse engine / dense network (GEMM) / engine's dense "
+                "path (GEMM) / masked network forward | %.0f / %.0f / %.0f / %.0f |\n",
+                64 / ts64, 64 / tg64, 64 / td64, 64 / tn64);
+    std::printf("| **batch-64 throughput gain** over the dense network / over the engine's dense path | "
+                "**%.2fx** / %.2fx |\n", tg64 / ts64, td64 / ts64);
     std::printf("| exported file / checkpoint (bytes) | %zu / %zu = **%.3fx** |\n", model_bytes.size(),
                 static_cast<std::size_t>(ckpt_bytes), static_cast<double>(model_bytes.size()) / ckpt_bytes);
     std::printf("| exported file / dense float32 weights and biases (bytes) | %zu / %zu = **%.3fx** |\n\n",
@@ -208,8 +242,8 @@ int main(int argc, char** argv) {
         }
         if (mode == "density") return density_sweep(reps ? reps : 51);
         if (argc < 3) throw std::invalid_argument(mode + " needs a checkpoint path");
-        if (mode == "lenet300") return compare<lenet_300_100>("LeNet-300-100", argv[2], data, reps ? reps : 2001);
-        if (mode == "lenet5") return compare<lenet5_caffe>("LeNet-5-Caffe", argv[2], data, reps ? reps : 401);
+        if (mode == "lenet300") return compare<lenet_300_100, lenet_300_100_dense>("LeNet-300-100", argv[2], data, reps ? reps : 2001);
+        if (mode == "lenet5") return compare<lenet5_caffe, lenet5_caffe_dense>("LeNet-5-Caffe", argv[2], data, reps ? reps : 401);
         throw std::invalid_argument("unknown mode '" + mode + "'");
     } catch (const std::exception& e) {
         std::fprintf(stderr, "error: %s\n", e.what());
