@@ -72,6 +72,12 @@ inline std::string usage_text(const model_info& m, const recipe& r = {}) {
   --csv PATH           write a training log (per epoch, and per --log-every steps)
   --log-every N        also log every N steps to the CSV (0 = epoch rows only)
   --quiet              no per-layer lines, no progress bar
+  --save PATH          write a checkpoint after every epoch (atomically: a crash keeps
+                       the previous one)
+  --resume PATH        continue from a checkpoint up to --epochs epochs in all (same
+                       flags as the run that wrote it)
+  --export PATH        write the trained network as a compact sparse inference model
+                       (see examples/sparse_inference.cpp)
 )" + r.extra_help;
     return u;
 }
@@ -81,7 +87,7 @@ struct run_options {
     float lr, momentum, alpha, weight_decay, val_fraction;
     double target_remaining;
     std::size_t log_every;
-    std::string csv;
+    std::string csv, save, resume, export_path;
     bool nesterov, reset_rule, quiet;
     std::uint64_t seed;
     std::string schedule, milestones, json, surrogate, granularity, optimizer;
@@ -170,16 +176,30 @@ run_result train(const run_options& o, const ds::dataset& train_set, const ds::d
         csv->attach(trainer);
     }
     const std::size_t steps_per_epoch = (train_set.size() + o.batch - 1) / o.batch;
+    if (!o.resume.empty()) {
+        ds::load_checkpoint(trainer, o.resume);
+        std::cout << "resumed from " << o.resume << " after epoch " << trainer.epoch() << "\n";
+        if (trainer.epoch() >= o.epochs)
+            throw std::invalid_argument(o.resume + " has already trained " +
+                                        std::to_string(trainer.epoch()) +
+                                        " epochs: ask for more with --epochs");
+    }
 
     run_result r;
     const auto start = std::chrono::steady_clock::now();
     r.history = trainer.fit(train_set, eval_set, [&](const ds::epoch_report& e) {
         if (csv) csv->record_epoch(net, e, steps_per_epoch);
+        if (!o.save.empty()) ds::save_checkpoint(trainer, o.save);
     });
     r.final_alpha = trainer.alpha();
     r.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     r.test = eval_is_test ? r.history.back().eval : trainer.evaluate(test_set);
     r.layers = ds::sparsity_report(net);
+    if (!o.export_path.empty()) {
+        const ds::sparse_model model = ds::export_sparse(net);
+        ds::save_sparse_model(model, o.export_path);
+        std::cout << "exported " << o.export_path << ": " << model.summary();
+    }
     return r;
 }
 
@@ -264,7 +284,8 @@ int run_main(int argc, char** argv, const model_info& m, Dispatch dispatch, cons
             argc, argv,
             {"--data", "--epochs", "--batch", "--lr", "--momentum", "--weight-decay", "--schedule",
              "--milestones", "--alpha", "--seed", "--surrogate", "--granularity", "--val-fraction",
-             "--train-limit", "--threads", "--json", "--target-remaining", "--csv", "--log-every"},
+             "--train-limit", "--threads", "--json", "--target-remaining", "--csv", "--log-every",
+             "--save", "--resume", "--export"},
             {"--help", "--dense", "--nesterov", "--no-reset", "--quiet"});
         if (args.has("--help")) {
             std::cout << usage_text(m, rc);
@@ -296,6 +317,9 @@ int run_main(int argc, char** argv, const model_info& m, Dispatch dispatch, cons
             throw std::invalid_argument("--target-remaining expects a ratio in (0, 1), e.g. 0.05");
         o.csv = args.text("--csv", "");
         o.log_every = args.count("--log-every", 0);
+        o.save = args.text("--save", "");
+        o.resume = args.text("--resume", "");
+        o.export_path = args.text("--export", "");
         if (o.epochs == 0 || o.batch == 0 || o.threads == 0)
             throw std::invalid_argument("--epochs, --batch and --threads must be positive");
         if (o.schedule == "multistep" && o.milestones.empty())

@@ -15,6 +15,8 @@ extern "C" {
 void dynsparse_cblas_sgemm(int order, int trans_a, int trans_b, int m, int n, int k, float alpha,
                            const float* a, int lda, const float* b, int ldb, float beta, float* c,
                            int ldc) __asm__("cblas_sgemm");
+void dynsparse_cblas_sgemv(int order, int trans, int m, int n, float alpha, const float* a, int lda,
+                           const float* x, int incx, float beta, float* y, int incy) __asm__("cblas_sgemv");
 // OpenBLAS only: weak, so linking against another BLAS still works.
 void dynsparse_openblas_set_num_threads(int n) __asm__("openblas_set_num_threads")
     __attribute__((weak));
@@ -44,6 +46,14 @@ inline void gemm(transpose ta, transpose tb, std::size_t m, std::size_t n, std::
                           static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), alpha, a,
                           static_cast<int>(lda), b, static_cast<int>(ldb), beta, c,
                           static_cast<int>(ldc));
+}
+
+/// y = alpha * A x + beta * y, A row-major m x n (one sample through a dense layer).
+inline void gemv(std::size_t m, std::size_t n, float alpha, const float* a, std::size_t lda, const float* x,
+                 float beta, float* y) {
+    if (m == 0) return;
+    dynsparse_cblas_sgemv(detail::cblas_row_major, detail::cblas_no_trans, static_cast<int>(m),
+                          static_cast<int>(n), alpha, a, static_cast<int>(lda), x, 1, beta, y, 1);
 }
 
 /// Sets the number of BLAS threads (OpenBLAS); returns false if the BLAS in use

@@ -1,7 +1,9 @@
 #pragma once
 // Writing files so that a crash never leaves a half-written file in place: write to a
-// temporary file next to the target, flush, then rename over the target.
+// temporary file next to the target, flush and fsync it, rename it over the target, then
+// fsync the directory so the rename itself survives a power loss.
 #include <cstdio>
+#include <fcntl.h>
 #include <filesystem>
 #include <string>
 #include <string_view>
@@ -24,6 +26,12 @@ inline void write_file_atomically(const std::filesystem::path& path, std::string
     std::error_code ec;
     std::filesystem::rename(tmp, path, ec);
     if (ec) throw data_error(path.string() + ": cannot rename the temporary file: " + ec.message());
+    const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : ".";
+    const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+    if (dfd >= 0) {  // best effort: the file is already in place
+        ::fsync(dfd);
+        ::close(dfd);
+    }
 }
 
 }  // namespace dynsparse

@@ -73,6 +73,12 @@ public:
         return s;
     }
 
+    /// Checkpoint hook: state beyond the parameters (the mask is recomputed from W and t).
+    template <class V>
+    void visit_state(V&& v) {
+        v("resets", resets_);
+    }
+
     /// Turns the 1% reset rule on (the default) or off.
     void set_reset_rule(bool on) { reset_rule_ = on; }
     bool reset_rule() const { return reset_rule_; }

@@ -6,7 +6,7 @@
 // step. It updates the parameters in that order and should report updated ranges
 // through parameter::updated (for_each_chunk does both). It keeps its own state (momentum buffers, moments) indexed by that order, so
 // the same optimizer must not be shared between networks. state()/set_state() expose
-// that state as flat float vectors for checkpoints.
+// that state as flat float vectors; visit_state(v) lists it for checkpoints (io/checkpoint.hpp).
 #include <cmath>
 #include <concepts>
 #include <cstddef>
@@ -87,6 +87,11 @@ public:
 
     const options& settings() const { return opt_; }
     std::vector<std::vector<float>>& state() { return buffers_; }
+    template <class V>
+    void visit_state(V&& v) {
+        v("sgd.started", started_);
+        v("sgd.momentum_buffers", buffers_);
+    }
     bool& started() { return started_; }
 
 private:
@@ -138,6 +143,13 @@ public:
                 }
             });
         }
+    }
+
+    template <class V>
+    void visit_state(V&& v) {
+        v("adam.steps", t_);
+        v("adam.first_moments", m_);
+        v("adam.second_moments", v_);
     }
 
 private:

@@ -281,6 +281,17 @@ public:
     std::size_t global_step() const { return global_step_; }
     rng& shuffle_generator() { return shuffle_rng_; }
 
+    /// Checkpoint hook (io/checkpoint.hpp): the resumable state, v(name, field) per field.
+    /// The schedule's position is the epoch; step callbacks keep their own state.
+    template <class V>
+    void visit_state(V&& v) {
+        v("epoch", epoch_);
+        v("global_step", global_step_);
+        v("alpha", cfg_.alpha);
+        v("shuffle_rng", shuffle_rng_);
+        if constexpr (requires { opt_.visit_state(v); }) opt_.visit_state(v);
+    }
+
 private:
     void check_dataset(const dataset& d, const char* what) const {
         if (d.size() > 0 && d.features() != Net::input_shape::size)

@@ -1,0 +1,100 @@
+// Sparse inference: load a model exported by `lenet_300_100 --export PATH` (or
+// lenet5_caffe), classify the Fashion-MNIST test set with it and time it, next to the
+// dense path (the same model, every layer on BLAS GEMM).
+//
+// Shows: sparse_model (sparse/model.hpp), the runtime counterpart of a trained network:
+// no template parameters, loaded from a file; the engine picks a sparse or a dense kernel
+// per layer by its density. A new layer kind joins by exporting itself
+// (export_inference, see io/export.hpp) and adding its kernel to sparse_model::run.
+//
+//   sparse_inference --model PATH [--data DIR] [--batch 64] [--reps 200]
+#include <dynsparse/dynsparse.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <vector>
+
+#include "common/cli.hpp"
+
+namespace ds = dynsparse;
+
+namespace {
+
+double seconds_per_run(ds::sparse_model& m, const ds::matrix& data, std::size_t batch, std::size_t reps,
+                       ds::kernel_choice choice) {
+    ds::matrix x = ds::make_matrix(batch, data.shape(1));
+    const std::size_t n = data.shape(0), f = data.shape(1);
+    std::vector<double> t;
+    for (std::size_t r = 0; r < reps; ++r) {
+        const std::size_t first = (r * batch) % (n - batch + 1);
+        std::copy(data.data() + first * f, data.data() + (first + batch) * f, x.data());
+        const auto t0 = std::chrono::steady_clock::now();
+        m.run(x, choice);
+        t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    std::sort(t.begin(), t.end());
+    return t[t.size() / 2];
+}
+
+double accuracy(ds::sparse_model& m, const ds::dataset& test, ds::kernel_choice choice) {
+    std::size_t correct = 0;
+    const std::size_t n = test.size(), f = test.features(), classes = m.output_size();
+    ds::matrix x;
+    for (std::size_t first = 0; first < n; first += 1000) {
+        const std::size_t count = std::min<std::size_t>(1000, n - first);
+        ds::ensure_shape(x, count, f);
+        std::copy(test.images.data() + first * f, test.images.data() + (first + count) * f, x.data());
+        const ds::matrix& y = m.run(x, choice);
+        for (std::size_t r = 0; r < count; ++r) {
+            const float* row = y.data() + r * classes;
+            correct += static_cast<std::size_t>(std::max_element(row, row + classes) - row) == test.labels[first + r];
+        }
+    }
+    return 100.0 * static_cast<double>(correct) / static_cast<double>(n);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    ds::restart_with_fast_blas_kernels(argv);
+    try {
+        const examples::arguments args(argc, argv, {"--model", "--data", "--batch", "--reps"}, {"--help"});
+        if (args.has("--help") || !args.has("--model")) {
+            std::cout << "usage: sparse_inference --model PATH [--data DIR] [--batch 64] [--reps 200]\n"
+                         "  PATH: a model written by lenet_300_100 or lenet5_caffe --export PATH\n";
+            return args.has("--help") ? 0 : 2;
+        }
+        ds::set_blas_threads(1);
+        const std::size_t batch = std::max<std::size_t>(1, args.count("--batch", 64));
+        const std::size_t reps = std::max<std::size_t>(1, args.count("--reps", 200));
+        ds::sparse_model model = ds::load_sparse_model(args.text("--model", ""));
+        std::cout << "model: " << model.summary();
+
+        ds::train_test data = ds::load_mnist_directory(args.text("--data", ds::default_fashion_mnist_directory.string()));
+        ds::standardize(data);  // the statistics the training run used
+        if (data.test.features() != model.input_size())
+            throw std::invalid_argument("the model takes " + std::to_string(model.input_size()) +
+                                        " inputs, the data has " + std::to_string(data.test.features()));
+        const ds::matrix& x = data.test.images;
+
+        std::printf("\n%-22s %10s %16s   batch-%zu throughput\n", "path", "accuracy", "batch-1 latency", batch);
+        double t1[2], tb[2];
+        int i = 0;
+        for (auto choice : {ds::kernel_choice::automatic, ds::kernel_choice::dense}) {
+            const double acc = accuracy(model, data.test, choice);
+            t1[i] = seconds_per_run(model, x, 1, reps * 10, choice);
+            tb[i] = seconds_per_run(model, x, batch, reps, choice);
+            std::printf("%-22s %9.2f%% %13.1f us %17.0f /s\n",
+                        choice == ds::kernel_choice::dense ? "dense (BLAS)" : "sparse (by density)", acc, t1[i] * 1e6,
+                        static_cast<double>(batch) / tb[i]);
+            ++i;
+        }
+        std::printf("sparse speed-up: %.2fx at batch 1, %.2fx at batch %zu\n", t1[1] / t1[0], tb[1] / tb[0], batch);
+        return 0;
+    } catch (const std::exception& e) {
+        std::cerr << "error: " << e.what() << "\n";
+        return 1;
+    }
+}

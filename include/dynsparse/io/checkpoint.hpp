@@ -1,0 +1,243 @@
+#pragma once
+// Checkpoints: the full training state of a trainer and its network, so that a run stopped
+// after epoch k and resumed from its checkpoint continues bit for bit as if it had never
+// stopped (same seed, same BLAS thread count).
+//
+// What is saved, through visitors (so new layers and optimizers plug in without changes
+// here):
+//   - every layer's trainable tensors, from for_each_parameter (weights, biases,
+//     thresholds), by name and size;
+//   - a layer's other state, if it has `template <class V> void visit_state(V&& v)`
+//     calling v(name, field) (masked layers: reset count; batch norm: running statistics);
+//   - the trainer's visit_state: epoch (the schedule position), global step, alpha, the
+//     shuffling generator, and the optimizer's visit_state (SGD momentum, Adam moments).
+// A field is one of: std::size_t, float, bool, rng, std::span<float> (fixed size), or
+// std::vector<std::vector<float>> (per-parameter buffers: empty, or one buffer per
+// trainable tensor of the network, each of that tensor's size).
+//
+// File: io/binary.hpp's frame (magic "DSCKPT", version, size, CRC-32) around
+//   network description (Net::describe(): the layers and their shapes), layer count,
+//   per layer: its description and its fields; then the trainer's fields.
+// Each field is stored as name, type tag, value; loading checks all of them and names the
+// first difference. Loading reads everything twice: once to validate, once to store, so a
+// failed load leaves the trainer untouched. Writing goes through write_file_atomically.
+#include <array>
+#include <cstdint>
+#include <filesystem>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "dynsparse/core/error.hpp"
+#include "dynsparse/core/rng.hpp"
+#include "dynsparse/io/atomic_file.hpp"
+#include "dynsparse/io/binary.hpp"
+#include "dynsparse/layers/layer.hpp"
+
+namespace dynsparse {
+
+namespace detail {
+
+enum class field_tag : std::uint8_t { count = 1, real = 2, flag = 3, generator = 4, tensor = 5, buffers = 6 };
+
+inline const char* field_tag_name(std::uint8_t t) {
+    switch (t) {
+        case 1: return "integer";
+        case 2: return "float";
+        case 3: return "bool";
+        case 4: return "random generator";
+        case 5: return "float array";
+        case 6: return "per-parameter buffers";
+        default: return "unknown";
+    }
+}
+
+/// Writes fields: name, tag, value.
+struct state_writer {
+    byte_writer& out;
+
+    void head(std::string_view name, field_tag t) {
+        out.text(name);
+        out.u8(static_cast<std::uint8_t>(t));
+    }
+    void operator()(std::string_view name, std::size_t& v) {
+        head(name, field_tag::count);
+        out.u64(v);
+    }
+    void operator()(std::string_view name, float& v) {
+        head(name, field_tag::real);
+        out.f32(v);
+    }
+    void operator()(std::string_view name, bool& v) {
+        head(name, field_tag::flag);
+        out.u8(v ? 1 : 0);
+    }
+    void operator()(std::string_view name, rng& g) {
+        head(name, field_tag::generator);
+        for (std::uint32_t w : g.state()) out.u32(w);
+    }
+    void operator()(std::string_view name, std::span<float> v) {
+        head(name, field_tag::tensor);
+        out.floats(v);
+    }
+    void operator()(std::string_view name, std::vector<std::vector<float>>& buffers) {
+        head(name, field_tag::buffers);
+        out.u64(buffers.size());
+        for (const auto& b : buffers) out.floats(b);
+    }
+};
+
+/// Reads and checks fields in the order state_writer wrote them; stores them only when
+/// `store` is set (the second pass).
+struct state_reader {
+    byte_reader& in;
+    bool store;
+    std::span<const std::size_t> parameter_sizes;  ///< the network's, in for_each_parameter order
+    std::string where;                             ///< "layer 2 (masked_dense<100, ...>)"
+
+    void head(std::string_view name, field_tag t) {
+        const std::string found = in.text("field name");
+        if (found != name)
+            in.fail(where + ": expected field '" + std::string(name) + "', found '" + found +
+                    "' (the checkpoint was written by a different network, layer or optimizer)");
+        const std::uint8_t tag = in.u8("field type");
+        if (tag != static_cast<std::uint8_t>(t))
+            in.fail(where + ": field '" + found + "' holds a " + field_tag_name(tag) + ", expected a " +
+                    field_tag_name(static_cast<std::uint8_t>(t)));
+    }
+    std::string field(std::string_view name) const { return where + ": field '" + std::string(name) + "'"; }
+
+    void operator()(std::string_view name, std::size_t& v) {
+        head(name, field_tag::count);
+        const std::uint64_t x = in.u64("integer");
+        if (store) v = static_cast<std::size_t>(x);
+    }
+    void operator()(std::string_view name, float& v) {
+        head(name, field_tag::real);
+        const float x = in.f32("float");
+        if (store) v = x;
+    }
+    void operator()(std::string_view name, bool& v) {
+        head(name, field_tag::flag);
+        const std::uint8_t x = in.u8("bool");
+        if (x > 1) in.fail(field(name) + " is not a bool (" + std::to_string(x) + ")");
+        if (store) v = x != 0;
+    }
+    void operator()(std::string_view name, rng& g) {
+        head(name, field_tag::generator);
+        std::array<std::uint32_t, 4> s{};
+        for (auto& w : s) w = in.u32("generator state");
+        if (s == std::array<std::uint32_t, 4>{}) in.fail(field(name) + ": all-zero generator state");
+        if (store) g.set_state(s);
+    }
+    void operator()(std::string_view name, std::span<float> v) {
+        head(name, field_tag::tensor);
+        if (store) {
+            in.floats_into(v, field(name));
+        } else {
+            std::vector<float> scratch(v.size());
+            in.floats_into(scratch, field(name));
+        }
+    }
+    void operator()(std::string_view name, std::vector<std::vector<float>>& buffers) {
+        head(name, field_tag::buffers);
+        const std::uint64_t n = in.length("buffer count", 8);
+        if (n != 0 && n != parameter_sizes.size())
+            in.fail(field(name) + " has " + std::to_string(n) + " buffers, the network has " +
+                    std::to_string(parameter_sizes.size()) + " trainable tensors");
+        std::vector<std::vector<float>> read(static_cast<std::size_t>(n));
+        for (std::size_t i = 0; i < read.size(); ++i) {
+            read[i].resize(parameter_sizes[i]);
+            in.floats_into(read[i], field(name) + " buffer " + std::to_string(i));
+        }
+        if (store) buffers = std::move(read);
+    }
+};
+
+/// Visits one layer's fields: its trainable tensors, then its visit_state, if any.
+template <class L, class V>
+void visit_layer_state(L& layer, V& v) {
+    layer.for_each_parameter([&](const parameter& p) { v(p.name, p.value); });
+    if constexpr (requires { layer.visit_state(v); }) layer.visit_state(v);
+}
+
+}  // namespace detail
+
+/// What a checkpoint needs from a trainer: its network and its resumable state.
+template <class T>
+concept Checkpointable = requires(T& t, detail::state_writer& w) {
+    t.network();
+    t.visit_state(w);
+};
+
+/// The checkpoint of a trainer (and its network) as bytes.
+template <Checkpointable T>
+std::string checkpoint_bytes(T& trainer) {
+    auto& net = trainer.network();
+    using Net = std::remove_cvref_t<decltype(net)>;
+    byte_writer out;
+    out.text(Net::describe());
+    out.u64(Net::layer_count);
+    detail::state_writer w{out};
+    net.for_each_layer([&](auto& layer, std::size_t) {
+        out.text(std::remove_cvref_t<decltype(layer)>::describe());
+        detail::visit_layer_state(layer, w);
+    });
+    out.text("trainer");
+    trainer.visit_state(w);
+    return frame(checkpoint_kind.magic, checkpoint_kind.version, out.bytes());
+}
+
+/// Restores a trainer from checkpoint bytes; `file` names them in messages. Throws
+/// data_error (and changes nothing) when the bytes are not a valid checkpoint of this
+/// network type.
+template <Checkpointable T>
+void restore_checkpoint(T& trainer, std::string_view bytes, const std::string& file) {
+    auto& net = trainer.network();
+    using Net = std::remove_cvref_t<decltype(net)>;
+    const std::string_view payload = unframe(bytes, file, checkpoint_kind, known_file_kinds);
+    std::vector<std::size_t> sizes;
+    net.for_each_parameter([&](const parameter& p) { sizes.push_back(p.value.size()); });
+
+    for (const bool store : {false, true}) {
+        byte_reader in(payload, file);
+        const std::string written_for = in.text("network description");
+        if (written_for != Net::describe())
+            in.fail("the checkpoint was written for the network\n" + written_for +
+                    "but is being loaded into\n" + Net::describe());
+        const std::uint64_t layers = in.u64("layer count");
+        if (layers != Net::layer_count)
+            in.fail("the checkpoint has " + std::to_string(layers) + " layers, the network " +
+                    std::to_string(Net::layer_count));
+        detail::state_reader r{in, store, sizes, {}};
+        net.for_each_layer([&](auto& layer, std::size_t i) {
+            const std::string name = std::remove_cvref_t<decltype(layer)>::describe();
+            r.where = "layer " + std::to_string(i) + " (" + name + ")";
+            if (in.text("layer description") != name) in.fail(r.where + ": the checkpoint holds another layer");
+            detail::visit_layer_state(layer, r);
+        });
+        r.where = "trainer";
+        if (in.text("section") != "trainer") in.fail("expected the trainer's section");
+        trainer.visit_state(r);
+        in.expect_end();
+    }
+    // Parameters were written through their spans: masks must be recomputed.
+    net.for_each_layer([](auto& layer, std::size_t) {
+        if constexpr (requires { layer.invalidate_mask(); }) layer.invalidate_mask();
+    });
+}
+
+/// Writes the checkpoint atomically (temporary file, fsync, rename, fsync of the directory):
+/// a crash during the write leaves the previous checkpoint in place.
+template <Checkpointable T>
+void save_checkpoint(T& trainer, const std::filesystem::path& path) {
+    write_file_atomically(path, checkpoint_bytes(trainer));
+}
+
+template <Checkpointable T>
+void load_checkpoint(T& trainer, const std::filesystem::path& path) {
+    restore_checkpoint(trainer, read_binary_file(path), path.string());
+}
+
+}  // namespace dynsparse

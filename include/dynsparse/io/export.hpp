@@ -1,0 +1,143 @@
+#pragma once
+// export_sparse(net): a trained (masked) network as a compact inference model
+// (sparse/model.hpp). Masked weights are dropped (the mask is recomputed from W and t as a
+// forward pass would), thresholds are discarded, neurons and filters with no incoming or
+// no outgoing weights are removed together with their weights in the next layer (the
+// constant output of a unit without inputs is folded into the next layer's bias), and each
+// layer is stored as CSR (or dense, whichever is smaller).
+//
+// Layers known here: dense, masked_dense, conv2d, masked_conv2d, relu, tanh, sigmoid,
+// max_pool2d, avg_pool2d, flatten / reshape. Any other layer exports itself through
+//   void export_inference(std::vector<sparse_op>& ops)
+// appending the operations the engine runs for it (a new kind of operation also needs its
+// kernel in sparse_model::run and its checks in parse_sparse_model).
+#include <type_traits>
+#include <vector>
+
+#include "dynsparse/layers/activations.hpp"
+#include "dynsparse/layers/conv2d.hpp"
+#include "dynsparse/layers/dense.hpp"
+#include "dynsparse/layers/masked_conv2d.hpp"
+#include "dynsparse/layers/masked_dense.hpp"
+#include "dynsparse/layers/pooling.hpp"
+#include "dynsparse/layers/reshape.hpp"
+#include "dynsparse/sparse/model.hpp"
+
+namespace dynsparse {
+
+namespace detail {
+
+template <class Sh>
+dims3 dims_of() {
+    static_assert(Sh::rank <= 3, "export: shapes of rank above 3 are not supported");
+    dims3 d;
+    d.c = Sh::dims[0];
+    if constexpr (Sh::rank > 1) d.h = Sh::dims[1];
+    if constexpr (Sh::rank > 2) d.w = Sh::dims[2];
+    return d;
+}
+
+template <class L>
+sparse_op weighted_op(op_kind kind, const matrix& w, const vector& b) {
+    sparse_op op;
+    op.kind = kind;
+    op.in = dims_of<typename L::input_shape>();
+    op.out = dims_of<typename L::output_shape>();
+    op.dense.assign(w.data(), w.data() + w.size());
+    op.bias.assign(b.data(), b.data() + b.size());
+    op.csr.rows = w.shape(0);
+    op.csr.cols = w.shape(1);
+    return op;
+}
+
+template <class L>
+sparse_op plain_op(op_kind kind) {
+    sparse_op op;
+    op.kind = kind;
+    op.in = dims_of<typename L::input_shape>();
+    op.out = dims_of<typename L::output_shape>();
+    return op;
+}
+
+template <std::size_t In, std::size_t Out>
+void export_layer(std::vector<sparse_op>& ops, dense_layer<In, Out>& l) {
+    ops.push_back(weighted_op<dense_layer<In, Out>>(op_kind::dense, l.weight(), l.bias()));
+}
+
+template <std::size_t In, std::size_t Out, class S, class G>
+void export_layer(std::vector<sparse_op>& ops, masked_dense_layer<In, Out, S, G>& l) {
+    l.update_mask();  // what the next forward pass would use
+    ops.push_back(weighted_op<masked_dense_layer<In, Out, S, G>>(op_kind::dense, l.masked_weight(), l.bias()));
+}
+
+template <class In, std::size_t Out, std::size_t K, std::size_t St, std::size_t P>
+void export_layer(std::vector<sparse_op>& ops, conv2d_layer<In, Out, K, St, P>& l) {
+    auto op = weighted_op<conv2d_layer<In, Out, K, St, P>>(op_kind::conv, l.weight(), l.bias());
+    op.kernel = K;
+    op.stride = St;
+    op.padding = P;
+    ops.push_back(std::move(op));
+}
+
+template <class In, std::size_t Out, std::size_t K, std::size_t St, std::size_t P, class S, class G>
+void export_layer(std::vector<sparse_op>& ops, masked_conv2d_layer<In, Out, K, St, P, S, G>& l) {
+    l.update_mask();
+    auto op = weighted_op<masked_conv2d_layer<In, Out, K, St, P, S, G>>(op_kind::conv, l.masked_weight(), l.bias());
+    op.kernel = K;
+    op.stride = St;
+    op.padding = P;
+    ops.push_back(std::move(op));
+}
+
+template <class Fn, class In>
+void export_layer(std::vector<sparse_op>& ops, activation_layer<Fn, In>&) {
+    constexpr op_kind kind = std::is_same_v<Fn, relu_fn>   ? op_kind::relu
+                             : std::is_same_v<Fn, tanh_fn> ? op_kind::tanh
+                                                           : op_kind::sigmoid;
+    static_assert(std::is_same_v<Fn, relu_fn> || std::is_same_v<Fn, tanh_fn> || std::is_same_v<Fn, sigmoid_fn>,
+                  "export: unknown activation");
+    ops.push_back(plain_op<activation_layer<Fn, In>>(kind));
+}
+
+template <class In, std::size_t K, std::size_t St, bool Max>
+void export_layer(std::vector<sparse_op>& ops, pool2d_layer<In, K, St, Max>&) {
+    auto op = plain_op<pool2d_layer<In, K, St, Max>>(Max ? op_kind::max_pool : op_kind::avg_pool);
+    op.kernel = K;
+    op.stride = St;
+    ops.push_back(std::move(op));
+}
+
+template <class In, class Out>
+void export_layer(std::vector<sparse_op>& ops, reshape_layer<In, Out>&) {
+    ops.push_back(plain_op<reshape_layer<In, Out>>(op_kind::reshape));
+}
+
+template <class L>
+void export_layer(std::vector<sparse_op>& ops, L& l) {
+    if constexpr (requires { l.export_inference(ops); })
+        l.export_inference(ops);
+    else
+        static_assert(sizeof(L) == 0,
+                      "export_sparse: this layer cannot be exported; give it a member "
+                      "`void export_inference(std::vector<dynsparse::sparse_op>&)`");
+}
+
+}  // namespace detail
+
+/// The exported inference model of a network (see the header). Non-const: a masked
+/// layer's mask is recomputed from W and t first, as its next forward pass would.
+struct export_options {
+    bool remove_dead_units = true;  ///< off: every layer keeps its shape (for comparisons)
+};
+
+template <class Net>
+sparse_model export_sparse(Net& net, export_options options = {}) {
+    sparse_model m;
+    m.input = detail::dims_of<typename Net::input_shape>();
+    net.for_each_layer([&](auto& layer, std::size_t) { detail::export_layer(m.ops, layer); });
+    if (options.remove_dead_units) detail::prune_dead_units(m.ops);
+    compress(m);
+    return m;
+}
+
+}  // namespace dynsparse

@@ -1,0 +1,595 @@
+#pragma once
+// sparse_model: a trained network exported for inference (io/export.hpp makes one from a
+// typed network), its file format, and the engine that runs it on a batch.
+//
+// A model is a runtime list of operations (dense, conv, relu, tanh, sigmoid, max_pool,
+// avg_pool, reshape), each with its input and output shape (C, H, W; vectors are (n, 1, 1)).
+// Weights are kept as CSR and, for layers dense enough that BLAS beats the sparse kernel,
+// also as a dense matrix. Per layer and batch the engine picks the kernel by density:
+// sparse when the layer's density is below sparse_density_threshold(batch), measured on the
+// development machine (benchmarks/sparse_inference_bench.cpp, docs/benchmarks.md).
+//
+// File: io/binary.hpp's frame (magic "DSMODEL", version, size, CRC-32) around
+//   input shape (3 x u32), operation count (u64), then per operation: kind (u8), input and
+//   output shapes (6 x u32), kernel, stride, padding (3 x u32); dense and conv add the bias
+//   (float array) and the weights: format (u8: 0 dense, 1 CSR with u16 columns, 2 CSR with
+//   u32 columns), rows, cols (u32), then the dense values, or nnz (u32), row starts,
+//   columns and values. The writer picks the smaller format per layer. The loader checks
+//   every shape against the previous operation and every index against its bounds.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "dynsparse/core/blas.hpp"
+#include "dynsparse/core/error.hpp"
+#include "dynsparse/core/tensor.hpp"
+#include "dynsparse/detail/im2col.hpp"
+#include "dynsparse/io/atomic_file.hpp"
+#include "dynsparse/io/binary.hpp"
+#include "dynsparse/layers/activations.hpp"
+#include "dynsparse/sparse/csr.hpp"
+
+namespace dynsparse {
+
+enum class op_kind : std::uint8_t { dense = 1, conv = 2, relu = 3, tanh = 4, sigmoid = 5, max_pool = 6, avg_pool = 7, reshape = 8 };
+
+inline const char* op_name(op_kind k) {
+    switch (k) {
+        case op_kind::dense: return "dense";
+        case op_kind::conv: return "conv";
+        case op_kind::relu: return "relu";
+        case op_kind::tanh: return "tanh";
+        case op_kind::sigmoid: return "sigmoid";
+        case op_kind::max_pool: return "max_pool";
+        case op_kind::avg_pool: return "avg_pool";
+        case op_kind::reshape: return "reshape";
+    }
+    return "?";
+}
+
+struct dims3 {
+    std::size_t c = 1, h = 1, w = 1;
+    std::size_t size() const { return c * h * w; }
+    bool operator==(const dims3&) const = default;
+    std::string str() const {
+        char buf[80];
+        std::snprintf(buf, sizeof buf, "(%zu,%zu,%zu)", c, h, w);
+        return buf;
+    }
+};
+
+/// Densities below this use the sparse kernels, the rest BLAS: where the sparse kernels of a
+/// 784-300 dense layer and a LeNet-5 conv2 stop winning (docs/benchmarks.md).
+inline float sparse_density_threshold(std::size_t batch) { return batch < 8 ? 0.65f : 0.55f; }
+
+/// One operation. dense: y = W x + b, W out x in. conv: W c_out x (c_in k k) as in conv2d.
+struct sparse_op {
+    op_kind kind = op_kind::relu;
+    dims3 in, out;
+    std::size_t kernel = 0, stride = 0, padding = 0;
+    std::vector<float> bias;
+    std::vector<float> dense;  ///< row-major rows x cols, kept when the layer is dense enough (or while exporting)
+    csr_matrix csr;            ///< always present for dense and conv
+
+    bool has_weights() const { return kind == op_kind::dense || kind == op_kind::conv; }
+    std::size_t rows() const { return csr.rows; }
+    std::size_t cols() const { return csr.cols; }
+    double density() const {
+        const double n = static_cast<double>(csr.rows * csr.cols);
+        return n > 0 ? static_cast<double>(csr.nonzeros()) / n : 0.0;
+    }
+    detail::conv_geometry geometry() const {
+        return {in.c, in.h, in.w, kernel, stride, padding, out.h, out.w};
+    }
+};
+
+enum class kernel_choice { automatic, dense, sparse };
+
+class sparse_model {
+public:
+    dims3 input;
+    std::vector<sparse_op> ops;
+
+    std::size_t input_size() const { return input.size(); }
+    std::size_t output_size() const { return ops.empty() ? input.size() : ops.back().out.size(); }
+
+    std::size_t nonzeros() const {
+        std::size_t n = 0;
+        for (const auto& op : ops) n += op.has_weights() ? op.csr.nonzeros() : 0;
+        return n;
+    }
+
+    /// One line per weighted operation: shape, non-zeros, density.
+    std::string summary() const {
+        std::string s = std::to_string(ops.size()) + " operations, " + std::to_string(nonzeros()) +
+                        " non-zero weights\n";
+        char line[200];
+        for (std::size_t i = 0; i < ops.size(); ++i) {
+            const auto& op = ops[i];
+            if (!op.has_weights()) continue;
+            std::snprintf(line, sizeof line, "    [%zu] %-5s %s -> %s  %zu x %zu, %zu non-zeros (%.2f%%)\n", i,
+                          op_name(op.kind), op.in.str().c_str(), op.out.str().c_str(), op.rows(), op.cols(),
+                          op.csr.nonzeros(), 100.0 * op.density());
+            s += line;
+        }
+        return s;
+    }
+
+    /// Keeps a dense copy of the layers the engine runs with BLAS at some batch size (all of
+    /// them when `all`, for comparisons), drops it elsewhere.
+    void prepare(bool all = false) {
+        for (auto& op : ops) {
+            if (!op.has_weights()) continue;
+            const bool keep = all || op.density() >= sparse_density_threshold(1) ||
+                              op.density() >= sparse_density_threshold(64);
+            if (keep && op.dense.size() != op.rows() * op.cols()) op.dense = op.csr.to_dense();
+            if (!keep) std::vector<float>().swap(op.dense);
+        }
+    }
+
+    /// Runs the model on x (batch x input_size()); returns batch x output_size().
+    const matrix& run(const matrix& x, kernel_choice choice = kernel_choice::automatic) {
+        if (x.dimension() != 2 || x.shape(1) != input_size())
+            throw invalid_argument("sparse_model::run: expected a batch x " + std::to_string(input_size()) +
+                                   " input, got " + std::to_string(x.shape(0)) + " x " +
+                                   std::to_string(x.shape(1)));
+        if (choice == kernel_choice::dense) prepare(true);
+        const std::size_t batch = x.shape(0);
+        buffers_.resize(ops.size());
+        const matrix* cur = &x;
+        for (std::size_t i = 0; i < ops.size(); ++i) {
+            const sparse_op& op = ops[i];
+            if (op.kind == op_kind::reshape) continue;  // rows are already flat
+            matrix& y = buffers_[i];
+            ensure_shape(y, batch, op.out.size());
+            bool sparse = choice == kernel_choice::sparse ||
+                          (choice == kernel_choice::automatic && op.density() < sparse_density_threshold(batch));
+            if (op.has_weights() && op.dense.size() != op.rows() * op.cols()) sparse = true;
+            switch (op.kind) {
+                case op_kind::dense: run_dense(op, *cur, y, sparse); break;
+                case op_kind::conv: run_conv(op, *cur, y, sparse); break;
+                case op_kind::relu: map<detail::relu_fn>(*cur, y); break;
+                case op_kind::tanh: map<detail::tanh_fn>(*cur, y); break;
+                case op_kind::sigmoid: map<detail::sigmoid_fn>(*cur, y); break;
+                case op_kind::max_pool: pool<true>(op, *cur, y); break;
+                case op_kind::avg_pool: pool<false>(op, *cur, y); break;
+                case op_kind::reshape: break;
+            }
+            cur = &y;
+        }
+        if (cur == &x) {  // no operation changed the data
+            buffers_.resize(1);
+            buffers_[0] = x;
+            return buffers_[0];
+        }
+        return *cur;
+    }
+
+private:
+    void run_dense(const sparse_op& op, const matrix& x, matrix& y, bool sparse) {
+        const std::size_t batch = x.shape(0), in = op.cols(), out = op.rows();
+        if (!sparse && batch == 1) {
+            std::copy(op.bias.begin(), op.bias.end(), y.data());
+            gemv(out, in, 1.0f, op.dense.data(), in, x.data(), 1.0f, y.data());
+        } else if (!sparse) {
+            for (std::size_t r = 0; r < batch; ++r) std::copy(op.bias.begin(), op.bias.end(), y.data() + r * out);
+            gemm(transpose::no, transpose::yes, batch, out, in, 1.0f, x.data(), in, op.dense.data(), in, 1.0f,
+                 y.data(), out);
+        } else if (batch < 8) {
+            for (std::size_t r = 0; r < batch; ++r)
+                csr_rows_dot(op.csr, op.bias.data(), x.data() + r * in, y.data() + r * out);
+        } else {
+            xt_.resize(in * batch);
+            yt_.resize(out * batch);
+            transpose_into(x.data(), batch, in, xt_.data());
+            csr_times_columns(op.csr, op.bias.data(), xt_.data(), batch, batch, yt_.data(), batch);
+            transpose_into(yt_.data(), out, batch, y.data());
+        }
+    }
+
+    void run_conv(const sparse_op& op, const matrix& x, matrix& y, bool sparse) {
+        const detail::conv_geometry g = op.geometry();
+        const std::size_t batch = x.shape(0), n = g.positions(), kk = g.cols(), out = op.rows();
+        col_.resize(kk * n);
+        for (std::size_t r = 0; r < batch; ++r) {
+            im2col(g, x.data() + r * g.in_size(), col_.data());
+            float* yr = y.data() + r * out * n;
+            if (sparse) {
+                csr_times_columns(op.csr, op.bias.data(), col_.data(), n, n, yr, n);
+            } else {
+                for (std::size_t o = 0; o < out; ++o) std::fill(yr + o * n, yr + (o + 1) * n, op.bias[o]);
+                gemm(transpose::no, transpose::no, out, n, kk, 1.0f, op.dense.data(), kk, col_.data(), n, 1.0f, yr, n);
+            }
+        }
+    }
+
+    /// detail::im2col with the geometry known at run time.
+    static void im2col(const detail::conv_geometry& g, const float* __restrict x, float* __restrict col) {
+        const std::size_t k = g.kernel, s = g.stride, p = g.padding, oh = g.out_height, ow = g.out_width;
+        const std::size_t hw = g.height * g.width;
+        for (std::size_t c = 0; c < g.channels; ++c)
+            for (std::size_t i = 0; i < k; ++i) {
+                std::size_t ylo, yhi;
+                g.valid_range(i, g.height, oh, ylo, yhi);
+                for (std::size_t j = 0; j < k; ++j) {
+                    std::size_t xlo, xhi;
+                    g.valid_range(j, g.width, ow, xlo, xhi);
+                    float* row = col + ((c * k + i) * k + j) * oh * ow;
+                    std::fill(row, row + oh * ow, 0.0f);
+                    for (std::size_t oy = ylo; oy < yhi; ++oy) {
+                        const float* src = x + c * hw + (oy * s + i - p) * g.width + j - p;
+                        for (std::size_t ox = xlo; ox < xhi; ++ox) row[oy * ow + ox] = src[ox * s];
+                    }
+                }
+            }
+    }
+
+    template <class Fn>
+    static void map(const matrix& x, matrix& y) {
+        const float* xp = x.data();
+        float* yp = y.data();
+        for (std::size_t i = 0, n = x.size(); i < n; ++i) yp[i] = Fn::value(xp[i]);
+    }
+
+    template <bool Max>
+    static void pool(const sparse_op& op, const matrix& x, matrix& y) {
+        const std::size_t batch = x.shape(0), k = op.kernel, s = op.stride;
+        const dims3 in = op.in, out = op.out;
+        const float scale = 1.0f / static_cast<float>(k * k);
+        for (std::size_t r = 0; r < batch; ++r)
+            for (std::size_t c = 0; c < in.c; ++c) {
+                const float* xc = x.data() + r * in.size() + c * in.h * in.w;
+                float* yc = y.data() + r * out.size() + c * out.h * out.w;
+                for (std::size_t oy = 0; oy < out.h; ++oy)
+                    for (std::size_t ox = 0; ox < out.w; ++ox) {
+                        const float* win = xc + oy * s * in.w + ox * s;
+                        float v = Max ? win[0] : 0.0f;
+                        for (std::size_t i = 0; i < k; ++i)
+                            for (std::size_t j = 0; j < k; ++j)
+                                v = Max ? std::max(v, win[i * in.w + j]) : v + win[i * in.w + j];
+                        yc[oy * out.w + ox] = Max ? v : v * scale;
+                    }
+            }
+    }
+
+    std::vector<matrix> buffers_;
+    std::vector<float> xt_, yt_, col_;
+};
+
+// --------------------------------------------------------------------------- pruning
+
+namespace detail {
+
+inline bool keeps_channels(op_kind k) {
+    return k == op_kind::relu || k == op_kind::tanh || k == op_kind::sigmoid || k == op_kind::max_pool ||
+           k == op_kind::avg_pool || k == op_kind::reshape;
+}
+
+inline float apply_elementwise(op_kind k, float v) {
+    switch (k) {
+        case op_kind::relu: return relu_fn::value(v);
+        case op_kind::tanh: return tanh_fn::value(v);
+        case op_kind::sigmoid: return sigmoid_fn::value(v);
+        default: return v;  // pooling a constant map gives the constant
+    }
+}
+
+/// The next weighted operation after `p` if only channel-preserving operations lie
+/// between (and every reshape flattens); its columns for unit r are [r*g, (r+1)*g).
+inline bool find_consumer(const std::vector<sparse_op>& ops, std::size_t p, std::size_t& q, std::size_t& g) {
+    for (q = p + 1; q < ops.size(); ++q) {
+        const sparse_op& op = ops[q];
+        if (op.has_weights()) {
+            const std::size_t units = ops[p].out.c;
+            if (units == 0 || op.cols() % units != 0) return false;
+            g = op.cols() / units;
+            return op.kind == op_kind::dense || op.in.c == units;
+        }
+        if (!keeps_channels(op.kind)) return false;
+        if (op.kind == op_kind::reshape && (op.out.h != 1 || op.out.w != 1)) return false;
+    }
+    return false;
+}
+
+/// Removes the units `drop` of ops[p] (its rows) and their columns in ops[q], folding the
+/// constant output `constant[r]` of a unit without incoming weights into ops[q]'s bias.
+inline void remove_units(std::vector<sparse_op>& ops, std::size_t p, std::size_t q, std::size_t g,
+                         const std::vector<char>& drop, const std::vector<float>& constant) {
+    sparse_op& prod = ops[p];
+    sparse_op& cons = ops[q];
+    const std::size_t units = prod.rows(), prod_cols = prod.cols(), cons_rows = cons.rows(), cons_cols = cons.cols();
+    std::size_t kept = 0;
+    for (std::size_t r = 0; r < units; ++r) kept += !drop[r];
+    for (std::size_t r = 0; r < units; ++r)
+        if (drop[r] && constant[r] != 0.0f)
+            for (std::size_t o = 0; o < cons_rows; ++o) {
+                float s = 0;
+                for (std::size_t j = r * g; j < (r + 1) * g; ++j) s += cons.dense[o * cons_cols + j];
+                cons.bias[o] += s * constant[r];
+            }
+    std::vector<float> pw, pb, cw;
+    pw.reserve(kept * prod_cols);
+    for (std::size_t r = 0; r < units; ++r)
+        if (!drop[r]) {
+            pw.insert(pw.end(), prod.dense.begin() + static_cast<std::ptrdiff_t>(r * prod_cols),
+                      prod.dense.begin() + static_cast<std::ptrdiff_t>((r + 1) * prod_cols));
+            pb.push_back(prod.bias[r]);
+        }
+    cw.reserve(cons_rows * kept * g);
+    for (std::size_t o = 0; o < cons_rows; ++o)
+        for (std::size_t r = 0; r < units; ++r)
+            if (!drop[r])
+                for (std::size_t j = r * g; j < (r + 1) * g; ++j) cw.push_back(cons.dense[o * cons_cols + j]);
+    prod.dense = std::move(pw);
+    prod.bias = std::move(pb);
+    prod.csr.rows = kept;
+    prod.out.c = kept;
+    for (std::size_t i = p + 1; i < q; ++i) {
+        ops[i].in.c = kept;
+        if (ops[i].kind == op_kind::reshape)
+            ops[i].out = {kept * ops[i].in.h * ops[i].in.w, 1, 1};
+        else
+            ops[i].out.c = kept;
+    }
+    cons.dense = std::move(cw);
+    cons.csr.cols = kept * g;
+    if (cons.kind == op_kind::dense)
+        cons.in = {kept * g, 1, 1};
+    else
+        cons.in.c = kept;
+}
+
+/// Removes, until nothing changes, every unit (neuron or filter) whose incoming weights
+/// are all zero (its constant output is folded into the next layer's bias) or whose
+/// outgoing weights are all zero. Works on the dense copies; call before compressing.
+inline void prune_dead_units(std::vector<sparse_op>& ops) {
+    for (bool changed = true; changed;) {
+        changed = false;
+        for (std::size_t p = 0; p < ops.size(); ++p) {
+            std::size_t q = 0, g = 0;
+            if (!ops[p].has_weights() || !find_consumer(ops, p, q, g)) continue;
+            const sparse_op& prod = ops[p];
+            const sparse_op& cons = ops[q];
+            const std::size_t units = prod.rows(), cols = prod.cols();
+            std::vector<char> drop(units, 0);
+            std::vector<float> constant(units, 0.0f);
+            std::size_t dropped = 0;
+            for (std::size_t r = 0; r < units; ++r) {
+                const bool no_inputs = std::all_of(prod.dense.begin() + static_cast<std::ptrdiff_t>(r * cols),
+                                                   prod.dense.begin() + static_cast<std::ptrdiff_t>((r + 1) * cols),
+                                                   [](float v) { return v == 0.0f; });
+                bool no_outputs = true;
+                for (std::size_t o = 0; o < cons.rows() && no_outputs; ++o)
+                    for (std::size_t j = r * g; j < (r + 1) * g; ++j)
+                        if (cons.dense[o * cons.cols() + j] != 0.0f) {
+                            no_outputs = false;
+                            break;
+                        }
+                float c = prod.bias[r];
+                for (std::size_t i = p + 1; i < q; ++i) c = apply_elementwise(ops[i].kind, c);
+                // A padded convolution sees the constant map next to zeros: not foldable.
+                const bool foldable = c == 0.0f || cons.kind == op_kind::dense || cons.padding == 0;
+                if (no_outputs || (no_inputs && foldable && std::isfinite(c))) {
+                    drop[r] = 1;
+                    constant[r] = no_outputs ? 0.0f : c;
+                    ++dropped;
+                }
+            }
+            if (dropped == units) {  // keep one unit so every shape stays non-empty
+                drop[0] = 0;
+                --dropped;
+            }
+            if (dropped == 0) continue;
+            remove_units(ops, p, q, g, drop, constant);
+            changed = true;
+        }
+    }
+}
+
+}  // namespace detail
+
+/// Builds each weighted operation's CSR from its dense copy, then keeps the dense copy only
+/// where the engine will use it.
+inline void compress(sparse_model& m) {
+    for (auto& op : m.ops)
+        if (op.has_weights()) op.csr = csr_matrix::from_dense(op.dense.data(), op.csr.rows, op.csr.cols);
+    m.prepare();
+}
+
+// --------------------------------------------------------------------------- file format
+
+namespace detail {
+
+inline constexpr std::size_t max_model_dim = std::size_t{1} << 20;
+inline constexpr std::size_t max_model_elements = std::size_t{1} << 24;
+
+inline void write_matrix(byte_writer& out, const csr_matrix& m) {
+    const std::size_t nnz = m.nonzeros();
+    const bool narrow = m.cols <= 65536;
+    const std::size_t csr_bytes = 4 * (m.rows + 1) + nnz * ((narrow ? 2 : 4) + 4) + 4;
+    const bool as_dense = m.rows * m.cols * 4 <= csr_bytes;
+    out.u8(as_dense ? 0 : narrow ? 1 : 2);
+    out.u32(static_cast<std::uint32_t>(m.rows));
+    out.u32(static_cast<std::uint32_t>(m.cols));
+    if (as_dense) {
+        const std::vector<float> d = m.to_dense();
+        out.raw(std::span<const float>(d));
+        return;
+    }
+    out.u32(static_cast<std::uint32_t>(nnz));
+    out.raw(std::span<const std::uint32_t>(m.row_start));
+    if (narrow) {
+        std::vector<std::uint16_t> c(m.column.size());
+        for (std::size_t i = 0; i < c.size(); ++i) c[i] = static_cast<std::uint16_t>(m.column[i]);
+        out.raw(std::span<const std::uint16_t>(c));
+    } else {
+        out.raw(std::span<const std::uint32_t>(m.column));
+    }
+    out.raw(std::span<const float>(m.value));
+}
+
+inline csr_matrix read_matrix(byte_reader& in, const std::string& where) {
+    const std::uint8_t format = in.u8("weight format");
+    if (format > 2) in.fail(where + ": unknown weight format " + std::to_string(format));
+    csr_matrix m;
+    m.rows = in.u32("rows");
+    m.cols = in.u32("cols");
+    if (m.rows == 0 || m.cols == 0 || m.rows > max_model_dim || m.cols > max_model_dim ||
+        m.rows * m.cols > max_model_elements)
+        in.fail(where + ": unsupported weight shape " + std::to_string(m.rows) + " x " + std::to_string(m.cols));
+    if (format == 0) {
+        if (m.rows * m.cols * 4 > in.remaining()) in.fail(where + ": truncated dense weights");
+        std::vector<float> d(m.rows * m.cols);
+        in.raw_into(std::span<float>(d), "dense weights");
+        return csr_matrix::from_dense(d.data(), m.rows, m.cols);
+    }
+    const std::size_t nnz = in.u32("non-zero count");
+    if (nnz > m.rows * m.cols) in.fail(where + ": " + std::to_string(nnz) + " non-zeros in a " +
+                                       std::to_string(m.rows) + " x " + std::to_string(m.cols) + " matrix");
+    if ((m.rows + 1) * 4 + nnz * (format == 1 ? 6 : 8) > in.remaining()) in.fail(where + ": truncated sparse weights");
+    m.row_start.resize(m.rows + 1);
+    in.raw_into(std::span<std::uint32_t>(m.row_start), "row starts");
+    m.column.resize(nnz);
+    if (format == 1) {
+        std::vector<std::uint16_t> c(nnz);
+        in.raw_into(std::span<std::uint16_t>(c), "columns");
+        std::copy(c.begin(), c.end(), m.column.begin());
+    } else {
+        in.raw_into(std::span<std::uint32_t>(m.column), "columns");
+    }
+    m.value.resize(nnz);
+    in.raw_into(std::span<float>(m.value), "values");
+    if (m.row_start[0] != 0 || m.row_start[m.rows] != nnz) in.fail(where + ": row starts do not span the non-zeros");
+    for (std::size_t i = 0; i < m.rows; ++i)
+        if (m.row_start[i + 1] < m.row_start[i]) in.fail(where + ": row starts decrease at row " + std::to_string(i));
+    for (std::size_t k = 0; k < nnz; ++k)
+        if (m.column[k] >= m.cols)
+            in.fail(where + ": column " + std::to_string(m.column[k]) + " out of range (" + std::to_string(m.cols) +
+                    " columns)");
+    return m;
+}
+
+inline dims3 read_dims(byte_reader& in, const std::string& where) {
+    dims3 d;
+    d.c = in.u32("shape");
+    d.h = in.u32("shape");
+    d.w = in.u32("shape");
+    if (d.c == 0 || d.h == 0 || d.w == 0 || d.c > max_model_dim || d.h > max_model_dim || d.w > max_model_dim ||
+        d.size() > max_model_elements)
+        in.fail(where + ": unsupported shape " + d.str());
+    return d;
+}
+
+/// The output shape an operation must have, or a failure naming what is wrong.
+inline dims3 expected_output(const sparse_op& op, byte_reader& in, const std::string& where) {
+    const dims3 d = op.in;
+    auto window = [&](std::size_t pad) {
+        if (op.kernel == 0 || op.stride == 0 || op.kernel > 64 || op.stride > 64 || pad > 64 ||
+            op.kernel > d.h + 2 * pad || op.kernel > d.w + 2 * pad)
+            in.fail(where + ": window " + std::to_string(op.kernel) + ", stride " + std::to_string(op.stride) +
+                    ", padding " + std::to_string(pad) + " does not fit the input " + d.str());
+        return dims3{d.c, (d.h + 2 * pad - op.kernel) / op.stride + 1, (d.w + 2 * pad - op.kernel) / op.stride + 1};
+    };
+    switch (op.kind) {
+        case op_kind::dense:
+            if (op.cols() != d.size())
+                in.fail(where + ": " + std::to_string(op.cols()) + " weight columns for an input of " + d.str());
+            return {op.rows(), 1, 1};
+        case op_kind::conv: {
+            dims3 o = window(op.padding);
+            if (op.cols() != d.c * op.kernel * op.kernel)
+                in.fail(where + ": " + std::to_string(op.cols()) + " weight columns for " + std::to_string(d.c) +
+                        " channels and a " + std::to_string(op.kernel) + "x" + std::to_string(op.kernel) + " kernel");
+            if (op.cols() * o.h * o.w > max_model_elements) in.fail(where + ": unfolded input too large");
+            o.c = op.rows();
+            return o;
+        }
+        case op_kind::max_pool:
+        case op_kind::avg_pool:
+            if (op.padding != 0) in.fail(where + ": pooling has no padding");
+            return window(0);
+        case op_kind::reshape:
+            if (op.out.size() != d.size()) in.fail(where + ": reshape changes the size of " + d.str());
+            return op.out;
+        default: return d;
+    }
+}
+
+}  // namespace detail
+
+/// The exported model as bytes (the file's content).
+inline std::string sparse_model_bytes(const sparse_model& m) {
+    byte_writer out;
+    auto dims = [&](const dims3& d) {
+        out.u32(static_cast<std::uint32_t>(d.c));
+        out.u32(static_cast<std::uint32_t>(d.h));
+        out.u32(static_cast<std::uint32_t>(d.w));
+    };
+    dims(m.input);
+    out.u64(m.ops.size());
+    for (const auto& op : m.ops) {
+        out.u8(static_cast<std::uint8_t>(op.kind));
+        dims(op.in);
+        dims(op.out);
+        out.u32(static_cast<std::uint32_t>(op.kernel));
+        out.u32(static_cast<std::uint32_t>(op.stride));
+        out.u32(static_cast<std::uint32_t>(op.padding));
+        if (!op.has_weights()) continue;
+        out.floats(op.bias);
+        detail::write_matrix(out, op.csr);
+    }
+    return frame(exported_model_kind.magic, exported_model_kind.version, out.bytes());
+}
+
+/// Parses and checks an exported model; `file` names the bytes in messages.
+inline sparse_model parse_sparse_model(std::string_view bytes, const std::string& file) {
+    byte_reader in(unframe(bytes, file, exported_model_kind, known_file_kinds), file);
+    sparse_model m;
+    m.input = detail::read_dims(in, "input");
+    const std::uint64_t count = in.length("operation count", 37);
+    if (count == 0) in.fail("the model has no operations");
+    dims3 cur = m.input;
+    for (std::uint64_t i = 0; i < count; ++i) {
+        sparse_op op;
+        const std::string where = "operation " + std::to_string(i);
+        const std::uint8_t kind = in.u8("operation kind");
+        if (kind < 1 || kind > 8) in.fail(where + ": unknown operation kind " + std::to_string(kind));
+        op.kind = static_cast<op_kind>(kind);
+        op.in = detail::read_dims(in, where);
+        op.out = detail::read_dims(in, where);
+        op.kernel = in.u32("kernel");
+        op.stride = in.u32("stride");
+        op.padding = in.u32("padding");
+        const std::string named = where + " (" + op_name(op.kind) + ")";
+        if (!(op.in == cur)) in.fail(named + ": input shape " + op.in.str() + ", but the previous output is " + cur.str());
+        if (op.has_weights()) {
+            op.bias = in.floats("bias");
+            op.csr = detail::read_matrix(in, named);
+            if (op.bias.size() != op.rows())
+                in.fail(named + ": " + std::to_string(op.bias.size()) + " biases for " + std::to_string(op.rows()) +
+                        " outputs");
+        }
+        const dims3 expected = detail::expected_output(op, in, named);
+        if (!(op.out == expected)) in.fail(named + ": output shape " + op.out.str() + ", expected " + expected.str());
+        cur = op.out;
+        m.ops.push_back(std::move(op));
+    }
+    in.expect_end();
+    m.prepare();
+    return m;
+}
+
+inline void save_sparse_model(const sparse_model& m, const std::filesystem::path& path) {
+    write_file_atomically(path, sparse_model_bytes(m));
+}
+
+inline sparse_model load_sparse_model(const std::filesystem::path& path) {
+    return parse_sparse_model(read_binary_file(path), path.string());
+}
+
+}  // namespace dynsparse

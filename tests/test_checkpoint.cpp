@@ -1,0 +1,199 @@
+// Checkpoints (io/checkpoint.hpp): a resumed run continues bit for bit, and every kind of
+// bad file is refused with a message naming the file and the problem, leaving the
+// trainer untouched.
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "dynsparse/io/checkpoint.hpp"
+#include "dynsparse/io/export.hpp"
+#include "dynsparse/layers/activations.hpp"
+#include "dynsparse/layers/masked_dense.hpp"
+#include "dynsparse/train/trainer.hpp"
+#include "support/fixtures.hpp"
+
+namespace ds = dynsparse;
+namespace fs = std::filesystem;
+
+namespace {
+
+using ds::testing::blobs;
+using ds::testing::tiny_dst;
+
+struct other_dst : ds::sequential<ds::input<8>, ds::masked_dense<12>, ds::relu, ds::masked_dense<3>> {};
+
+ds::train_config config(std::size_t epochs) {
+    ds::train_config c;
+    c.epochs = epochs;
+    c.batch_size = 16;
+    c.alpha = 2e-2f;  // strong enough that the masks change during the run
+    c.schedule = ds::cosine_lr(0.05f);
+    c.seed = 7;
+    c.progress = false;
+    return c;
+}
+
+template <class Net>
+std::vector<float> all_parameters(Net& net) {
+    std::vector<float> out;
+    net.for_each_parameter([&](const ds::parameter& p) { out.insert(out.end(), p.value.begin(), p.value.end()); });
+    return out;
+}
+
+struct stop_training : std::exception {};
+
+/// Trains 5 epochs in one go, and again stopped after epoch 2 and resumed from the
+/// checkpoint into a network initialised differently; both end bit for bit equal.
+template <class Optimizer>
+void check_resume(Optimizer opt) {
+    const auto data = blobs(160, 4);
+    tiny_dst straight;
+    straight.initialize(3);
+    ds::trainer<tiny_dst, ds::softmax_cross_entropy, Optimizer> a(straight, {}, opt, config(5));
+    const auto history = a.fit(data, data);
+
+    tiny_dst stopped;
+    stopped.initialize(3);
+    ds::trainer<tiny_dst, ds::softmax_cross_entropy, Optimizer> b(stopped, {}, opt, config(5));
+    std::string saved;
+    CHECK_THROWS_AS(b.fit(data, data,
+                          [&](const ds::epoch_report& r) {
+                              if (r.epoch == 2) {
+                                  saved = ds::checkpoint_bytes(b);
+                                  throw stop_training{};
+                              }
+                          }),
+                    stop_training);
+
+    tiny_dst resumed;
+    resumed.initialize(99);
+    ds::trainer<tiny_dst, ds::softmax_cross_entropy, Optimizer> c(resumed, {}, opt, config(5));
+    ds::restore_checkpoint(c, saved, "memory");
+    CHECK(c.epoch() == 2);
+    CHECK(c.global_step() == b.global_step());
+    const auto rest = c.fit(data, data);
+    REQUIRE(rest.size() == 3);
+    CHECK(all_parameters(resumed) == all_parameters(straight));
+    for (std::size_t e = 0; e < 3; ++e) {
+        CHECK(rest[e].train_loss == history[e + 2].train_loss);
+        CHECK(rest[e].remaining == history[e + 2].remaining);
+    }
+    CHECK(history.back().remaining < 1.0);  // the masks did change: the test means something
+}
+
+/// The checkpoint bytes with the payload changed by `edit`, re-framed with a valid checksum.
+std::string reframed(const std::string& bytes, void (*edit)(std::string&)) {
+    std::string payload(ds::unframe(bytes, "x", ds::checkpoint_kind));
+    edit(payload);
+    return ds::frame(ds::checkpoint_kind.magic, ds::checkpoint_kind.version, payload);
+}
+
+}  // namespace
+
+TEST_CASE("a run resumed from a checkpoint continues bit for bit (SGD with momentum)") {
+    check_resume(ds::sgd({.momentum = 0.9f}));
+}
+
+TEST_CASE("a run resumed from a checkpoint continues bit for bit (Adam)") {
+    check_resume(ds::adam());
+}
+
+TEST_CASE("checkpoints go through files atomically and load back") {
+    const fs::path dir = fs::temp_directory_path() / "dynsparse_test_checkpoint";
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    const auto data = blobs(64, 1);
+    tiny_dst net;
+    net.initialize(1);
+    ds::trainer<tiny_dst> tr(net, {}, ds::sgd({.momentum = 0.9f}), config(1));
+    tr.fit(data, data);
+    ds::save_checkpoint(tr, dir / "run.ckpt");
+    CHECK_FALSE(fs::exists(dir / "run.ckpt.tmp"));
+
+    tiny_dst copy;
+    copy.initialize(2);
+    ds::trainer<tiny_dst> tr2(copy, {}, ds::sgd({.momentum = 0.9f}), config(1));
+    ds::load_checkpoint(tr2, dir / "run.ckpt");
+    CHECK(all_parameters(copy) == all_parameters(net));
+    CHECK(tr2.epoch() == 1);
+    CHECK_THROWS_WITH_AS(ds::load_checkpoint(tr2, dir / "missing.ckpt"),
+                         doctest::Contains("missing.ckpt: cannot open: no such file"), ds::data_error);
+    fs::remove_all(dir);
+}
+
+TEST_CASE("a bad checkpoint is refused with a clear message and changes nothing") {
+    const auto data = blobs(64, 1);
+    tiny_dst net;
+    net.initialize(1);
+    ds::trainer<tiny_dst> tr(net, {}, ds::sgd({.momentum = 0.9f}), config(1));
+    tr.fit(data, data);
+    const std::string good = ds::checkpoint_bytes(tr);
+
+    tiny_dst target;
+    target.initialize(5);
+    ds::trainer<tiny_dst> into(target, {}, ds::sgd({.momentum = 0.9f}), config(3));
+    const auto before = all_parameters(target);
+    auto refused = [&](const std::string& bytes, const char* message) {
+        CHECK_THROWS_WITH_AS(ds::restore_checkpoint(into, bytes, "run.ckpt"),
+                             doctest::Contains(message), ds::data_error);
+        CHECK(all_parameters(target) == before);
+        CHECK(into.epoch() == 0);
+    };
+
+    SUBCASE("another network type") {
+        other_dst other;
+        other.initialize(1);
+        ds::trainer<other_dst> wrong(other, {}, ds::sgd({.momentum = 0.9f}), config(1));
+        CHECK_THROWS_WITH_AS(ds::restore_checkpoint(wrong, good, "run.ckpt"),
+                             doctest::Contains("run.ckpt: the checkpoint was written for the network"),
+                             ds::data_error);
+    }
+    SUBCASE("another optimizer") {
+        tiny_dst n;
+        ds::trainer<tiny_dst, ds::softmax_cross_entropy, ds::adam> wrong(n, {}, ds::adam(), config(1));
+        CHECK_THROWS_WITH_AS(ds::restore_checkpoint(wrong, good, "run.ckpt"),
+                             doctest::Contains("expected field 'adam.steps', found 'sgd.started'"),
+                             ds::data_error);
+    }
+    SUBCASE("truncated") { refused(good.substr(0, good.size() - 9), "run.ckpt: truncated"); }
+    SUBCASE("shorter than the frame") { refused(good.substr(0, 12), "run.ckpt: truncated"); }
+    SUBCASE("empty") { refused("", "run.ckpt: not a dynsparse checkpoint"); }
+    SUBCASE("one byte flipped") {
+        std::string bad = good;
+        bad[bad.size() / 2] ^= 0x10;
+        refused(bad, "run.ckpt: checksum mismatch: the file is corrupted");
+    }
+    SUBCASE("wrong version") {
+        std::string bad = good;
+        bad[8] = 9;
+        refused(bad, "run.ckpt: unsupported dynsparse checkpoint version 9 (this build reads version 1)");
+    }
+    SUBCASE("wrong magic") {
+        std::string bad = good;
+        bad[0] = 'X';
+        refused(bad, "run.ckpt: not a dynsparse checkpoint (wrong magic number)");
+    }
+    SUBCASE("an exported model instead") {
+        refused(ds::sparse_model_bytes(ds::export_sparse(net)),
+                "run.ckpt: this is a dynsparse exported model, not a dynsparse checkpoint");
+    }
+    SUBCASE("trailing bytes") { refused(good + "x", "trailing bytes"); }
+    SUBCASE("a valid checksum over a cut payload: the last field is missing") {
+        refused(reframed(good, [](std::string& p) { p.resize(p.size() - 3); }),
+                "run.ckpt: trainer: field 'sgd.momentum_buffers' buffer 5: length");
+    }
+    SUBCASE("a valid checksum over a payload with extra bytes") {
+        refused(reframed(good, [](std::string& p) { p += "zz"; }), "unexpected bytes after the last record");
+    }
+    SUBCASE("a valid checksum over a payload whose first layer is renamed") {
+        refused(reframed(good,
+                         [](std::string& p) {
+                             const auto at = p.find("masked_dense<16");
+                             p[at + 13] = '7';
+                         }),
+                "the checkpoint was written for the network");
+    }
+}
