@@ -144,6 +144,9 @@ Opt make_optimizer(const run_options& o) {
 template <class Net, class Opt = ds::sgd>
 run_result train(const run_options& o, const ds::dataset& train_set, const ds::dataset& eval_set,
                  const ds::dataset& test_set, bool eval_is_test) {
+    if (!o.export_path.empty() && !ds::ExportableNetwork<Net>)
+        throw std::invalid_argument("--export: the sparse inference engine has no kernels for a "
+                                    "layer of this network yet");
     // [train]
     Net net;
     net.initialize(o.seed);
@@ -196,9 +199,11 @@ run_result train(const run_options& o, const ds::dataset& train_set, const ds::d
     r.test = eval_is_test ? r.history.back().eval : trainer.evaluate(test_set);
     r.layers = ds::sparsity_report(net);
     if (!o.export_path.empty()) {
-        const ds::sparse_model model = ds::export_sparse(net);
-        ds::save_sparse_model(model, o.export_path);
-        std::cout << "exported " << o.export_path << ": " << model.summary();
+        if constexpr (ds::ExportableNetwork<Net>) {
+            const ds::sparse_model model = ds::export_sparse(net);
+            ds::save_sparse_model(model, o.export_path);
+            std::cout << "exported " << o.export_path << ": " << model.summary();
+        }
     }
     return r;
 }

@@ -12,6 +12,7 @@
 // appending the operations the engine runs for it (a new kind of operation also needs its
 // kernel in sparse_model::run and its checks in parse_sparse_model).
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "dynsparse/layers/activations.hpp"
@@ -113,16 +114,31 @@ void export_layer(std::vector<sparse_op>& ops, reshape_layer<In, Out>&) {
 }
 
 template <class L>
+    requires requires(L& l, std::vector<sparse_op>& ops) { l.export_inference(ops); }
 void export_layer(std::vector<sparse_op>& ops, L& l) {
-    if constexpr (requires { l.export_inference(ops); })
-        l.export_inference(ops);
-    else
-        static_assert(sizeof(L) == 0,
-                      "export_sparse: this layer cannot be exported; give it a member "
-                      "`void export_inference(std::vector<dynsparse::sparse_op>&)`");
+    l.export_inference(ops);
 }
 
+template <class Net, std::size_t... Is>
+constexpr bool every_layer_exports(std::index_sequence<Is...>);
+
 }  // namespace detail
+
+/// A layer export_sparse knows how to export (see the header).
+template <class L>
+concept ExportableLayer = requires(L& l, std::vector<sparse_op>& ops) { detail::export_layer(ops, l); };
+
+namespace detail {
+template <class Net, std::size_t... Is>
+constexpr bool every_layer_exports(std::index_sequence<Is...>) {
+    return (ExportableLayer<typename Net::template layer_type<Is>> && ...);
+}
+}  // namespace detail
+
+/// A network whose every layer is an ExportableLayer.
+template <class Net>
+concept ExportableNetwork =
+    detail::every_layer_exports<Net>(std::make_index_sequence<Net::layer_count>{});
 
 /// The exported inference model of a network (see the header). Non-const: a masked
 /// layer's mask is recomputed from W and t first, as its next forward pass would.
@@ -132,6 +148,9 @@ struct export_options {
 
 template <class Net>
 sparse_model export_sparse(Net& net, export_options options = {}) {
+    static_assert(ExportableNetwork<Net>,
+                  "export_sparse: a layer of this network cannot be exported; give it a member "
+                  "`void export_inference(std::vector<dynsparse::sparse_op>&)`");
     sparse_model m;
     m.input = detail::dims_of<typename Net::input_shape>();
     net.for_each_layer([&](auto& layer, std::size_t) { detail::export_layer(m.ops, layer); });

@@ -75,12 +75,14 @@ namespace detail {
 // 16 floats (one AVX-512 register, two AVX ones): GCC/clang vector extension, so the
 // accumulators stay in registers (plain loops kept them in memory or went scalar).
 using float16 = float __attribute__((vector_size(64)));
-inline float16 load16(const float* p) {
-    float16 v;
-    std::memcpy(&v, p, sizeof v);
-    return v;
+// Vectors go by reference only: passing or returning one by value changes the ABI between
+// AVX-512 and other builds (GCC's -Wpsabi).
+inline void add_scaled16(float16& acc, float v, const float* p) {
+    float16 x;
+    std::memcpy(&x, p, sizeof x);
+    acc += v * x;
 }
-inline void store16(float* p, float16 v) { std::memcpy(p, &v, sizeof v); }
+inline void store16(float* p, const float16& v) { std::memcpy(p, &v, sizeof v); }
 }  // namespace detail
 
 /// Y (rows x n, rows ldy floats apart) = W X + b, X (cols x n, rows ldx floats apart).
@@ -88,8 +90,8 @@ inline void store16(float* p, float16 v) { std::memcpy(p, &v, sizeof v); }
 /// in a plain loop.
 inline void csr_times_columns(const csr_matrix& w, const float* __restrict b, const float* __restrict x,
                               std::size_t ldx, std::size_t n, float* __restrict y, std::size_t ldy) {
+    using detail::add_scaled16;
     using detail::float16;
-    using detail::load16;
     const std::uint32_t* __restrict start = w.row_start.data();
     const std::uint32_t* __restrict col = w.column.data();
     const float* __restrict val = w.value.data();
@@ -102,10 +104,10 @@ inline void csr_times_columns(const csr_matrix& w, const float* __restrict b, co
             for (std::uint32_t k = k0; k < k1; ++k) {
                 const float v = val[k];
                 const float* xr = x + static_cast<std::size_t>(col[k]) * ldx + j0;
-                a0 += v * load16(xr);
-                a1 += v * load16(xr + 16);
-                a2 += v * load16(xr + 32);
-                a3 += v * load16(xr + 48);
+                add_scaled16(a0, v, xr);
+                add_scaled16(a1, v, xr + 16);
+                add_scaled16(a2, v, xr + 32);
+                add_scaled16(a3, v, xr + 48);
             }
             detail::store16(yr + j0, a0);
             detail::store16(yr + j0 + 16, a1);
@@ -115,7 +117,7 @@ inline void csr_times_columns(const csr_matrix& w, const float* __restrict b, co
         for (; j0 + 16 <= n; j0 += 16) {
             float16 a = float16{} + b[i];
             for (std::uint32_t k = k0; k < k1; ++k)
-                a += val[k] * load16(x + static_cast<std::size_t>(col[k]) * ldx + j0);
+                add_scaled16(a, val[k], x + static_cast<std::size_t>(col[k]) * ldx + j0);
             detail::store16(yr + j0, a);
         }
         for (std::size_t j = j0; j < n; ++j) {
