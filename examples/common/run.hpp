@@ -1,13 +1,15 @@
 #pragma once
 // The command-line program shared by the examples that train one model on (Fashion-)MNIST
-// (lenet_300_100, lenet5_caffe): flags, data loading, the training run instantiated per
-// network type, the final report and the JSON summary. An example provides its network
-// types and a `dispatch` that maps the runtime policy choice to one of them.
+// (lenet_300_100, lenet5_caffe) or CIFAR-10 (vgg16_cifar, wrn16_8_cifar): flags, data
+// loading, the training run instantiated per network type, the final report and the JSON
+// summary. An example provides its network types and a `dispatch` that maps the runtime
+// policy choice to one of them.
 #include <dynsparse/dynsparse.hpp>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -19,28 +21,59 @@ namespace examples {
 
 namespace ds = dynsparse;
 
+/// The recipe an example runs when no flag overrides it.
+struct recipe_defaults {
+    std::size_t epochs = 20;
+    double lr = 0.01, alpha = 5e-4, weight_decay = 0;
+    const char* schedule = "constant";
+    const char* milestones = "";
+    bool decay_thresholds = false;  ///< weight decay on DST thresholds (the CIFAR recipe)
+    std::size_t eval_batch = 1000;
+};
+
+enum class data_kind { mnist, cifar10 };
+
 /// What differs between the examples' command lines.
 struct model_info {
     const char* title;       ///< "LeNet-300-100"
     const char* json_name;   ///< "lenet_300_100"
     std::vector<std::string> granularities;  ///< --granularity choices, the default first
     const char* granularity_help;
+    data_kind data = data_kind::mnist;
+    recipe_defaults defaults = {};
 };
 
-/// The --help text; the model's name and granularity choices are filled in.
+inline std::string number_text(double v) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%g", v);
+    return b;
+}
+
+/// The --help text; the model's name, data, defaults and granularity choices are filled in.
 inline std::string usage_text(const model_info& m) {
-    std::string u = std::string("Train ") + m.title +
-                    " with Dynamic Sparse Training on (Fashion-)MNIST.\n" + R"(
-  --data DIR           MNIST-format directory (default /usr/share/datasets/fashion-mnist)
-  --epochs N           training epochs (20)
-  --batch N            batch size (64)
-  --lr X               SGD learning rate (0.01)
-  --momentum X         SGD momentum (0.9)
+    const recipe_defaults& d = m.defaults;
+    const bool cifar = m.data == data_kind::cifar10;
+    std::string u = std::string("Train ") + m.title + " with Dynamic Sparse Training on " +
+                    (cifar ? "CIFAR-10" : "(Fashion-)MNIST") + ".\n" +
+                    (cifar ? "\n  --data DIR           CIFAR-10 binary directory (data_batch_1.bin ... "
+                             "test_batch.bin;\n                       default ./cifar-10-batches-bin)\n"
+                           : "\n  --data DIR           MNIST-format directory (default "
+                             "/usr/share/datasets/fashion-mnist)\n") +
+                    "  --epochs N           training epochs (" + std::to_string(d.epochs) + ")\n" + R"(  --batch N            batch size (64)
+)" + "  --lr X               SGD learning rate (" + number_text(d.lr) + ")\n" + R"(  --momentum X         SGD momentum (0.9)
   --nesterov           Nesterov momentum
-  --weight-decay X     weight decay on weights and biases (0)
-  --schedule S         constant|cosine|multistep (constant)
-  --milestones A,B     epochs at which multistep multiplies the rate by 0.1
-  --alpha X            sparse regulariser alpha * sum exp(-t) (5e-4)
+)" + "  --weight-decay X     weight decay on weights, biases and batch-norm parameters (" +
+                    number_text(d.weight_decay) + ")\n" +
+                    "  --schedule S         constant|cosine|multistep (" + d.schedule + ")\n" +
+                    "  --milestones A,B     epochs at which multistep multiplies the rate by 0.1" +
+                    (*d.milestones ? std::string(" (") + d.milestones + ")" : std::string()) + "\n" +
+                    "  --alpha X            sparse regulariser alpha * sum exp(-t) (" + number_text(d.alpha) +
+                    ")\n" +
+                    (d.decay_thresholds ? "  --no-threshold-decay do not apply weight decay to the thresholds "
+                                          "(applied by default, as in the reference CIFAR setup)\n"
+                                        : "  --threshold-decay    apply weight decay to the thresholds too\n") +
+                    (cifar ? "  --no-augment         no random crop / flip of training images\n" : "") +
+                    "  --eval-batch N       evaluation batch size (" + std::to_string(d.eval_batch) + ")" + R"(
   --seed N             seed of initialisation and shuffling (1)
   --dense              train the same network with plain dense layers (the baseline)
   --surrogate S        long_tailed|ste|sigmoid (long_tailed)
@@ -49,7 +82,7 @@ inline std::string usage_text(const model_info& m) {
   --val-fraction F     hold out this fraction of the training set for per-epoch
                        evaluation; the test set is then used once, at the end (0)
   --train-limit N      use only the first N training samples (0 = all)
-  --threads N          BLAS threads (1)
+  --threads N          BLAS threads and, with OpenMP, the library's loop threads (1)
   --json PATH          write a summary of the run as JSON
   --target-remaining R adapt alpha during training so that the model ends with this
                        remaining ratio, R in (0, 1), e.g. 0.05; --alpha is the start
@@ -70,6 +103,9 @@ struct run_options {
     std::uint64_t seed;
     std::string schedule, milestones, json, surrogate, granularity;
     bool dense;
+    bool decay_thresholds = false;
+    std::size_t eval_batch = 1000;
+    std::function<void(ds::matrix&, ds::rng&)> augment;  ///< training batches; empty = none
 };
 
 inline ds::lr_schedule make_schedule(const run_options& o) {
@@ -115,7 +151,10 @@ run_result train(const run_options& o, const ds::dataset& train_set, const ds::d
     sgd_opts.momentum = o.momentum;
     sgd_opts.nesterov = o.nesterov;
     sgd_opts.weight_decay = o.weight_decay;
+    sgd_opts.decay_thresholds = o.decay_thresholds;
     ds::train_config cfg;
+    cfg.eval_batch_size = o.eval_batch;
+    cfg.augment = o.augment;
     cfg.epochs = o.epochs;
     cfg.batch_size = o.batch;
     cfg.alpha = o.dense ? 0.0f : o.alpha;
@@ -235,22 +274,28 @@ int run_main(int argc, char** argv, const model_info& m, Dispatch dispatch) {
             argc, argv,
             {"--data", "--epochs", "--batch", "--lr", "--momentum", "--weight-decay", "--schedule",
              "--milestones", "--alpha", "--seed", "--surrogate", "--granularity", "--val-fraction",
-             "--train-limit", "--threads", "--json", "--target-remaining", "--csv", "--log-every"},
-            {"--help", "--dense", "--nesterov", "--no-reset", "--quiet"});
+             "--train-limit", "--threads", "--json", "--target-remaining", "--csv", "--log-every",
+             "--eval-batch"},
+            {"--help", "--dense", "--nesterov", "--no-reset", "--quiet", "--no-augment",
+             "--threshold-decay", "--no-threshold-decay"});
         if (args.has("--help")) {
             std::cout << usage_text(m);
             return 0;
         }
         run_options o;
-        o.epochs = args.count("--epochs", 20);
+        const recipe_defaults& d = m.defaults;
+        o.epochs = args.count("--epochs", d.epochs);
         o.batch = args.count("--batch", 64);
-        o.lr = static_cast<float>(args.real("--lr", 0.01));
+        o.lr = static_cast<float>(args.real("--lr", d.lr));
         o.momentum = static_cast<float>(args.real("--momentum", 0.9));
         o.nesterov = args.has("--nesterov");
-        o.weight_decay = static_cast<float>(args.real("--weight-decay", 0.0));
-        o.schedule = args.choice("--schedule", "constant", {"constant", "cosine", "multistep"});
-        o.milestones = args.text("--milestones", "");
-        o.alpha = static_cast<float>(args.real("--alpha", 5e-4));
+        o.weight_decay = static_cast<float>(args.real("--weight-decay", d.weight_decay));
+        o.schedule = args.choice("--schedule", d.schedule, {"constant", "cosine", "multistep"});
+        o.milestones = args.text("--milestones", d.milestones);
+        o.alpha = static_cast<float>(args.real("--alpha", d.alpha));
+        o.decay_thresholds = (d.decay_thresholds || args.has("--threshold-decay")) &&
+                             !args.has("--no-threshold-decay");
+        o.eval_batch = args.count("--eval-batch", d.eval_batch);
         o.seed = args.count("--seed", 1);
         o.dense = args.has("--dense");
         o.surrogate = args.choice("--surrogate", "long_tailed", {"long_tailed", "ste", "sigmoid"});
@@ -266,17 +311,30 @@ int run_main(int argc, char** argv, const model_info& m, Dispatch dispatch) {
             throw std::invalid_argument("--target-remaining expects a ratio in (0, 1), e.g. 0.05");
         o.csv = args.text("--csv", "");
         o.log_every = args.count("--log-every", 0);
-        if (o.epochs == 0 || o.batch == 0 || o.threads == 0)
-            throw std::invalid_argument("--epochs, --batch and --threads must be positive");
+        if (o.epochs == 0 || o.batch == 0 || o.threads == 0 || o.eval_batch == 0)
+            throw std::invalid_argument("--epochs, --batch, --eval-batch and --threads must be positive");
         if (o.schedule == "multistep" && o.milestones.empty())
             throw std::invalid_argument("--schedule multistep needs --milestones, e.g. 10,15");
-        ds::set_blas_threads(static_cast<int>(o.threads));
+        ds::set_threads(static_cast<int>(o.threads));
         std::cout << "BLAS kernels: " << ds::blas_core_name() << ", " << o.threads << " thread(s)\n";
 
-        const std::string dir = args.text("--data", ds::default_fashion_mnist_directory.string());
+        const bool cifar = m.data == data_kind::cifar10;
+        const std::string dir = args.text(
+            "--data", cifar ? std::string("cifar-10-batches-bin") : ds::default_fashion_mnist_directory.string());
         std::cout << "loading " << dir << "\n";
-        ds::train_test data = ds::load_mnist_directory(dir);
-        ds::standardize(data);
+        ds::train_test data;
+        if (cifar) {
+            // Per-channel normalisation with the training set's statistics; pad 4 + random
+            // crop + random flip of every training batch.
+            data = ds::load_cifar10_directory(dir);
+            const auto stats = ds::compute_channel_statistics(data.train, ds::cifar10_channels);
+            ds::normalize_channels(data.train, stats);
+            ds::normalize_channels(data.test, stats);
+            if (!args.has("--no-augment")) o.augment = ds::cifar10_augmentation(stats);
+        } else {
+            data = ds::load_mnist_directory(dir);
+            ds::standardize(data);
+        }
         if (o.train_limit > 0 && o.train_limit < data.train.size())
             data.train = ds::take(data.train, 0, o.train_limit);
         if (o.val_fraction > 0) {

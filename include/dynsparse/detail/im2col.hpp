@@ -16,7 +16,8 @@
 // batch 64 took 17.8 ms per sample against 23.5 ms batched (lenet5_caffe_step, same run).
 // The big GEMMs are efficient, but their 8 MiB operands leave the cache. Groups of
 // samples side by side (so a group's unfolded input is 256 KiB to 4 MiB) were no faster
-// than single samples either.
+// than single samples either. At CIFAR size the small maps (2x2, 4x4) are grouped and the
+// unfolded input is no longer kept for the whole batch: see conv_settings below.
 #include <algorithm>
 #include <cstddef>
 
@@ -99,59 +100,122 @@ inline void col2im(const float* __restrict col, float* __restrict dx, std::size_
         }
 }
 
+/// Tuning of the convolution kernels (process-wide; read at every forward/backward).
+///  - group_columns: samples whose output has fewer than this many positions (oh*ow) are
+///    unfolded side by side in groups of ceil(group_columns / positions), one GEMM per
+///    group, so a 2x2 or 4x4 map (VGG's last stages) does not become a matrix-vector
+///    product per sample. Maps with at least this many positions keep one GEMM per sample
+///    (LeNet-5-Caffe's 24x24 and 8x8 maps; the path measured fastest there).
+///  - keep_unfolded_bytes: the unfolded input of the whole batch is kept from forward to
+///    backward when it fits in this many bytes; otherwise backward unfolds each group again
+///    (at CIFAR size the unfolded batch of one 3x3 layer is 150-300 MB).
+struct conv_settings {
+    std::size_t group_columns = 64;
+    std::size_t keep_unfolded_bytes = std::size_t{64} << 20;
+};
+inline conv_settings& conv_tuning() {
+    static conv_settings settings;
+    return settings;
+}
+
 /// Scratch of a convolution layer, allocated once per batch size.
 struct conv_buffers {
-    matrix col;   // every sample's unfolded input (batch*cols x positions), kept for backward
-    matrix dcol;  // one sample's dL/dcol
+    matrix col;       // unfolded input: the whole batch if kept for backward, else one group
+    matrix dcol;      // one group's dL/dcol
+    matrix gathered;  // one group's output or dy, channel-major (c_out x group*positions)
+    std::size_t group = 1;
+    bool kept = false;
 };
 
-/// y (batch x c_out*oh*ow) = conv(x, w) + b, one GEMM per sample: each sample is unfolded
-/// into its own block of col (batch blocks of cols x positions) and W col_s is written
-/// straight into the sample's row of y. col is kept for the backward pass.
+namespace conv_detail {
+inline std::size_t group_size(std::size_t positions, std::size_t batch) {
+    const std::size_t target = conv_tuning().group_columns;
+    if (positions >= target || batch == 0) return 1;
+    return std::min(batch, (target + positions - 1) / positions);
+}
+}  // namespace conv_detail
+
+/// y (batch x c_out*oh*ow) = conv(x, w) + b (b may be null: no bias). Samples are unfolded
+/// into col in groups (see conv_settings); a group of one sample is multiplied straight
+/// into its row of y, a larger group into `gathered` and then scattered to its rows.
 template <conv_geometry g>
 void conv_forward(std::size_t out_channels, const matrix& x, const float* w, const float* b,
                   conv_buffers& buf, matrix& y) {
     const std::size_t batch = x.shape(0), n = g.positions(), kk = g.cols();
     const std::size_t out_size = out_channels * n;
     ensure_shape(y, batch, out_size);
-    ensure_shape(buf.col, batch * kk, n);
-    for (std::size_t r = 0; r < batch; ++r) {
-        float* c = buf.col.data() + r * kk * n;
-        float* yr = y.data() + r * out_size;
-        im2col<g>(x.data() + r * g.in_size(), c, n);
-        for (std::size_t o = 0; o < out_channels; ++o) std::fill(yr + o * n, yr + (o + 1) * n, b[o]);
-        gemm(transpose::no, transpose::no, out_channels, n, kk, 1.0f, w, kk, c, n, 1.0f, yr, n);
+    const std::size_t group = conv_detail::group_size(n, batch);
+    buf.group = group;
+    buf.kept = batch * kk * n * sizeof(float) <= conv_tuning().keep_unfolded_bytes;
+    ensure_shape(buf.col, (buf.kept ? batch : group) * kk, n);
+    if (group > 1) ensure_shape(buf.gathered, out_channels, group * n);
+    for (std::size_t s0 = 0; s0 < batch; s0 += group) {
+        const std::size_t gs = std::min(group, batch - s0), ld = gs * n;
+        float* c = buf.col.data() + (buf.kept ? s0 * kk * n : 0);
+        for (std::size_t i = 0; i < gs; ++i) im2col<g>(x.data() + (s0 + i) * g.in_size(), c + i * n, ld);
+        if (gs == 1) {
+            float* yr = y.data() + s0 * out_size;
+            if (b != nullptr)
+                for (std::size_t o = 0; o < out_channels; ++o) std::fill(yr + o * n, yr + (o + 1) * n, b[o]);
+            gemm(transpose::no, transpose::no, out_channels, n, kk, 1.0f, w, kk, c, n,
+                 b != nullptr ? 1.0f : 0.0f, yr, n);
+            continue;
+        }
+        float* out = buf.gathered.data();
+        gemm(transpose::no, transpose::no, out_channels, ld, kk, 1.0f, w, kk, c, ld, 0.0f, out, ld);
+        for (std::size_t i = 0; i < gs; ++i) {
+            float* yr = y.data() + (s0 + i) * out_size;
+            for (std::size_t o = 0; o < out_channels; ++o) {
+                const float bias = b != nullptr ? b[o] : 0.0f;
+                const float* src = out + o * ld + i * n;
+                for (std::size_t p = 0; p < n; ++p) yr[o * n + p] = src[p] + bias;
+            }
+        }
     }
 }
 
-/// grad_w = sum over samples of dy_s col_s^T, grad_b = sums of dy, and, unless dx is
-/// null, dx_s = col2im(W^T dy_s) per sample.
+/// grad_w = sum over samples of dy_s col_s^T, grad_b (unless null) = sums of dy, and,
+/// unless dx is null, dx_s = col2im(W^T dy_s); x is the forward's input (unfolded again
+/// when the forward did not keep col). Groups as in conv_forward.
 template <conv_geometry g>
-void conv_backward(std::size_t out_channels, const float* w, const matrix& dy, float* grad_w,
-                   float* grad_b, conv_buffers& buf, matrix* dx) {
+void conv_backward(std::size_t out_channels, const matrix& x, const float* w, const matrix& dy,
+                   float* grad_w, float* grad_b, conv_buffers& buf, matrix* dx) {
     const std::size_t batch = dy.shape(0), n = g.positions(), kk = g.cols();
-    const std::size_t out_size = out_channels * n;
-    std::fill(grad_b, grad_b + out_channels, 0.0f);
+    const std::size_t out_size = out_channels * n, group = buf.group;
+    if (grad_b != nullptr) std::fill(grad_b, grad_b + out_channels, 0.0f);
     if (dx != nullptr) {
         ensure_shape(*dx, batch, g.in_size());
-        ensure_shape(buf.dcol, kk, n);
+        ensure_shape(buf.dcol, kk, group * n);
     }
-    for (std::size_t r = 0; r < batch; ++r) {
-        const float* d = dy.data() + r * out_size;
-        gemm(transpose::no, transpose::yes, out_channels, kk, n, 1.0f, d, n,
-             buf.col.data() + r * kk * n, n, r == 0 ? 0.0f : 1.0f, grad_w, kk);
-        for (std::size_t o = 0; o < out_channels; ++o) {
-            float sum = 0.0f;
-            for (std::size_t j = 0; j < n; ++j) sum += d[o * n + j];
-            grad_b[o] += sum;
+    if (group > 1) ensure_shape(buf.gathered, out_channels, group * n);
+    for (std::size_t s0 = 0; s0 < batch; s0 += group) {
+        const std::size_t gs = std::min(group, batch - s0), ld = gs * n;
+        float* c = buf.col.data() + (buf.kept ? s0 * kk * n : 0);
+        if (!buf.kept)
+            for (std::size_t i = 0; i < gs; ++i) im2col<g>(x.data() + (s0 + i) * g.in_size(), c + i * n, ld);
+        const float* d = dy.data() + s0 * out_size;
+        if (gs > 1) {
+            float* gd = buf.gathered.data();
+            for (std::size_t i = 0; i < gs; ++i)
+                for (std::size_t o = 0; o < out_channels; ++o)
+                    std::copy_n(dy.data() + (s0 + i) * out_size + o * n, n, gd + o * ld + i * n);
+            d = gd;
         }
+        gemm(transpose::no, transpose::yes, out_channels, kk, ld, 1.0f, d, ld, c, ld,
+             s0 == 0 ? 0.0f : 1.0f, grad_w, kk);
+        if (grad_b != nullptr)
+            for (std::size_t o = 0; o < out_channels; ++o) {
+                float sum = 0.0f;
+                for (std::size_t j = 0; j < ld; ++j) sum += d[o * ld + j];
+                grad_b[o] += sum;
+            }
         if (dx != nullptr) {
-            gemm(transpose::yes, transpose::no, kk, n, out_channels, 1.0f, w, kk, d, n, 0.0f,
-                 buf.dcol.data(), n);
-            col2im<g>(buf.dcol.data(), dx->data() + r * g.in_size(), n);
+            gemm(transpose::yes, transpose::no, kk, ld, out_channels, 1.0f, w, kk, d, ld, 0.0f,
+                 buf.dcol.data(), ld);
+            for (std::size_t i = 0; i < gs; ++i)
+                col2im<g>(buf.dcol.data() + i * n, dx->data() + (s0 + i) * g.in_size(), ld);
         }
     }
 }
-
 
 }  // namespace dynsparse::detail
