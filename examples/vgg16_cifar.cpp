@@ -43,6 +43,7 @@ int main(int argc, char** argv) {
                               "                       FC layers (the paper's); scalar: one per layer, long_tailed\n"
                               "                       surrogate only (per_filter)"};
     info.data = examples::data_kind::cifar10;
+    info.prefer_avx512_blas = true;
     info.defaults = {.epochs = 160, .lr = 0.1, .alpha = 5e-6, .weight_decay = 1e-4, .schedule = "multistep",
                      .milestones = "80,120", .decay_thresholds = true, .eval_batch = 100};
     return examples::run_main(argc, argv, info, dispatch);

@@ -41,6 +41,7 @@ struct model_info {
     const char* granularity_help;
     data_kind data = data_kind::mnist;
     recipe_defaults defaults = {};
+    bool prefer_avx512_blas = false;  ///< see ds::restart_with_fast_blas_kernels
 };
 
 inline std::string number_text(double v) {
@@ -268,7 +269,7 @@ inline void report(const model_info& m, const run_options& o, const run_result& 
 /// `dispatch(options, train, eval, test, eval_is_test)`, report. Returns the exit code.
 template <class Dispatch>
 int run_main(int argc, char** argv, const model_info& m, Dispatch dispatch) {
-    ds::restart_with_fast_blas_kernels(argv);
+    ds::restart_with_fast_blas_kernels(argv, m.prefer_avx512_blas);
     try {
         const examples::arguments args(
             argc, argv,

@@ -123,6 +123,7 @@ struct conv_buffers {
     matrix col;       // unfolded input: the whole batch if kept for backward, else one group
     matrix dcol;      // one group's dL/dcol
     matrix gathered;  // one group's output or dy, channel-major (c_out x group*positions)
+    matrix flipped;   // the kernel transposed and flipped, for the input gradient
     std::size_t group = 1;
     bool kept = false;
 };
@@ -174,18 +175,66 @@ void conv_forward(std::size_t out_channels, const matrix& x, const float* w, con
     }
 }
 
-/// grad_w = sum over samples of dy_s col_s^T, grad_b (unless null) = sums of dy, and,
-/// unless dx is null, dx_s = col2im(W^T dy_s); x is the forward's input (unfolded again
-/// when the forward did not keep col). Groups as in conv_forward.
+/// A stride-1 convolution whose output has the input's size (2*padding + 1 == kernel, e.g.
+/// 3x3 with padding 1): its input gradient is itself such a convolution, of dy with the
+/// kernel transposed (channels swapped) and flipped (rotated 180 degrees).
 template <conv_geometry g>
-void conv_backward(std::size_t out_channels, const matrix& x, const float* w, const matrix& dy,
-                   float* grad_w, float* grad_b, conv_buffers& buf, matrix* dx) {
+inline constexpr bool same_size_stride_one = g.stride == 1 && 2 * g.padding + 1 == g.kernel;
+
+/// dx = conv(dy, W flipped and transposed) for same_size_stride_one geometries: the unfolded
+/// dy has c_out*k*k rows, so the GEMM's inner dimension is c_out*k*k instead of c_out (of
+/// W^T dy, then col2im), and its output is dx in its final layout. At CIFAR size (c_out 64,
+/// 32x32 maps) the W^T dy product with its short inner dimension and the col2im scatter
+/// were the slowest part of the step.
+template <conv_geometry g, std::size_t Out>
+void conv_input_gradient_by_convolution(const float* w, const matrix& dy, conv_buffers& buf, matrix& dx) {
+    static_assert(same_size_stride_one<g>);
+    constexpr std::size_t k = g.kernel, C = g.channels;
+    constexpr conv_geometry t{Out, g.out_height, g.out_width, k, 1, g.padding, g.height, g.width};
+    constexpr std::size_t n = t.positions(), kk = t.cols(), out_size = Out * g.positions();
+    const std::size_t batch = dy.shape(0);
+    ensure_shape(dx, batch, g.in_size());
+    ensure_shape(buf.flipped, C, kk);
+    float* f = buf.flipped.data();
+    for (std::size_t co = 0; co < Out; ++co)
+        for (std::size_t ci = 0; ci < C; ++ci)
+            for (std::size_t i = 0; i < k; ++i)
+                for (std::size_t j = 0; j < k; ++j)
+                    f[ci * kk + (co * k + (k - 1 - i)) * k + (k - 1 - j)] = w[co * g.cols() + (ci * k + i) * k + j];
+    const std::size_t group = conv_detail::group_size(n, batch);
+    ensure_shape(buf.dcol, kk, group * n);
+    if (group > 1) ensure_shape(buf.gathered, C, group * n);
+    for (std::size_t s0 = 0; s0 < batch; s0 += group) {
+        const std::size_t gs = std::min(group, batch - s0), ld = gs * n;
+        float* c = buf.dcol.data();
+        for (std::size_t i = 0; i < gs; ++i) im2col<t>(dy.data() + (s0 + i) * out_size, c + i * n, ld);
+        if (gs == 1) {
+            gemm(transpose::no, transpose::no, C, n, kk, 1.0f, f, kk, c, n, 0.0f, dx.data() + s0 * g.in_size(), n);
+            continue;
+        }
+        float* out = buf.gathered.data();
+        gemm(transpose::no, transpose::no, C, ld, kk, 1.0f, f, kk, c, ld, 0.0f, out, ld);
+        for (std::size_t i = 0; i < gs; ++i)
+            for (std::size_t ch = 0; ch < C; ++ch)
+                std::copy_n(out + ch * ld + i * n, n, dx.data() + (s0 + i) * g.in_size() + ch * n);
+    }
+}
+
+/// grad_w = sum over samples of dy_s col_s^T, grad_b (unless null) = sums of dy, and,
+/// unless dx is null, dx = dL/dx: per sample col2im(W^T dy_s), or, for same-size stride-1
+/// geometries, conv_input_gradient_by_convolution. x is the forward's input (unfolded
+/// again when the forward did not keep col). Groups as in conv_forward.
+template <conv_geometry g, std::size_t Out>
+void conv_backward(const matrix& x, const float* w, const matrix& dy, float* grad_w, float* grad_b,
+                   conv_buffers& buf, matrix* dx) {
+    constexpr std::size_t out_channels = Out;
+    constexpr bool by_convolution = same_size_stride_one<g>;
     const std::size_t batch = dy.shape(0), n = g.positions(), kk = g.cols();
     const std::size_t out_size = out_channels * n, group = buf.group;
     if (grad_b != nullptr) std::fill(grad_b, grad_b + out_channels, 0.0f);
     if (dx != nullptr) {
         ensure_shape(*dx, batch, g.in_size());
-        ensure_shape(buf.dcol, kk, group * n);
+        if (!by_convolution) ensure_shape(buf.dcol, kk, group * n);
     }
     if (group > 1) ensure_shape(buf.gathered, out_channels, group * n);
     for (std::size_t s0 = 0; s0 < batch; s0 += group) {
@@ -209,13 +258,15 @@ void conv_backward(std::size_t out_channels, const matrix& x, const float* w, co
                 for (std::size_t j = 0; j < ld; ++j) sum += d[o * ld + j];
                 grad_b[o] += sum;
             }
-        if (dx != nullptr) {
+        if (dx != nullptr && !by_convolution) {
             gemm(transpose::yes, transpose::no, kk, ld, out_channels, 1.0f, w, kk, d, ld, 0.0f,
                  buf.dcol.data(), ld);
             for (std::size_t i = 0; i < gs; ++i)
                 col2im<g>(buf.dcol.data() + i * n, dx->data() + (s0 + i) * g.in_size(), ld);
         }
     }
+    if constexpr (by_convolution)
+        if (dx != nullptr) conv_input_gradient_by_convolution<g, Out>(w, dy, buf, *dx);
 }
 
 }  // namespace dynsparse::detail

@@ -73,7 +73,7 @@ public:
     }
 
     void backward(const matrix& x, const matrix& /*y*/, const matrix& dy, matrix* dx) {
-        detail::conv_backward<geo::geometry()>(Out, x, weight_.data(), dy, grad_weight_.data(),
+        detail::conv_backward<geo::geometry(), Out>(x, weight_.data(), dy, grad_weight_.data(),
                                                Bias ? grad_bias_.data() : nullptr, buf_, dx);
     }
 

@@ -45,7 +45,7 @@ public:
 
     void backward(const matrix& x, const matrix& /*y*/, const matrix& dy, matrix* dx) {
         // grad_weight_ first receives dL/dWm, then the mask pass turns it into dL/dW.
-        detail::conv_backward<geo::geometry()>(Out, x, this->masked_weight_.data(), dy,
+        detail::conv_backward<geo::geometry(), Out>(x, this->masked_weight_.data(), dy,
                                                this->grad_weight_.data(), this->bias_gradient_data(),
                                                buf_, dx);
         this->finish_weight_gradient();
