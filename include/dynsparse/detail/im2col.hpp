@@ -22,6 +22,7 @@
 #include <cstddef>
 
 #include "dynsparse/core/blas.hpp"
+#include "dynsparse/core/parallel.hpp"
 #include "dynsparse/core/tensor.hpp"
 
 namespace dynsparse::detail {
@@ -55,6 +56,7 @@ template <conv_geometry g>
 inline void im2col(const float* __restrict x, float* __restrict col, std::size_t ld) {
     constexpr std::size_t k = g.kernel, s = g.stride, p = g.padding;
     constexpr std::size_t oh = g.out_height, ow = g.out_width, hw = g.height * g.width;
+    DYNSPARSE_PARALLEL_FOR_IF(g.cols() * g.positions() >= parallel_min_work)
     for (std::size_t c = 0; c < g.channels; ++c)
         for (std::size_t i = 0; i < k; ++i) {
             std::size_t ylo, yhi;
@@ -83,6 +85,7 @@ inline void col2im(const float* __restrict col, float* __restrict dx, std::size_
     constexpr std::size_t k = g.kernel, s = g.stride, p = g.padding;
     constexpr std::size_t oh = g.out_height, ow = g.out_width, hw = g.height * g.width;
     std::fill(dx, dx + g.in_size(), 0.0f);
+    DYNSPARSE_PARALLEL_FOR_IF(g.cols() * g.positions() >= parallel_min_work)
     for (std::size_t c = 0; c < g.channels; ++c)
         for (std::size_t i = 0; i < k; ++i) {
             std::size_t ylo, yhi;

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <string>
 
+#include "dynsparse/core/parallel.hpp"
 #include "dynsparse/layers/layer.hpp"
 
 namespace dynsparse {
@@ -25,6 +26,7 @@ public:
         const float* xp = x.data();
         float* yp = y.data();
         const std::size_t n = x.size();
+        DYNSPARSE_PARALLEL_FOR_IF(n >= parallel_min_work)
         for (std::size_t i = 0; i < n; ++i) yp[i] = Fn::value(xp[i]);
     }
 
@@ -35,6 +37,7 @@ public:
         const float* dyp = dy.data();
         float* dxp = dx->data();
         const std::size_t n = y.size();
+        DYNSPARSE_PARALLEL_FOR_IF(n >= parallel_min_work)
         for (std::size_t i = 0; i < n; ++i) dxp[i] = dyp[i] * Fn::derivative_from_output(yp[i]);
     }
 

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "dynsparse/core/parallel.hpp"
 #include "dynsparse/core/shape.hpp"
 #include "dynsparse/layers/conv2d.hpp"
 #include "dynsparse/layers/layer.hpp"
@@ -39,6 +40,7 @@ public:
         const std::size_t batch = x.shape(0);
         ensure_shape(y, batch, out_size);
         if constexpr (Max) argmax_.resize(batch * out_size);
+        DYNSPARSE_PARALLEL_FOR_IF(x.size() >= parallel_min_work)
         for (std::size_t r = 0; r < batch; ++r)
             for (std::size_t c = 0; c < C; ++c) {
                 const float* xc = x.data() + r * in_size + c * H * W;
@@ -95,6 +97,7 @@ public:
         const std::size_t batch = dy.shape(0);
         ensure_shape(*dx, batch, in_size);
         if constexpr (!(Max && tiled)) std::fill(dx->begin(), dx->end(), 0.0f);
+        DYNSPARSE_PARALLEL_FOR_IF(dx->size() >= parallel_min_work)
         for (std::size_t r = 0; r < batch; ++r) {
             const float* d = dy.data() + r * out_size;
             float* g = dx->data() + r * in_size;

@@ -22,6 +22,7 @@
 #include <string>
 #include <type_traits>
 
+#include "dynsparse/core/parallel.hpp"
 #include "dynsparse/core/shape.hpp"
 #include "dynsparse/core/tensor.hpp"
 #include "dynsparse/layers/layer.hpp"
@@ -180,6 +181,7 @@ public:
         const float* sp = s->data();
         float* yp = y.data();
         const std::size_t n = y.size();
+        DYNSPARSE_PARALLEL_FOR_IF(n >= parallel_min_work)
         for (std::size_t i = 0; i < n; ++i) yp[i] = bp[i] + sp[i];
     }
 
@@ -195,6 +197,7 @@ public:
         const float* sp = s->data();
         float* dp = dx->data();
         const std::size_t n = dx->size();
+        DYNSPARSE_PARALLEL_FOR_IF(n >= parallel_min_work)
         for (std::size_t i = 0; i < n; ++i) dp[i] += sp[i];
     }
 
