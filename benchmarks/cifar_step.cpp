@@ -5,7 +5,7 @@
 // divided by the rate OpenBLAS reaches on one large square sgemm in the same run.
 //
 //   cifar_step --model vgg16|wrn16_8 [--steps 5] [--warmup 1] [--batch 64] [--threads 1]
-//              [--group-columns N] [--json PATH]
+//              [--group-columns N] [--keep-unfolded-mib M] [--json PATH]
 //
 // Compare with PyTorch: benchmarks/pytorch/dst_cifar.py (same models, same step), or run
 // benchmarks/compare_pytorch_cifar.sh for both at 1 and 2 threads.
@@ -101,10 +101,13 @@ int main(int argc, char** argv) {
     ds::restart_with_fast_blas_kernels(argv, /*prefer_avx512=*/true);
     try {
         const examples::arguments args(
-            argc, argv, {"--model", "--steps", "--warmup", "--batch", "--threads", "--group-columns", "--json"}, {});
+            argc, argv, {"--model", "--steps", "--warmup", "--batch", "--threads", "--group-columns", "--keep-unfolded-mib",
+             "--json"}, {});
         ds::set_threads(static_cast<int>(args.count("--threads", 1)));
         if (args.has("--group-columns"))
             ds::detail::conv_tuning().group_columns = args.count("--group-columns", 64);
+        if (args.has("--keep-unfolded-mib"))
+            ds::detail::conv_tuning().keep_unfolded_bytes = args.count("--keep-unfolded-mib", 64) << 20;
         const std::string model = args.choice("--model", "vgg16", {"vgg16", "wrn16_8"});
         if (model == "wrn16_8") return run<ds::models::wrn16_8<>>("WRN-16-8", args);
         return run<ds::models::vgg16_cifar<>>("VGG-16", args);
