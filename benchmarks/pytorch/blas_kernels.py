@@ -34,14 +34,20 @@ def fastest_coretype():
     return None
 
 
-def restart_with_fast_blas_kernels():
+def restart_with_fast_blas_kernels(prefer_avx512=False):
+    """prefer_avx512: also when OpenBLAS chose its AVX2 kernels on an AVX-512 CPU (as
+    dynsparse's restart_with_fast_blas_kernels(argv, true); used by the CIFAR benchmarks)."""
     if os.environ.get("OPENBLAS_CORETYPE") or os.environ.get("DYNSPARSE_BLAS_RESTARTED"):
         return
     lib = openblas()
-    if lib is None or lib.openblas_get_corename() != b"Prescott":
+    if lib is None:
         return
+    chosen = lib.openblas_get_corename()
     core = fastest_coretype()
     if core is None:
+        return
+    upgrade = prefer_avx512 and chosen in (b"Haswell", b"Zen") and core != "Haswell"
+    if chosen != b"Prescott" and not upgrade:
         return
     os.environ["OPENBLAS_CORETYPE"] = core
     os.environ["DYNSPARSE_BLAS_RESTARTED"] = "1"

@@ -45,16 +45,20 @@ import dst_lenet as ref  # noqa: E402  (data loading, BinaryStep, MaskedLinear, 
 
 
 class MaskedConv2d(nn.Module):
-    """A DST masked convolution with one threshold per output channel (per filter)."""
+    """A DST masked convolution with one threshold per output channel (per filter);
+    stride, padding and bias as nn.Conv2d's (dst_cifar.py uses them)."""
 
-    def __init__(self, c_in, c_out, k, surrogate="long_tailed", reset_rule=True):
+    def __init__(self, c_in, c_out, k, surrogate="long_tailed", reset_rule=True, stride=1, padding=0,
+                 bias=True):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(c_out, c_in, k, k))
-        self.bias = nn.Parameter(torch.empty(c_out))
+        self.bias = nn.Parameter(torch.empty(c_out)) if bias else None
         self.threshold = nn.Parameter(torch.zeros(c_out))
+        self.stride, self.padding = stride, padding
         bound = 1.0 / (c_in * k * k) ** 0.5  # nn.Conv2d's default initialisation
         nn.init.uniform_(self.weight, -bound, bound)
-        nn.init.uniform_(self.bias, -bound, bound)
+        if bias:
+            nn.init.uniform_(self.bias, -bound, bound)
         self.surrogate = surrogate
         self.reset_rule = reset_rule
         self.resets = 0
@@ -74,7 +78,7 @@ class MaskedConv2d(nn.Module):
             mask = self._mask()
             kept = int(torch.count_nonzero(mask.detach()))
         self.kept = kept
-        return F.conv2d(x, self.weight * mask, self.bias)
+        return F.conv2d(x, self.weight * mask, self.bias, self.stride, self.padding)
 
     def remaining(self):
         return self.kept / self.weight.numel()

@@ -1,13 +1,15 @@
 #pragma once
 // The command-line program shared by the examples that train one model on (Fashion-)MNIST
-// (lenet_300_100, lenet5_caffe): flags, data loading, the training run instantiated per
-// network type, the final report and the JSON summary. An example provides its network
-// types and a `dispatch` that maps the runtime policy choice to one of them.
+// (lenet_300_100, lenet5_caffe) or CIFAR-10 (vgg16_cifar, wrn16_8_cifar): flags, data
+// loading, the training run instantiated per network type, the final report and the JSON
+// summary. An example provides its network types and a `dispatch` that maps the runtime
+// policy choice to one of them.
 #include <dynsparse/dynsparse.hpp>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -20,43 +22,65 @@ namespace examples {
 
 namespace ds = dynsparse;
 
+/// A model's training recipe: the defaults of its flags and its optimizer (the paper's
+/// recipe for that model family), and help lines for flags the example handles itself.
+struct recipe {
+    const char* optimizer = "sgd";  ///< "sgd" (--momentum, --nesterov apply) or "adam"
+    std::size_t epochs = 20;
+    double lr = 0.01;
+    std::size_t batch = 64;
+    double alpha = 5e-4, weight_decay = 0;
+    const char* schedule = "constant";
+    const char* milestones = "";
+    bool decay_thresholds = false;  ///< weight decay on DST thresholds (the CIFAR recipe)
+    std::size_t eval_batch = 1000;
+    std::string extra_help;
+};
+
+enum class data_kind { mnist, cifar10 };
+
 /// What differs between the examples' command lines.
 struct model_info {
     const char* title;       ///< "LeNet-300-100"
     const char* json_name;   ///< "lenet_300_100"
     std::vector<std::string> granularities;  ///< --granularity choices, the default first
     const char* granularity_help;
+    data_kind data = data_kind::mnist;
+    bool prefer_avx512_blas = false;  ///< see ds::restart_with_fast_blas_kernels
 };
 
-/// A model's training recipe: the defaults of its flags and its optimizer (the paper's
-/// recipe for that model family), and help lines for flags the example handles itself.
-struct recipe {
-    const char* optimizer = "sgd";  ///< "sgd" (--momentum, --nesterov apply) or "adam"
-    double lr = 0.01;
-    std::size_t batch = 64;
-    double alpha = 5e-4;
-    std::string extra_help;
-};
+inline std::string number_text(double v) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%g", v);
+    return b;
+}
 
-/// The --help text; the model's name, granularity choices and recipe are filled in.
-inline std::string usage_text(const model_info& m, const recipe& r = {}) {
-    char batch[32], lr[32], alpha[32];
-    std::snprintf(batch, sizeof batch, "(%zu)", r.batch);
-    std::snprintf(lr, sizeof lr, "(%g)", r.lr);
-    std::snprintf(alpha, sizeof alpha, "(%g)", r.alpha);
-    const std::string optimizer = std::string(r.optimizer) == "adam" ? "Adam" : "SGD";
-    std::string u = std::string("Train ") + m.title +
-                    " with Dynamic Sparse Training on (Fashion-)MNIST.\n" + R"(
-  --data DIR           MNIST-format directory (default /usr/share/datasets/fashion-mnist)
-  --epochs N           training epochs (20)
-  --batch N            batch size )" + batch + R"(
-  --lr X               )" + optimizer + " learning rate " + lr + R"(
-  --momentum X         SGD momentum (0.9)
+/// The --help text; the model's name, data, recipe and granularity choices are filled in.
+inline std::string usage_text(const model_info& m, const recipe& d = {}) {
+    const std::string optimizer = std::string(d.optimizer) == "adam" ? "Adam" : "SGD";
+    const bool cifar = m.data == data_kind::cifar10;
+    std::string u = std::string("Train ") + m.title + " with Dynamic Sparse Training on " +
+                    (cifar ? "CIFAR-10" : "(Fashion-)MNIST") + ".\n" +
+                    (cifar ? "\n  --data DIR           CIFAR-10 binary directory (data_batch_1.bin ... "
+                             "test_batch.bin;\n                       default ./cifar-10-batches-bin)\n"
+                           : "\n  --data DIR           MNIST-format directory (default "
+                             "/usr/share/datasets/fashion-mnist)\n") +
+                    "  --epochs N           training epochs (" + std::to_string(d.epochs) + ")\n" +
+                    "  --batch N            batch size (" + std::to_string(d.batch) + ")\n" +
+                    "  --lr X               " + optimizer + " learning rate (" + number_text(d.lr) + ")\n" + R"(  --momentum X         SGD momentum (0.9)
   --nesterov           Nesterov momentum
-  --weight-decay X     weight decay on weights and biases (0)
-  --schedule S         constant|cosine|multistep (constant)
-  --milestones A,B     epochs at which multistep multiplies the rate by 0.1
-  --alpha X            sparse regulariser alpha * sum exp(-t) )" + alpha + R"(
+)" + "  --weight-decay X     weight decay on weights, biases and batch-norm parameters (" +
+                    number_text(d.weight_decay) + ")\n" +
+                    "  --schedule S         constant|cosine|multistep (" + d.schedule + ")\n" +
+                    "  --milestones A,B     epochs at which multistep multiplies the rate by 0.1" +
+                    (*d.milestones ? std::string(" (") + d.milestones + ")" : std::string()) + "\n" +
+                    "  --alpha X            sparse regulariser alpha * sum exp(-t) (" + number_text(d.alpha) +
+                    ")\n" +
+                    (d.decay_thresholds ? "  --no-threshold-decay do not apply weight decay to the thresholds "
+                                          "(applied by default, as in the reference CIFAR setup)\n"
+                                        : "  --threshold-decay    apply weight decay to the thresholds too\n") +
+                    (cifar ? "  --no-augment         no random crop / flip of training images\n" : "") +
+                    "  --eval-batch N       evaluation batch size (" + std::to_string(d.eval_batch) + ")" + R"(
   --seed N             seed of initialisation and shuffling (1)
   --dense              train the same network with plain dense layers (the baseline)
   --surrogate S        long_tailed|ste|sigmoid (long_tailed)
@@ -78,7 +102,7 @@ inline std::string usage_text(const model_info& m, const recipe& r = {}) {
                        flags as the run that wrote it)
   --export PATH        write the trained network as a compact sparse inference model
                        (see examples/sparse_inference.cpp)
-)" + r.extra_help;
+)" + d.extra_help;
     return u;
 }
 
@@ -92,6 +116,9 @@ struct run_options {
     std::uint64_t seed;
     std::string schedule, milestones, json, surrogate, granularity, optimizer;
     bool dense;
+    bool decay_thresholds = false;
+    std::size_t eval_batch = 1000;
+    std::function<void(ds::matrix&, ds::rng&)> augment;  ///< training batches; empty = none
 };
 
 inline ds::lr_schedule make_schedule(const run_options& o) {
@@ -136,6 +163,7 @@ Opt make_optimizer(const run_options& o) {
         sgd_opts.momentum = o.momentum;
         sgd_opts.nesterov = o.nesterov;
         sgd_opts.weight_decay = o.weight_decay;
+        sgd_opts.decay_thresholds = o.decay_thresholds;
         return ds::sgd(sgd_opts);
     }
 }
@@ -153,6 +181,8 @@ run_result train(const run_options& o, const ds::dataset& train_set, const ds::d
     net.for_each_masked_layer([&](auto& layer, std::size_t) { layer.set_reset_rule(o.reset_rule); });
 
     ds::train_config cfg;
+    cfg.eval_batch_size = o.eval_batch;
+    cfg.augment = o.augment;
     cfg.epochs = o.epochs;
     cfg.batch_size = o.batch;
     cfg.alpha = o.dense ? 0.0f : o.alpha;
@@ -178,7 +208,6 @@ run_result train(const run_options& o, const ds::dataset& train_set, const ds::d
                                             o.log_every);
         csv->attach(trainer);
     }
-    const std::size_t steps_per_epoch = (train_set.size() + o.batch - 1) / o.batch;
     if (!o.resume.empty()) {
         ds::load_checkpoint(trainer, o.resume);
         std::cout << "resumed from " << o.resume << " after epoch " << trainer.epoch() << "\n";
@@ -187,6 +216,7 @@ run_result train(const run_options& o, const ds::dataset& train_set, const ds::d
                                         std::to_string(trainer.epoch()) +
                                         " epochs: ask for more with --epochs");
     }
+    const std::size_t steps_per_epoch = (train_set.size() + o.batch - 1) / o.batch;
 
     run_result r;
     const auto start = std::chrono::steady_clock::now();
@@ -261,8 +291,8 @@ inline void report(const model_info& m, const run_options& o, const run_result& 
         .add("epoch_remaining", epoch_remaining)
         .add("evaluated_on", eval_is_test ? "test" : "validation")
         .add("resets", resets)
-        .add("batch", o.batch)
         .add("optimizer", o.optimizer)
+        .add("batch", o.batch)
         .add("lr", static_cast<double>(o.lr))
         .add("momentum", static_cast<double>(o.momentum))
         .add("alpha", static_cast<double>(o.dense ? 0.0f : o.alpha))
@@ -282,31 +312,35 @@ inline void report(const model_info& m, const run_options& o, const run_result& 
 /// The whole program: parse the flags, load the data, train the network chosen by
 /// `dispatch(options, train, eval, test, eval_is_test)`, report. Returns the exit code.
 template <class Dispatch>
-int run_main(int argc, char** argv, const model_info& m, Dispatch dispatch, const recipe& rc = {}) {
-    ds::restart_with_fast_blas_kernels(argv);
+int run_main(int argc, char** argv, const model_info& m, Dispatch dispatch, const recipe& d = {}) {
+    ds::restart_with_fast_blas_kernels(argv, m.prefer_avx512_blas);
     try {
         const examples::arguments args(
             argc, argv,
             {"--data", "--epochs", "--batch", "--lr", "--momentum", "--weight-decay", "--schedule",
              "--milestones", "--alpha", "--seed", "--surrogate", "--granularity", "--val-fraction",
              "--train-limit", "--threads", "--json", "--target-remaining", "--csv", "--log-every",
-             "--save", "--resume", "--export"},
-            {"--help", "--dense", "--nesterov", "--no-reset", "--quiet"});
+             "--eval-batch", "--save", "--resume", "--export"},
+            {"--help", "--dense", "--nesterov", "--no-reset", "--quiet", "--no-augment",
+             "--threshold-decay", "--no-threshold-decay"});
         if (args.has("--help")) {
-            std::cout << usage_text(m, rc);
+            std::cout << usage_text(m, d);
             return 0;
         }
         run_options o;
-        o.epochs = args.count("--epochs", 20);
-        o.optimizer = rc.optimizer;
-        o.batch = args.count("--batch", rc.batch);
-        o.lr = static_cast<float>(args.real("--lr", rc.lr));
+        o.optimizer = d.optimizer;
+        o.epochs = args.count("--epochs", d.epochs);
+        o.batch = args.count("--batch", d.batch);
+        o.lr = static_cast<float>(args.real("--lr", d.lr));
         o.momentum = static_cast<float>(args.real("--momentum", 0.9));
         o.nesterov = args.has("--nesterov");
-        o.weight_decay = static_cast<float>(args.real("--weight-decay", 0.0));
-        o.schedule = args.choice("--schedule", "constant", {"constant", "cosine", "multistep"});
-        o.milestones = args.text("--milestones", "");
-        o.alpha = static_cast<float>(args.real("--alpha", rc.alpha));
+        o.weight_decay = static_cast<float>(args.real("--weight-decay", d.weight_decay));
+        o.schedule = args.choice("--schedule", d.schedule, {"constant", "cosine", "multistep"});
+        o.milestones = args.text("--milestones", d.milestones);
+        o.alpha = static_cast<float>(args.real("--alpha", d.alpha));
+        o.decay_thresholds = (d.decay_thresholds || args.has("--threshold-decay")) &&
+                             !args.has("--no-threshold-decay");
+        o.eval_batch = args.count("--eval-batch", d.eval_batch);
         o.seed = args.count("--seed", 1);
         o.dense = args.has("--dense");
         o.surrogate = args.choice("--surrogate", "long_tailed", {"long_tailed", "ste", "sigmoid"});
@@ -325,17 +359,30 @@ int run_main(int argc, char** argv, const model_info& m, Dispatch dispatch, cons
         o.save = args.text("--save", "");
         o.resume = args.text("--resume", "");
         o.export_path = args.text("--export", "");
-        if (o.epochs == 0 || o.batch == 0 || o.threads == 0)
-            throw std::invalid_argument("--epochs, --batch and --threads must be positive");
+        if (o.epochs == 0 || o.batch == 0 || o.threads == 0 || o.eval_batch == 0)
+            throw std::invalid_argument("--epochs, --batch, --eval-batch and --threads must be positive");
         if (o.schedule == "multistep" && o.milestones.empty())
             throw std::invalid_argument("--schedule multistep needs --milestones, e.g. 10,15");
         ds::set_threads(o.threads);
         std::cout << "BLAS kernels: " << ds::blas_core_name() << ", " << o.threads << " thread(s)\n";
 
-        const std::string dir = args.text("--data", ds::default_fashion_mnist_directory.string());
+        const bool cifar = m.data == data_kind::cifar10;
+        const std::string dir = args.text(
+            "--data", cifar ? std::string("cifar-10-batches-bin") : ds::default_fashion_mnist_directory.string());
         std::cout << "loading " << dir << "\n";
-        ds::train_test data = ds::load_mnist_directory(dir);
-        ds::standardize(data);
+        ds::train_test data;
+        if (cifar) {
+            // Per-channel normalisation with the training set's statistics; pad 4 + random
+            // crop + random flip of every training batch.
+            data = ds::load_cifar10_directory(dir);
+            const auto stats = ds::compute_channel_statistics(data.train, ds::cifar10_channels);
+            ds::normalize_channels(data.train, stats);
+            ds::normalize_channels(data.test, stats);
+            if (!args.has("--no-augment")) o.augment = ds::cifar10_augmentation(stats);
+        } else {
+            data = ds::load_mnist_directory(dir);
+            ds::standardize(data);
+        }
         if (o.train_limit > 0 && o.train_limit < data.train.size())
             data.train = ds::take(data.train, 0, o.train_limit);
         if (o.val_fraction > 0) {

@@ -146,6 +146,15 @@ inline void set_threads(std::size_t n) {
 
 inline std::size_t threads() { return detail::pool().size(); }
 
+/// About this many elements of simple work (a few flops each) per thread at least: below
+/// that, waking a thread costs more than it saves.
+inline constexpr std::size_t parallel_grain_elements = 16384;
+
+/// The grain (items per chunk, at least 1) for items of `elements_per_item` elements each.
+inline constexpr std::size_t grain_for(std::size_t elements_per_item) {
+    return parallel_grain_elements / (elements_per_item + 1) + 1;
+}
+
 /// The chunk [lo, hi) of `items` that chunk `c` of `chunks` covers.
 inline void chunk_range(std::size_t items, std::size_t chunks, std::size_t c, std::size_t& lo,
                         std::size_t& hi) {

@@ -16,9 +16,11 @@
 // batch 64 took 17.8 ms per sample against 23.5 ms batched (lenet5_caffe_step, same run).
 // The big GEMMs are efficient, but their 8 MiB operands leave the cache. Groups of
 // samples side by side (so a group's unfolded input is 256 KiB to 4 MiB) were no faster
-// than single samples either.
+// than single samples either. At CIFAR size the small maps (2x2, 4x4) are grouped and the
+// unfolded input is no longer kept for the whole batch: see conv_settings below.
 #include <algorithm>
 #include <cstddef>
+#include <vector>
 
 #include "dynsparse/core/blas.hpp"
 #include "dynsparse/core/parallel.hpp"
@@ -100,75 +102,210 @@ inline void col2im(const float* __restrict col, float* __restrict dx, std::size_
         }
 }
 
-/// Scratch of a convolution layer, allocated once per batch size.
-struct conv_buffers {
-    matrix col;        // every sample's unfolded input (batch*cols x positions), kept for backward
-    matrix dcol;       // one sample's dL/dcol per chunk of samples (chunks*cols x positions)
-    matrix grad_part;  // weight and bias gradients of chunks 1.. (chunks-1 x c_out*(cols+1))
+/// Tuning of the convolution kernels (process-wide; read at every forward/backward).
+///  - group_columns: samples whose output has fewer than this many positions (oh*ow) are
+///    unfolded side by side in groups of ceil(group_columns / positions), one GEMM per
+///    group, so a 2x2 or 4x4 map (VGG's last stages) does not become a matrix-vector
+///    product per sample. Maps with at least this many positions keep one GEMM per sample
+///    (LeNet-5-Caffe's 24x24 and 8x8 maps; the path measured fastest there).
+///  - keep_unfolded_bytes: the unfolded input of the whole batch is kept from forward to
+///    backward when it fits in this many bytes; otherwise backward unfolds each group again
+///    (at CIFAR size the unfolded batch of one 3x3 layer is 150-300 MB).
+struct conv_settings {
+    std::size_t group_columns = 64;
+    std::size_t keep_unfolded_bytes = std::size_t{64} << 20;
+};
+inline conv_settings& conv_tuning() {
+    static conv_settings settings;
+    return settings;
+}
+
+/// Scratch of one chunk of samples (one thread's share of a batch).
+struct conv_chunk_scratch {
+    matrix col;       // one group's unfolded input, when the batch's is not kept
+    matrix dcol;      // one group's dL/dcol (or unfolded dy for the input gradient)
+    matrix gathered;  // one group's output or dy, channel-major (c_out x group*positions)
 };
 
-/// y (batch x c_out*oh*ow) = conv(x, w) + b, one GEMM per sample: each sample is unfolded
-/// into its own block of col (batch blocks of cols x positions) and W col_s is written
-/// straight into the sample's row of y. col is kept for the backward pass. Samples are
-/// shared out between threads (parallel_for).
+/// Scratch of a convolution layer, allocated once per batch size and thread count.
+struct conv_buffers {
+    matrix col;        // the whole batch's unfolded input, when kept for backward
+    std::vector<conv_chunk_scratch> chunks;
+    matrix grad_part;  // weight and bias gradients of chunks 1.. (chunks-1 x c_out*(cols+1))
+    matrix flipped;    // the kernel transposed and flipped, for the input gradient
+    std::size_t group = 1;
+    bool kept = false;
+};
+
+namespace conv_detail {
+inline std::size_t group_size(std::size_t positions, std::size_t batch) {
+    const std::size_t target = conv_tuning().group_columns;
+    if (positions >= target || batch == 0) return 1;
+    return std::min(batch, (target + positions - 1) / positions);
+}
+
+/// Runs body(chunk, scratch, s0, s1) over the batch's groups of `group` samples, shared out
+/// between threads in contiguous runs of whole groups: samples [s0, s1) of chunk `chunk`.
+template <class Body>
+void for_group_chunks(std::size_t batch, std::size_t group, conv_buffers& buf, Body&& body) {
+    const std::size_t groups = (batch + group - 1) / group;
+    if (buf.chunks.size() < parallel_chunks(groups)) buf.chunks.resize(parallel_chunks(groups));
+    parallel_for(groups, [&](std::size_t chunk, std::size_t g0, std::size_t g1) {
+        body(chunk, buf.chunks[chunk], g0 * group, std::min(batch, g1 * group));
+    });
+}
+}  // namespace conv_detail
+
+/// y (batch x c_out*oh*ow) = conv(x, w) + b (b may be null: no bias). Samples are unfolded
+/// into col in groups (see conv_settings); a group of one sample is multiplied straight
+/// into its row of y, a larger group into `gathered` and then scattered to its rows.
+/// Groups are shared out between threads (parallel_for).
 template <conv_geometry g>
 void conv_forward(std::size_t out_channels, const matrix& x, const float* w, const float* b,
                   conv_buffers& buf, matrix& y) {
     const std::size_t batch = x.shape(0), n = g.positions(), kk = g.cols();
     const std::size_t out_size = out_channels * n;
     ensure_shape(y, batch, out_size);
-    ensure_shape(buf.col, batch * kk, n);
-    parallel_for(batch, [&](std::size_t, std::size_t lo, std::size_t hi) {
-        for (std::size_t r = lo; r < hi; ++r) {
-            float* c = buf.col.data() + r * kk * n;
-            float* yr = y.data() + r * out_size;
-            im2col<g>(x.data() + r * g.in_size(), c, n);
-            for (std::size_t o = 0; o < out_channels; ++o) std::fill(yr + o * n, yr + (o + 1) * n, b[o]);
-            gemm(transpose::no, transpose::no, out_channels, n, kk, 1.0f, w, kk, c, n, 1.0f, yr, n);
+    const std::size_t group = conv_detail::group_size(n, batch);
+    buf.group = group;
+    buf.kept = batch * kk * n * sizeof(float) <= conv_tuning().keep_unfolded_bytes;
+    if (buf.kept) ensure_shape(buf.col, batch * kk, n);
+    conv_detail::for_group_chunks(batch, group, buf, [&](std::size_t, conv_chunk_scratch& sc, std::size_t lo, std::size_t hi) {
+        if (!buf.kept) ensure_shape(sc.col, group * kk, n);
+        if (group > 1) ensure_shape(sc.gathered, out_channels, group * n);
+        for (std::size_t s0 = lo; s0 < hi; s0 += group) {
+            const std::size_t gs = std::min(group, hi - s0), ld = gs * n;
+            float* c = buf.kept ? buf.col.data() + s0 * kk * n : sc.col.data();
+            for (std::size_t i = 0; i < gs; ++i) im2col<g>(x.data() + (s0 + i) * g.in_size(), c + i * n, ld);
+            if (gs == 1) {
+                float* yr = y.data() + s0 * out_size;
+                if (b != nullptr)
+                    for (std::size_t o = 0; o < out_channels; ++o) std::fill(yr + o * n, yr + (o + 1) * n, b[o]);
+                gemm(transpose::no, transpose::no, out_channels, n, kk, 1.0f, w, kk, c, n,
+                     b != nullptr ? 1.0f : 0.0f, yr, n);
+                continue;
+            }
+            float* out = sc.gathered.data();
+            gemm(transpose::no, transpose::no, out_channels, ld, kk, 1.0f, w, kk, c, ld, 0.0f, out, ld);
+            for (std::size_t i = 0; i < gs; ++i) {
+                float* yr = y.data() + (s0 + i) * out_size;
+                for (std::size_t o = 0; o < out_channels; ++o) {
+                    const float bias = b != nullptr ? b[o] : 0.0f;
+                    const float* src = out + o * ld + i * n;
+                    for (std::size_t p = 0; p < n; ++p) yr[o * n + p] = src[p] + bias;
+                }
+            }
         }
     });
 }
 
-/// grad_w = sum over samples of dy_s col_s^T, grad_b = sums of dy, and, unless dx is
-/// null, dx_s = col2im(W^T dy_s) per sample. With several threads each chunk of samples
-/// sums its own gradients, added up in chunk order afterwards.
+/// A stride-1 convolution whose output has the input's size (2*padding + 1 == kernel, e.g.
+/// 3x3 with padding 1): its input gradient is itself such a convolution, of dy with the
+/// kernel transposed (channels swapped) and flipped (rotated 180 degrees).
 template <conv_geometry g>
-void conv_backward(std::size_t out_channels, const float* w, const matrix& dy, float* grad_w,
-                   float* grad_b, conv_buffers& buf, matrix* dx) {
+inline constexpr bool same_size_stride_one = g.stride == 1 && 2 * g.padding + 1 == g.kernel;
+
+/// dx = conv(dy, W flipped and transposed) for same_size_stride_one geometries: the unfolded
+/// dy has c_out*k*k rows, so the GEMM's inner dimension is c_out*k*k instead of c_out (of
+/// W^T dy, then col2im), and its output is dx in its final layout. At CIFAR size (c_out 64,
+/// 32x32 maps) the W^T dy product with its short inner dimension and the col2im scatter
+/// were the slowest part of the step.
+template <conv_geometry g, std::size_t Out>
+void conv_input_gradient_by_convolution(const float* w, const matrix& dy, conv_buffers& buf, matrix& dx) {
+    static_assert(same_size_stride_one<g>);
+    constexpr std::size_t k = g.kernel, C = g.channels;
+    constexpr conv_geometry t{Out, g.out_height, g.out_width, k, 1, g.padding, g.height, g.width};
+    constexpr std::size_t n = t.positions(), kk = t.cols(), out_size = Out * g.positions();
+    const std::size_t batch = dy.shape(0);
+    ensure_shape(dx, batch, g.in_size());
+    ensure_shape(buf.flipped, C, kk);
+    float* f = buf.flipped.data();
+    for (std::size_t co = 0; co < Out; ++co)
+        for (std::size_t ci = 0; ci < C; ++ci)
+            for (std::size_t i = 0; i < k; ++i)
+                for (std::size_t j = 0; j < k; ++j)
+                    f[ci * kk + (co * k + (k - 1 - i)) * k + (k - 1 - j)] = w[co * g.cols() + (ci * k + i) * k + j];
+    const std::size_t group = conv_detail::group_size(n, batch);
+    conv_detail::for_group_chunks(batch, group, buf, [&](std::size_t, conv_chunk_scratch& sc, std::size_t lo, std::size_t hi) {
+        ensure_shape(sc.dcol, kk, group * n);
+        if (group > 1) ensure_shape(sc.gathered, C, group * n);
+        for (std::size_t s0 = lo; s0 < hi; s0 += group) {
+            const std::size_t gs = std::min(group, hi - s0), ld = gs * n;
+            float* c = sc.dcol.data();
+            for (std::size_t i = 0; i < gs; ++i) im2col<t>(dy.data() + (s0 + i) * out_size, c + i * n, ld);
+            if (gs == 1) {
+                gemm(transpose::no, transpose::no, C, n, kk, 1.0f, f, kk, c, n, 0.0f, dx.data() + s0 * g.in_size(), n);
+                continue;
+            }
+            float* out = sc.gathered.data();
+            gemm(transpose::no, transpose::no, C, ld, kk, 1.0f, f, kk, c, ld, 0.0f, out, ld);
+            for (std::size_t i = 0; i < gs; ++i)
+                for (std::size_t ch = 0; ch < C; ++ch)
+                    std::copy_n(out + ch * ld + i * n, n, dx.data() + (s0 + i) * g.in_size() + ch * n);
+        }
+    });
+}
+
+/// grad_w = sum over samples of dy_s col_s^T, grad_b (unless null) = sums of dy, and,
+/// unless dx is null, dx = dL/dx: per sample col2im(W^T dy_s), or, for same-size stride-1
+/// geometries, conv_input_gradient_by_convolution. x is the forward's input (unfolded
+/// again when the forward did not keep col). Groups as in conv_forward; with several
+/// threads each chunk of groups sums its own gradients, added up in chunk order after.
+template <conv_geometry g, std::size_t Out>
+void conv_backward(const matrix& x, const float* w, const matrix& dy, float* grad_w, float* grad_b,
+                   conv_buffers& buf, matrix* dx) {
+    constexpr std::size_t out_channels = Out;
+    constexpr bool by_convolution = same_size_stride_one<g>;
     const std::size_t batch = dy.shape(0), n = g.positions(), kk = g.cols();
-    const std::size_t out_size = out_channels * n, grad_size = out_channels * (kk + 1);
-    const std::size_t chunks = parallel_chunks(batch);
+    const std::size_t out_size = out_channels * n, group = buf.group;
+    const std::size_t grad_size = out_channels * (kk + 1);
+    const std::size_t chunks = parallel_chunks((batch + group - 1) / group);
     if (chunks > 1) ensure_shape(buf.grad_part, chunks - 1, grad_size);
-    if (dx != nullptr) {
-        ensure_shape(*dx, batch, g.in_size());
-        ensure_shape(buf.dcol, chunks * kk, n);
-    }
-    parallel_for(batch, [&](std::size_t chunk, std::size_t lo, std::size_t hi) {
+    if (dx != nullptr) ensure_shape(*dx, batch, g.in_size());
+    conv_detail::for_group_chunks(batch, group, buf, [&](std::size_t chunk, conv_chunk_scratch& sc, std::size_t lo, std::size_t hi) {
         float* gw = chunk == 0 ? grad_w : buf.grad_part.data() + (chunk - 1) * grad_size;
         float* gb = chunk == 0 ? grad_b : gw + out_channels * kk;
-        float* dcol = dx != nullptr ? buf.dcol.data() + chunk * kk * n : nullptr;
-        std::fill(gb, gb + out_channels, 0.0f);
-        for (std::size_t r = lo; r < hi; ++r) {
-            const float* d = dy.data() + r * out_size;
-            gemm(transpose::no, transpose::yes, out_channels, kk, n, 1.0f, d, n,
-                 buf.col.data() + r * kk * n, n, r == lo ? 0.0f : 1.0f, gw, kk);
-            for (std::size_t o = 0; o < out_channels; ++o) {
-                float sum = 0.0f;
-                for (std::size_t j = 0; j < n; ++j) sum += d[o * n + j];
-                gb[o] += sum;
+        if (gb != nullptr) std::fill(gb, gb + out_channels, 0.0f);
+        if (!buf.kept) ensure_shape(sc.col, group * kk, n);
+        if (dx != nullptr && !by_convolution) ensure_shape(sc.dcol, kk, group * n);
+        if (group > 1) ensure_shape(sc.gathered, out_channels, group * n);
+        for (std::size_t s0 = lo; s0 < hi; s0 += group) {
+            const std::size_t gs = std::min(group, hi - s0), ld = gs * n;
+            float* c = buf.kept ? buf.col.data() + s0 * kk * n : sc.col.data();
+            if (!buf.kept)
+                for (std::size_t i = 0; i < gs; ++i) im2col<g>(x.data() + (s0 + i) * g.in_size(), c + i * n, ld);
+            const float* d = dy.data() + s0 * out_size;
+            if (gs > 1) {
+                float* gd = sc.gathered.data();
+                for (std::size_t i = 0; i < gs; ++i)
+                    for (std::size_t o = 0; o < out_channels; ++o)
+                        std::copy_n(dy.data() + (s0 + i) * out_size + o * n, n, gd + o * ld + i * n);
+                d = gd;
             }
-            if (dx != nullptr) {
-                gemm(transpose::yes, transpose::no, kk, n, out_channels, 1.0f, w, kk, d, n, 0.0f,
-                     dcol, n);
-                col2im<g>(dcol, dx->data() + r * g.in_size(), n);
+            gemm(transpose::no, transpose::yes, out_channels, kk, ld, 1.0f, d, ld, c, ld,
+                 s0 == lo ? 0.0f : 1.0f, gw, kk);
+            if (gb != nullptr)
+                for (std::size_t o = 0; o < out_channels; ++o) {
+                    float sum = 0.0f;
+                    for (std::size_t j = 0; j < ld; ++j) sum += d[o * ld + j];
+                    gb[o] += sum;
+                }
+            if (dx != nullptr && !by_convolution) {
+                gemm(transpose::yes, transpose::no, kk, ld, out_channels, 1.0f, w, kk, d, ld, 0.0f,
+                     sc.dcol.data(), ld);
+                for (std::size_t i = 0; i < gs; ++i)
+                    col2im<g>(sc.dcol.data() + i * n, dx->data() + (s0 + i) * g.in_size(), ld);
             }
         }
     });
     for (std::size_t c = 1; c < chunks; ++c) {
         const float* part = buf.grad_part.data() + (c - 1) * grad_size;
         for (std::size_t i = 0; i < out_channels * kk; ++i) grad_w[i] += part[i];
-        for (std::size_t o = 0; o < out_channels; ++o) grad_b[o] += part[out_channels * kk + o];
+        if (grad_b != nullptr)
+            for (std::size_t o = 0; o < out_channels; ++o) grad_b[o] += part[out_channels * kk + o];
     }
+    if constexpr (by_convolution)
+        if (dx != nullptr) conv_input_gradient_by_convolution<g, Out>(w, dy, buf, *dx);
 }
 
 }  // namespace dynsparse::detail

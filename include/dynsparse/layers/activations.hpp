@@ -28,7 +28,7 @@ public:
         const std::size_t width = x.shape(1);
         parallel_for(x.shape(0), [&](std::size_t, std::size_t lo, std::size_t hi) {
             for (std::size_t i = lo * width; i < hi * width; ++i) yp[i] = Fn::value(xp[i]);
-        }, rows_worth_a_thread(width));
+        }, grain_for(width));
     }
 
     void backward(const matrix& /*x*/, const matrix& y, const matrix& dy, matrix* dx) {
@@ -41,15 +41,11 @@ public:
         parallel_for(y.shape(0), [&](std::size_t, std::size_t lo, std::size_t hi) {
             for (std::size_t i = lo * width; i < hi * width; ++i)
                 dxp[i] = dyp[i] * Fn::derivative_from_output(yp[i]);
-        }, rows_worth_a_thread(width));
+        }, grain_for(width));
     }
 
     template <class F>
     void for_each_parameter(F&&) {}
-
-private:
-    // About 16k elements per thread: below that, waking a thread costs more than it saves.
-    static std::size_t rows_worth_a_thread(std::size_t width) { return 16384 / (width + 1) + 1; }
 };
 
 struct relu_fn {

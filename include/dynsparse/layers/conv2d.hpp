@@ -1,6 +1,7 @@
 #pragma once
-// conv2d<OutChannels, Kernel, Stride, Padding>: a 2-D convolution over (C, H, W) samples,
-// y = conv(x, W) + b with square kernels, the unmasked baseline of masked_conv2d.
+// conv2d<OutChannels, Kernel, Stride, Padding, Bias>: a 2-D convolution over (C, H, W)
+// samples, y = conv(x, W) + b with square kernels, the unmasked baseline of masked_conv2d
+// (Bias = ds::no_bias: y = conv(x, W)).
 // Computed as im2col + one GEMM per sample (see detail/im2col.hpp).
 #include <string>
 
@@ -42,7 +43,7 @@ inline std::string window_args() {
 
 }  // namespace detail
 
-template <class In, std::size_t Out, std::size_t K, std::size_t S, std::size_t P>
+template <class In, std::size_t Out, std::size_t K, std::size_t S, std::size_t P, bool Bias = true>
 class conv2d_layer {
     using geo = detail::window_shape<In, K, S, P>;
 
@@ -52,34 +53,37 @@ public:
     static constexpr std::size_t fan_in = geo::channels * K * K;
 
     static std::string describe() {
-        return "conv2d<" + std::to_string(Out) + ", " + detail::window_args<K, S, P>() + ">";
+        return "conv2d<" + std::to_string(Out) + ", " + detail::window_args<K, S, P>() +
+               (Bias ? "" : ", no_bias") + ">";
     }
 
     conv2d_layer()
-        : weight_(make_matrix(Out, fan_in)), bias_(make_vector(Out)),
-          grad_weight_(make_matrix(Out, fan_in)), grad_bias_(make_vector(Out)) {}
+        : weight_(make_matrix(Out, fan_in)), bias_(make_vector(Bias ? Out : 0)),
+          grad_weight_(make_matrix(Out, fan_in)), grad_bias_(make_vector(Bias ? Out : 0)) {}
 
     /// PyTorch's Conv2d initialisation: U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = c_in*k*k.
     void initialize(rng& gen) {
         detail::init_fan_in_uniform({weight_.data(), weight_.size()}, fan_in, gen);
-        detail::init_fan_in_uniform({bias_.data(), bias_.size()}, fan_in, gen);
+        if constexpr (Bias) detail::init_fan_in_uniform({bias_.data(), bias_.size()}, fan_in, gen);
     }
 
     void forward(const matrix& x, matrix& y, bool /*training*/) {
-        detail::conv_forward<geo::geometry()>(Out, x, weight_.data(), bias_.data(), buf_, y);
+        detail::conv_forward<geo::geometry()>(Out, x, weight_.data(), Bias ? bias_.data() : nullptr,
+                                              buf_, y);
     }
 
-    void backward(const matrix& /*x*/, const matrix& /*y*/, const matrix& dy, matrix* dx) {
-        detail::conv_backward<geo::geometry()>(Out, weight_.data(), dy, grad_weight_.data(),
-                              grad_bias_.data(), buf_, dx);
+    void backward(const matrix& x, const matrix& /*y*/, const matrix& dy, matrix* dx) {
+        detail::conv_backward<geo::geometry(), Out>(x, weight_.data(), dy, grad_weight_.data(),
+                                               Bias ? grad_bias_.data() : nullptr, buf_, dx);
     }
 
     template <class F>
     void for_each_parameter(F&& f) {
         f(parameter{"weight", parameter_kind::weight, {weight_.data(), weight_.size()},
                     {grad_weight_.data(), grad_weight_.size()}});
-        f(parameter{"bias", parameter_kind::bias, {bias_.data(), bias_.size()},
-                    {grad_bias_.data(), grad_bias_.size()}});
+        if constexpr (Bias)
+            f(parameter{"bias", parameter_kind::bias, {bias_.data(), bias_.size()},
+                        {grad_bias_.data(), grad_bias_.size()}});
     }
 
     /// The filters as c_out x (c_in*k*k).
@@ -97,7 +101,8 @@ private:
 };
 
 /// Spec: a 2-D convolution with OutChannels filters of Kernel x Kernel.
-template <std::size_t OutChannels, std::size_t Kernel, std::size_t Stride = 1, std::size_t Padding = 0>
+template <std::size_t OutChannels, std::size_t Kernel, std::size_t Stride = 1, std::size_t Padding = 0,
+          bool Bias = with_bias>
 struct conv2d {
     static_assert(OutChannels > 0, "conv2d<OutChannels, Kernel>: OutChannels must be positive");
     static_assert(Kernel > 0, "conv2d<OutChannels, Kernel>: Kernel must be positive");
@@ -105,7 +110,7 @@ struct conv2d {
     template <class In>
     struct binder {
         using check = detail::window_shape<In, Kernel, Stride, Padding>;
-        using type = conv2d_layer<In, OutChannels, Kernel, Stride, Padding>;
+        using type = conv2d_layer<In, OutChannels, Kernel, Stride, Padding, Bias>;
     };
     template <class In>
     using bind = typename binder<In>::type;

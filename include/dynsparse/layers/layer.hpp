@@ -36,6 +36,11 @@ namespace dynsparse {
 
 enum class parameter_kind { weight, bias, threshold };
 
+/// Readable values of the Bias argument of convolutions: `masked_conv2d<64, 3, 1, 1, S, G,
+/// ds::no_bias>` (a convolution followed by batch norm needs no bias).
+inline constexpr bool with_bias = true;
+inline constexpr bool no_bias = false;
+
 /// A view of one trainable tensor and its gradient, handed to optimizers.
 ///
 /// `on_update` lets a layer derive data from fresh values while they are still in cache:

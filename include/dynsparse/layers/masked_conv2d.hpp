@@ -1,6 +1,6 @@
 #pragma once
-// masked_conv2d<OutChannels, Kernel, Stride, Padding, Surrogate, Granularity>: DST's
-// trainable masked convolution.
+// masked_conv2d<OutChannels, Kernel, Stride, Padding, Surrogate, Granularity, Bias>: DST's
+// trainable masked convolution (Bias = ds::no_bias drops the bias, as before batch norm).
 //
 // The kernel c_out x c_in x k x k is viewed as the matrix W (c_out x c_in*k*k), exactly
 // as in masked_dense:
@@ -22,9 +22,9 @@
 namespace dynsparse {
 
 template <class In, std::size_t Out, std::size_t K, std::size_t Stride, std::size_t Pad, Surrogate S,
-          ThresholdGranularity G>
+          ThresholdGranularity G, bool Bias = true>
 class masked_conv2d_layer
-    : public masked_weights<Out, detail::window_shape<In, K, Stride, Pad>::channels * K * K, S, G> {
+    : public masked_weights<Out, detail::window_shape<In, K, Stride, Pad>::channels * K * K, S, G, Bias> {
     using geo = detail::window_shape<In, K, Stride, Pad>;
 
 public:
@@ -34,19 +34,19 @@ public:
 
     static std::string describe() {
         return "masked_conv2d<" + std::to_string(Out) + ", " + detail::window_args<K, Stride, Pad>() +
-               ", " + std::string(S::name) + ", " + std::string(G::name) + ">";
+               ", " + std::string(S::name) + ", " + std::string(G::name) + (Bias ? "" : ", no_bias") + ">";
     }
 
     void forward(const matrix& x, matrix& y, bool /*training*/) {
         this->prepare_mask();
-        detail::conv_forward<geo::geometry()>(Out, x, this->masked_weight_.data(), this->bias_.data(),
+        detail::conv_forward<geo::geometry()>(Out, x, this->masked_weight_.data(), this->bias_data(),
                                               buf_, y);
     }
 
-    void backward(const matrix& /*x*/, const matrix& /*y*/, const matrix& dy, matrix* dx) {
+    void backward(const matrix& x, const matrix& /*y*/, const matrix& dy, matrix* dx) {
         // grad_weight_ first receives dL/dWm, then the mask pass turns it into dL/dW.
-        detail::conv_backward<geo::geometry()>(Out, this->masked_weight_.data(), dy,
-                                               this->grad_weight_.data(), this->grad_bias_.data(),
+        detail::conv_backward<geo::geometry(), Out>(x, this->masked_weight_.data(), dy,
+                                               this->grad_weight_.data(), this->bias_gradient_data(),
                                                buf_, dx);
         this->finish_weight_gradient();
     }
@@ -57,7 +57,7 @@ private:
 
 /// Spec: a DST masked 2-D convolution with OutChannels filters of Kernel x Kernel.
 template <std::size_t OutChannels, std::size_t Kernel, std::size_t Stride = 1, std::size_t Padding = 0,
-          class S = long_tailed, class G = per_filter>
+          class S = long_tailed, class G = per_filter, bool Bias = with_bias>
 struct masked_conv2d {
     static_assert(OutChannels > 0, "masked_conv2d<OutChannels, Kernel>: OutChannels must be positive");
     static_assert(Kernel > 0, "masked_conv2d<OutChannels, Kernel>: Kernel must be positive");
@@ -73,7 +73,7 @@ struct masked_conv2d {
                   "per_filter (one threshold per output channel) or scalar (or per_weight)");
     template <class In>
     struct binder {
-        using type = masked_conv2d_layer<In, OutChannels, Kernel, Stride, Padding, S, G>;
+        using type = masked_conv2d_layer<In, OutChannels, Kernel, Stride, Padding, S, G, Bias>;
     };
     template <class In>
     using bind = typename binder<In>::type;

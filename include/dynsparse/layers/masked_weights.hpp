@@ -1,6 +1,7 @@
 #pragma once
-// masked_weights<Rows, Cols, Surrogate, Granularity>: the DST state every masked layer
-// shares: weights W viewed as Rows x Cols (c_out x fan_in), the unmasked bias, the
+// masked_weights<Rows, Cols, Surrogate, Granularity, Bias>: the DST state every masked layer
+// shares: weights W viewed as Rows x Cols (c_out x fan_in), the unmasked bias (none when
+// Bias is false: VGG's and WideResNet's convolutions, followed by batch norm), the
 // thresholds t, the masked weights Wm = W * step(|W| - t), their gradients, the 1% reset
 // rule and the mask statistics. A masked layer derives from it and adds only its
 // operation: it calls prepare_mask() before using masked_weight() in forward, writes
@@ -22,24 +23,25 @@
 
 namespace dynsparse {
 
-template <std::size_t Rows, std::size_t Cols, Surrogate S, ThresholdGranularity G>
+template <std::size_t Rows, std::size_t Cols, Surrogate S, ThresholdGranularity G, bool Bias = true>
 class masked_weights {
 public:
     using surrogate = S;
     using granularity = G;
     static constexpr std::size_t threshold_count = G::count(Rows, Cols);
+    static constexpr bool has_bias = Bias;
 
     masked_weights()
-        : weight_(make_matrix(Rows, Cols)), bias_(make_vector(Rows)),
+        : weight_(make_matrix(Rows, Cols)), bias_(make_vector(Bias ? Rows : 0)),
           threshold_(make_vector(threshold_count)), masked_weight_(make_matrix(Rows, Cols)),
-          grad_weight_(make_matrix(Rows, Cols)), grad_bias_(make_vector(Rows)),
+          grad_weight_(make_matrix(Rows, Cols)), grad_bias_(make_vector(Bias ? Rows : 0)),
           grad_threshold_(make_vector(threshold_count)) {}
 
     /// PyTorch's Linear/Conv initialisation, U(-1/sqrt(Cols), 1/sqrt(Cols)) for W and b;
     /// thresholds at 0, so the layer starts dense.
     void initialize(rng& gen) {
         detail::init_fan_in_uniform({weight_.data(), weight_.size()}, Cols, gen);
-        detail::init_fan_in_uniform({bias_.data(), bias_.size()}, Cols, gen);
+        if constexpr (Bias) detail::init_fan_in_uniform({bias_.data(), bias_.size()}, Cols, gen);
         threshold_.fill(0);
         invalidate_mask();
     }
@@ -50,8 +52,9 @@ public:
                     {grad_threshold_.data(), grad_threshold_.size()}});
         f(parameter{"weight", parameter_kind::weight, {weight_.data(), weight_.size()},
                     {grad_weight_.data(), grad_weight_.size()}, &weights_updated, this, Cols});
-        f(parameter{"bias", parameter_kind::bias, {bias_.data(), bias_.size()},
-                    {grad_bias_.data(), grad_bias_.size()}});
+        if constexpr (Bias)
+            f(parameter{"bias", parameter_kind::bias, {bias_.data(), bias_.size()},
+                        {grad_bias_.data(), grad_bias_.size()}});
     }
 
     /// Recomputes the mask and masked weights from W and t, applying the reset rule.
@@ -99,7 +102,7 @@ public:
         invalidate_mask();
         return weight_;
     }
-    vector& bias() { return bias_; }
+    vector& bias() { return bias_; }  ///< empty when the layer has no bias
     vector& threshold() {
         invalidate_mask();
         return threshold_;
@@ -112,6 +115,9 @@ public:
     const vector& threshold_gradient() const { return grad_threshold_; }
 
 protected:
+    const float* bias_data() const { return Bias ? bias_.data() : nullptr; }
+    float* bias_gradient_data() { return Bias ? grad_bias_.data() : nullptr; }
+
     /// Before a forward pass uses masked_weight_: the optimizer's mask is used once.
     void prepare_mask() {
         if (mask_fresh_)

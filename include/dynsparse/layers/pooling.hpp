@@ -165,3 +165,58 @@ template <std::size_t K, std::size_t Stride = K>
 struct avg_pool2d : detail::pool2d_spec<K, Stride, false> {};
 
 }  // namespace dynsparse
+
+namespace dynsparse {
+
+/// global_avg_pool: (C, H, W) -> (C), the mean of each channel's map.
+template <class In>
+class global_avg_pool_layer {
+    static_assert(In::rank == 3, "global_avg_pool takes a (C, H, W) input");
+    static constexpr std::size_t C = In::dims[0], HW = In::size / In::dims[0];
+
+public:
+    using input_shape = In;
+    using output_shape = shape<C>;
+    static std::string describe() { return "global_avg_pool"; }
+    void initialize(rng&) {}
+
+    void forward(const matrix& x, matrix& y, bool /*training*/) {
+        const std::size_t batch = x.shape(0);
+        ensure_shape(y, batch, C);
+        for (std::size_t r = 0; r < batch; ++r)
+            for (std::size_t c = 0; c < C; ++c) {
+                const float* v = x.data() + r * In::size + c * HW;
+                float s = 0.0f;
+                for (std::size_t p = 0; p < HW; ++p) s += v[p];
+                y(r, c) = s * (1.0f / static_cast<float>(HW));
+            }
+    }
+
+    void backward(const matrix& /*x*/, const matrix& /*y*/, const matrix& dy, matrix* dx) {
+        if (dx == nullptr) return;
+        const std::size_t batch = dy.shape(0);
+        ensure_shape(*dx, batch, In::size);
+        for (std::size_t r = 0; r < batch; ++r)
+            for (std::size_t c = 0; c < C; ++c) {
+                const float v = dy(r, c) * (1.0f / static_cast<float>(HW));
+                float* out = dx->data() + r * In::size + c * HW;
+                std::fill(out, out + HW, v);
+            }
+    }
+
+    template <class F>
+    void for_each_parameter(F&&) {}
+};
+
+/// Spec: average over each channel's whole map.
+struct global_avg_pool {
+    template <class In>
+    struct binder {
+        static_assert(In::rank == 3, "global_avg_pool takes a (C, H, W) input");
+        using type = global_avg_pool_layer<In>;
+    };
+    template <class In>
+    using bind = typename binder<In>::type;
+};
+
+}  // namespace dynsparse

@@ -47,6 +47,12 @@ struct input_shape_of<sequence_input<T, F>> {
     using type = sequence<T, F>;
 };
 
+/// Layers made of layers (residual blocks, chains) say so with `static constexpr bool
+/// composite = true` and offer for_each_masked_layer / for_each_state / masked_layer_count
+/// themselves; sequential's walks descend into them.
+template <class L>
+concept CompositeLayer = requires { requires L::composite; };
+
 template <class In, class... Specs>
 struct bind_chain {
     using layers = std::tuple<>;
@@ -89,6 +95,10 @@ public:
     /// Draws every layer's initial parameters from one seeded generator, in layer order.
     void initialize(std::uint64_t seed) {
         rng gen(seed);
+        initialize(gen);
+    }
+    /// The same, drawing from a given generator (a network nested in a layer).
+    void initialize(rng& gen) {
         for_each_layer([&](auto& layer, std::size_t) { layer.initialize(gen); });
     }
 
@@ -105,9 +115,10 @@ public:
     }
 
     /// Back-propagates dL/d(output) through every layer, filling parameter gradients.
-    /// The input gradient of the first layer is not computed.
-    void backward(const matrix& d_output) {
+    /// dL/d(input) is computed only when d_input is given (a network nested in a layer).
+    void backward(const matrix& d_output, matrix* d_input = nullptr) {
         if (input_ == nullptr) throw invalid_argument("sequential::backward called before forward");
+        d_input_ = d_input;
         backward_all(std::make_index_sequence<layer_count>{}, d_output);
     }
 
@@ -121,17 +132,35 @@ public:
         for_each_layer_impl(f, std::make_index_sequence<layer_count>{});
     }
 
-    /// f(layer, index) for each layer that satisfies MaskedLayer.
+    /// f(layer, index) for each layer that satisfies MaskedLayer, including those inside
+    /// composite layers (residual blocks), which get the index of their enclosing layer.
     template <class F>
     void for_each_masked_layer(F&& f) {
         for_each_layer([&](auto& layer, std::size_t i) {
-            if constexpr (MaskedLayer<std::remove_cvref_t<decltype(layer)>>) f(layer, i);
+            using L = std::remove_cvref_t<decltype(layer)>;
+            if constexpr (MaskedLayer<L>)
+                f(layer, i);
+            else if constexpr (detail::CompositeLayer<L>)
+                layer.for_each_masked_layer([&](auto& inner, std::size_t) { f(inner, i); });
         });
     }
     template <class F>
     void for_each_masked_layer(F&& f) const {
         for_each_layer([&](const auto& layer, std::size_t i) {
-            if constexpr (MaskedLayer<std::remove_cvref_t<decltype(layer)>>) f(layer, i);
+            using L = std::remove_cvref_t<decltype(layer)>;
+            if constexpr (MaskedLayer<L>)
+                f(layer, i);
+            else if constexpr (detail::CompositeLayer<L>)
+                layer.for_each_masked_layer([&](const auto& inner, std::size_t) { f(inner, i); });
+        });
+    }
+
+    /// f(name, std::span<float>) for every non-trainable state tensor (batch norm's running
+    /// statistics), layer by layer, descending into composite layers.
+    template <class F>
+    void for_each_state(F&& f) {
+        for_each_layer([&](auto& layer, std::size_t) {
+            if constexpr (requires { layer.for_each_state(f); }) layer.for_each_state(f);
         });
     }
 
@@ -161,6 +190,13 @@ public:
         return s;
     }
 
+    /// The layers' names, comma-separated, on one line.
+    static std::string describe_inline() {
+        std::string s;
+        inline_impl(s, std::make_index_sequence<layer_count>{});
+        return s;
+    }
+
     /// The output of layer I from the last forward pass.
     const matrix& output_of(std::size_t i) const { return outputs_[i]; }
 
@@ -176,7 +212,7 @@ private:
     void backward_one(const matrix& d_output) {
         const matrix& x = I == 0 ? *input_ : outputs_[I == 0 ? 0 : I - 1];
         const matrix& dy = I + 1 == layer_count ? d_output : grads_[I];
-        matrix* dx = I == 0 ? nullptr : &grads_[I == 0 ? 0 : I - 1];
+        matrix* dx = I == 0 ? d_input_ : &grads_[I == 0 ? 0 : I - 1];
         std::get<I>(layers_).backward(x, outputs_[I], dy, dx);
     }
 
@@ -194,9 +230,18 @@ private:
         (f(std::get<Is>(layers_), Is), ...);
     }
 
+    template <class L>
+    static constexpr std::size_t masked_in() {
+        if constexpr (MaskedLayer<L>)
+            return 1;
+        else if constexpr (detail::CompositeLayer<L>)
+            return L::masked_layer_count();
+        else
+            return 0;
+    }
     template <std::size_t... Is>
     static constexpr std::size_t count_masked(std::index_sequence<Is...>) {
-        return (std::size_t{MaskedLayer<layer_type<Is>>} + ...);
+        return (masked_in<layer_type<Is>>() + ...);
     }
 
     template <std::size_t... Is>
@@ -204,6 +249,11 @@ private:
         ((s += "  [" + std::to_string(Is) + "] " + layer_type<Is>::describe() + " -> " +
                shape_string<typename layer_type<Is>::output_shape>() + "\n"),
          ...);
+    }
+
+    template <std::size_t... Is>
+    static void inline_impl(std::string& s, std::index_sequence<Is...>) {
+        ((s += (Is ? ", " : "") + layer_type<Is>::describe()), ...);
     }
 
     template <class Sh>
@@ -220,6 +270,7 @@ private:
     std::array<matrix, layer_count> outputs_;
     std::array<matrix, layer_count> grads_;  // grads_[i] = dL/d(output of layer i), i < last
     const matrix* input_ = nullptr;
+    matrix* d_input_ = nullptr;
 };
 
 /// A network: a sequence of layers from an input shape to an output shape, trained by

@@ -40,6 +40,10 @@ struct train_config {
     bool progress = true;                    ///< progress bar when stderr is a terminal
     bool flush_denormals = true;             ///< FTZ/DAZ while training (see core/denormals.hpp)
     std::ostream* log = nullptr;             ///< per-epoch report lines; null = silent
+    /// Applied to each training batch (batch x features) after it is gathered, e.g.
+    /// crop_flip_augmentation (data/cifar10.hpp); draws from the trainer's own generator,
+    /// seeded from `seed`. Empty = no augmentation. Evaluation batches are never augmented.
+    std::function<void(matrix& batch, rng& gen)> augment;
 };
 
 struct layer_report {
@@ -127,7 +131,8 @@ class trainer {
 public:
     trainer(Net& net, L loss, O optimizer, train_config config)
         : net_(net), loss_(std::move(loss)), opt_(std::move(optimizer)), cfg_(std::move(config)),
-          shuffle_rng_(cfg_.seed), progress_(cfg_.progress) {
+          shuffle_rng_(cfg_.seed), augment_rng_(cfg_.seed ^ 0xA5A5A5A5A5A5A5A5ULL),
+          progress_(cfg_.progress) {
         if (cfg_.batch_size == 0) throw invalid_argument("trainer: batch_size must be positive");
         if (cfg_.eval_batch_size == 0) cfg_.eval_batch_size = cfg_.batch_size;
         net_.for_each_parameter([&](const parameter& p) { params_.push_back(p); });
@@ -175,6 +180,7 @@ public:
             const std::size_t first = s * cfg_.batch_size;
             const std::size_t count = std::min(cfg_.batch_size, train.size() - first);
             gather_batch(train, std::span<const std::size_t>(order_.data() + first, count), x_, y_);
+            if (cfg_.augment) cfg_.augment(x_, augment_rng_);
             const double loss = step(x_, y_, r.learning_rate);
             if (!std::isfinite(loss)) {
                 progress_.finish();
@@ -314,6 +320,7 @@ private:
     O opt_;
     train_config cfg_;
     rng shuffle_rng_;
+    rng augment_rng_;
     progress_bar progress_;
     std::vector<parameter> params_;
     std::vector<std::size_t> order_, eval_index_;
