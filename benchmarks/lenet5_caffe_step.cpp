@@ -131,6 +131,6 @@ static void run(int argc, char** argv) {
 }
 
 int main(int argc, char** argv) {
-    ds::restart_with_fast_blas_kernels(argv);
+    ds::restart_with_fast_blas_kernels(argv, /*prefer_avx512=*/true);  // see docs/benchmarks.md
     return examples::exit_status_of([&] { run(argc, argv); });
 }

@@ -59,9 +59,10 @@ run_result dispatch(const run_options& o, const ds::dataset& tr, const ds::datas
 }  // namespace
 
 int main(int argc, char** argv) {
-    const examples::model_info info{"LeNet-5-Caffe", "lenet5_caffe", {"per_filter", "scalar"},
-                                    "per_filter: per-filter thresholds on convolutions and\n"
-                                    "                       per-neuron ones on dense layers (the paper's); scalar:\n"
-                                    "                       one threshold per layer (per_filter)"};
+    examples::model_info info{"LeNet-5-Caffe", "lenet5_caffe", {"per_filter", "scalar"},
+                              "per_filter: per-filter thresholds on convolutions and\n"
+                              "                       per-neuron ones on dense layers (the paper's); scalar:\n"
+                              "                       one threshold per layer (per_filter)"};
+    info.prefer_avx512_blas = true;  // its convolution GEMMs: ~20% faster steps on Zen 5
     return examples::run_main(argc, argv, info, dispatch);
 }

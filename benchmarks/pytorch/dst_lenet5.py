@@ -35,7 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from blas_kernels import openblas, restart_with_fast_blas_kernels  # noqa: E402
 
 if __name__ == "__main__":
-    restart_with_fast_blas_kernels()
+    restart_with_fast_blas_kernels(prefer_avx512=True)  # measured faster for LeNet-5 on Zen 5 (docs/benchmarks.md)
 
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
