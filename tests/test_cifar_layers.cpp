@@ -148,7 +148,7 @@ TEST_CASE("batch_norm: batch statistics in training, running statistics in evalu
 // ------------------------------------------------------------------ dropout, pooling
 TEST_CASE("dropout with a fixed mask: gradients match finite differences; evaluation is the identity") {
     ds::rng gen(5);
-    ds::dropout<0.4f>::bind<ds::shape<3, 2, 2>> layer;
+    ds::dropout<40>::bind<ds::shape<3, 2, 2>> layer;
     layer.initialize(gen);
     ds::matrix x = random_matrix(4, 12, gen), y;
     layer.forward(x, y, true);
@@ -169,7 +169,7 @@ TEST_CASE("dropout with a fixed mask: gradients match finite differences; evalua
 
 TEST_CASE("dropout keeps about 1 - rate of the elements") {
     ds::rng gen(6);
-    ds::dropout<0.3f>::bind<ds::shape<1000>> layer;
+    ds::dropout<30>::bind<ds::shape<1000>> layer;
     layer.initialize(gen);
     ds::matrix x = ds::make_matrix(10, 1000, 1.0f), y;
     layer.forward(x, y, true);

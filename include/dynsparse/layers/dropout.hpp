@@ -1,7 +1,8 @@
 #pragma once
-// dropout<Rate>: inverted dropout. In training each element is kept with probability
-// 1 - rate and scaled by 1 / (1 - rate); in evaluation the layer is the identity. Rate is
-// the default of a runtime setting (set_rate), e.g. dropout<0.3f> as in WideResNet.
+// dropout<Percent>: inverted dropout. In training each element is kept with probability
+// 1 - rate and scaled by 1 / (1 - rate); in evaluation the layer is the identity. The rate
+// Percent / 100 is the default of a runtime setting (set_rate), e.g. dropout<30> as in
+// WideResNet.
 // The layer draws its masks from its own generator, seeded from the network's in
 // initialize(); freeze_mask(true) reuses the last mask (for gradient checks).
 #include <algorithm>
@@ -17,12 +18,12 @@
 
 namespace dynsparse {
 
-template <class In, float Rate>
+template <class In, unsigned Percent>
 class dropout_layer {
 public:
     using input_shape = In;
     using output_shape = In;
-    static std::string describe() { return "dropout<" + std::to_string(Rate) + ">"; }
+    static std::string describe() { return "dropout<" + std::to_string(Percent) + ">"; }
 
     void initialize(rng& gen) { gen_.reseed((std::uint64_t{gen.next_u32()} << 32) | gen.next_u32()); }
 
@@ -72,16 +73,17 @@ public:
 private:
     rng gen_{0};
     std::vector<float> scale_;  // 0 or 1 / (1 - rate) per element of the last training batch
-    float rate_ = Rate;
+    float rate_ = static_cast<float>(Percent) / 100.0f;
     bool training_ = false, frozen_ = false;
 };
 
-/// Spec: inverted dropout with default rate Rate in [0, 1).
-template <float Rate = 0.5f>
+/// Spec: inverted dropout with default rate Percent / 100, Percent in [0, 100). An integer
+/// rather than a float template argument, which clang before 18 does not accept.
+template <unsigned Percent = 50>
 struct dropout {
-    static_assert(Rate >= 0.0f && Rate < 1.0f, "dropout<Rate>: Rate must be in [0, 1)");
+    static_assert(Percent < 100, "dropout<Percent>: the rate in percent must be in [0, 100)");
     template <class In>
-    using bind = dropout_layer<In, Rate>;
+    using bind = dropout_layer<In, Percent>;
 };
 
 }  // namespace dynsparse
