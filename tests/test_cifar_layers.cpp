@@ -53,7 +53,7 @@ static_assert(std::is_same_v<ds::global_avg_pool::bind<ds::shape<5, 3, 2>>::outp
 // Explicit instantiations compile every member.
 template class ds::batch_norm_layer<ds::shape<3, 4, 4>>;
 template class ds::batch_norm_layer<ds::shape<6>>;
-template class ds::dropout_layer<ds::shape<6>, 0.3f>;
+template class ds::dropout_layer<ds::shape<6>, 30>;
 template class ds::global_avg_pool_layer<ds::shape<3, 4, 4>>;
 template class ds::conv2d_layer<ds::shape<2, 6, 6>, 3, 3, 1, 1, ds::no_bias>;
 template class ds::masked_conv2d_layer<ds::shape<2, 6, 6>, 3, 3, 1, 1, ds::long_tailed, ds::per_filter,
