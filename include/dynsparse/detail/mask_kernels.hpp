@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <concepts>
 #include <cstdint>
 #include <limits>
 
@@ -40,6 +41,28 @@ inline float masked_value(float w, float t, std::uint32_t& kept) {
     }
 }
 
+/// A granularity whose rows fall into two pieces, columns [0, G::row_split) and
+/// [G::row_split, cols), each with one threshold per row (an LSTM's [W_ih | W_hh]): the
+/// kernels then run the shared-threshold loop on each piece.
+template <class G>
+concept SplitRowGranularity = requires {
+    { G::row_split } -> std::convertible_to<std::size_t>;
+};
+
+inline constexpr std::size_t mask_lanes = 16;
+
+/// mr[j] = masked value of wr[j] for j in [j0, j1), one threshold ti; counts into count.
+template <Surrogate S, bool Smooth>
+inline void mask_piece(const float* __restrict wr, float* __restrict mr, std::size_t j0,
+                       std::size_t j1, float ti, std::uint32_t* count) {
+    constexpr std::size_t lanes = mask_lanes;
+    const std::size_t body = j0 + (j1 - j0) - (j1 - j0) % lanes;
+    for (std::size_t j = j0; j < body; j += lanes)
+        for (std::size_t l = 0; l < lanes; ++l)
+            mr[j + l] = masked_value<S, Smooth>(wr[j + l], ti, count[l]);
+    for (std::size_t j = body; j < j1; ++j) mr[j] = masked_value<S, Smooth>(wr[j], ti, count[0]);
+}
+
 /// masked = W * M(|W| - t) for rows [row_begin, row_end) of the rows x cols matrices w and
 /// masked (full-matrix pointers); returns the number of mask entries that are non-zero.
 /// Written in blocks of 16 lanes so that it vectorises even at -O2.
@@ -47,22 +70,21 @@ template <Surrogate S, ThresholdGranularity G, bool Smooth>
 [[gnu::noinline]] std::size_t apply_mask(const float* __restrict w, const float* __restrict t,
                                          std::size_t row_begin, std::size_t row_end,
                                          std::size_t cols, float* __restrict masked) {
-    constexpr std::size_t lanes = 16;
+    constexpr std::size_t lanes = mask_lanes;
     std::size_t kept = 0;
     for (std::size_t i = row_begin; i < row_end; ++i) {
         const float* __restrict wr = w + i * cols;
         float* __restrict mr = masked + i * cols;
         std::uint32_t count[lanes] = {};
-        if constexpr (G::varies_along_row) {
+        if constexpr (SplitRowGranularity<G>) {
+            constexpr std::size_t split = G::row_split;
+            mask_piece<S, Smooth>(wr, mr, 0, split, t[G::index(i, 0, cols)], count);
+            mask_piece<S, Smooth>(wr, mr, split, cols, t[G::index(i, split, cols)], count);
+        } else if constexpr (G::varies_along_row) {
             for (std::size_t j = 0; j < cols; ++j)
                 mr[j] = masked_value<S, Smooth>(wr[j], t[G::index(i, j, cols)], count[j % lanes]);
         } else {
-            const float ti = t[G::index(i, 0, cols)];
-            const std::size_t body = cols - cols % lanes;
-            for (std::size_t j = 0; j < body; j += lanes)
-                for (std::size_t l = 0; l < lanes; ++l)
-                    mr[j + l] = masked_value<S, Smooth>(wr[j + l], ti, count[l]);
-            for (std::size_t j = body; j < cols; ++j) mr[j] = masked_value<S, Smooth>(wr[j], ti, count[0]);
+            mask_piece<S, Smooth>(wr, mr, 0, cols, t[G::index(i, 0, cols)], count);
         }
         for (std::uint32_t c : count) kept += c;
     }
@@ -92,6 +114,28 @@ inline float weight_gradient(float w, float t, float g, float& structure) {
 /// (Summing inside the first loop turns the surrogate's select into a branch that stops
 /// GCC from vectorising without AVX-512.) The order of additions is fixed, so results
 /// are deterministic.
+/// dL/dW in place for columns [j0, j1) of one row sharing threshold ti; returns the sum
+/// of the shares G*W*H(Q) (-dL/dti).
+template <Surrogate S, bool Smooth>
+inline float gradient_piece(const float* __restrict wr, float* __restrict gr, std::size_t j0,
+                            std::size_t j1, float ti) {
+    constexpr std::size_t lanes = mask_lanes, chunk = 512;
+    float share[chunk];
+    float acc[lanes] = {};
+    for (std::size_t c0 = j0; c0 < j1; c0 += chunk) {
+        const std::size_t n = std::min(chunk, j1 - c0);
+        for (std::size_t j = 0; j < n; ++j)
+            gr[c0 + j] = weight_gradient<S, Smooth>(wr[c0 + j], ti, gr[c0 + j], share[j]);
+        const std::size_t body = n - n % lanes;
+        for (std::size_t j = 0; j < body; j += lanes)
+            for (std::size_t l = 0; l < lanes; ++l) acc[l] += share[j + l];
+        for (std::size_t j = body; j < n; ++j) acc[0] += share[j];
+    }
+    float sum = 0.0f;
+    for (float v : acc) sum += v;
+    return sum;
+}
+
 template <Surrogate S, ThresholdGranularity G, bool Smooth>
 [[gnu::noinline]] void mask_backward(const float* __restrict w, const float* __restrict t,
                                      std::size_t row_begin, std::size_t row_end, std::size_t cols,
@@ -99,7 +143,13 @@ template <Surrogate S, ThresholdGranularity G, bool Smooth>
     for (std::size_t i = row_begin; i < row_end; ++i) {
         const float* __restrict wr = w + i * cols;
         float* __restrict gr = grad + i * cols;
-        if constexpr (G::varies_along_row) {
+        if constexpr (SplitRowGranularity<G>) {
+            constexpr std::size_t split = G::row_split;
+            grad_t[G::index(i, 0, cols)] -=
+                gradient_piece<S, Smooth>(wr, gr, 0, split, t[G::index(i, 0, cols)]);
+            grad_t[G::index(i, split, cols)] -=
+                gradient_piece<S, Smooth>(wr, gr, split, cols, t[G::index(i, split, cols)]);
+        } else if constexpr (G::varies_along_row) {
             for (std::size_t j = 0; j < cols; ++j) {
                 const std::size_t k = G::index(i, j, cols);
                 float share;
@@ -107,22 +157,8 @@ template <Surrogate S, ThresholdGranularity G, bool Smooth>
                 grad_t[k] -= share;  // several rows may share a threshold
             }
         } else {
-            const float ti = t[G::index(i, 0, cols)];
-            constexpr std::size_t lanes = 16, chunk = 512;
-            float share[chunk];
-            float acc[lanes] = {};
-            for (std::size_t j0 = 0; j0 < cols; j0 += chunk) {
-                const std::size_t n = std::min(chunk, cols - j0);
-                for (std::size_t j = 0; j < n; ++j)
-                    gr[j0 + j] = weight_gradient<S, Smooth>(wr[j0 + j], ti, gr[j0 + j], share[j]);
-                const std::size_t body = n - n % lanes;
-                for (std::size_t j = 0; j < body; j += lanes)
-                    for (std::size_t l = 0; l < lanes; ++l) acc[l] += share[j + l];
-                for (std::size_t j = body; j < n; ++j) acc[0] += share[j];
-            }
-            float sum = 0.0f;
-            for (float v : acc) sum += v;
-            grad_t[G::index(i, 0, cols)] -= sum;
+            grad_t[G::index(i, 0, cols)] -=
+                gradient_piece<S, Smooth>(wr, gr, 0, cols, t[G::index(i, 0, cols)]);
         }
     }
 }

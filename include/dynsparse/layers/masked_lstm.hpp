@@ -31,7 +31,7 @@ namespace detail {
 /// out matrix by matrix: W_ih of gates i, f, g, o, then W_hh of gates i, f, g, o; with
 /// per_neuron that is row r of W_ih at r and row r of W_hh at 4H + r.
 template <ThresholdGranularity G, std::size_t F, std::size_t H>
-struct lstm_gate_thresholds {
+struct lstm_gate_thresholds_base {
     static constexpr std::string_view name = G::name;
     static constexpr std::size_t per_input_matrix = G::count(H, F);
     static constexpr std::size_t per_recurrent_matrix = G::count(H, H);
@@ -46,6 +46,18 @@ struct lstm_gate_thresholds {
     static constexpr bool varies_along_row = true;  // W_ih and W_hh halves of a row differ
     static constexpr bool for_dense = G::for_dense;
     static constexpr bool for_conv = false;
+};
+
+template <ThresholdGranularity G, std::size_t F, std::size_t H>
+struct lstm_gate_thresholds : lstm_gate_thresholds_base<G, F, H> {};
+
+/// With a granularity constant along rows (per_neuron, scalar), each half of a row shares
+/// one threshold: the mask kernels then run their vectorised shared-threshold loop on the
+/// W_ih and W_hh halves (detail::SplitRowGranularity) instead of one index per weight.
+template <ThresholdGranularity G, std::size_t F, std::size_t H>
+    requires(!G::varies_along_row)
+struct lstm_gate_thresholds<G, F, H> : lstm_gate_thresholds_base<G, F, H> {
+    static constexpr std::size_t row_split = F;
 };
 
 }  // namespace detail
