@@ -1,6 +1,8 @@
 // Sparse inference: load a model exported by `lenet_300_100 --export PATH` (or
-// lenet5_caffe), classify the Fashion-MNIST test set with it and time it, next to the
-// dense path (the same model, every layer on BLAS GEMM).
+// lenet5_caffe), classify the Fashion-MNIST test set with it and time it (wall clock),
+// next to the dense path: the same exported model (dead units already removed) with every
+// layer on BLAS. benchmarks/sparse_inference_bench.cpp compares against the full-shape
+// dense network instead.
 //
 // Shows: sparse_model (sparse/model.hpp), the runtime counterpart of a trained network:
 // no template parameters, loaded from a file; the engine picks a sparse or a dense kernel

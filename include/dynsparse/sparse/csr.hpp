@@ -73,16 +73,9 @@ inline void csr_rows_dot(const csr_matrix& w, const float* __restrict b, const f
 
 namespace detail {
 // 16 floats (one AVX-512 register, two AVX ones): GCC/clang vector extension, so the
-// accumulators stay in registers (plain loops kept them in memory or went scalar).
+// accumulators stay in registers (plain loops kept them in memory or went scalar). Moved
+// with memcpy inside the kernel: a function returning one would change the ABI (-Wpsabi).
 using float16 = float __attribute__((vector_size(64)));
-// Vectors go by reference only: passing or returning one by value changes the ABI between
-// AVX-512 and other builds (GCC's -Wpsabi).
-inline void add_scaled16(float16& acc, float v, const float* p) {
-    float16 x;
-    std::memcpy(&x, p, sizeof x);
-    acc += v * x;
-}
-inline void store16(float* p, const float16& v) { std::memcpy(p, &v, sizeof v); }
 }  // namespace detail
 
 /// Y (rows x n, rows ldy floats apart) = W X + b, X (cols x n, rows ldx floats apart).
@@ -90,7 +83,6 @@ inline void store16(float* p, const float16& v) { std::memcpy(p, &v, sizeof v); 
 /// in a plain loop.
 inline void csr_times_columns(const csr_matrix& w, const float* __restrict b, const float* __restrict x,
                               std::size_t ldx, std::size_t n, float* __restrict y, std::size_t ldy) {
-    using detail::add_scaled16;
     using detail::float16;
     const std::uint32_t* __restrict start = w.row_start.data();
     const std::uint32_t* __restrict col = w.column.data();
@@ -100,25 +92,31 @@ inline void csr_times_columns(const csr_matrix& w, const float* __restrict b, co
         const std::uint32_t k0 = start[i], k1 = start[i + 1];
         std::size_t j0 = 0;
         for (; j0 + 64 <= n; j0 += 64) {
-            float16 a0 = float16{} + b[i], a1 = a0, a2 = a0, a3 = a0;
+            float16 a0 = float16{} + b[i], a1 = a0, a2 = a0, a3 = a0, t0, t1, t2, t3;
             for (std::uint32_t k = k0; k < k1; ++k) {
-                const float v = val[k];
                 const float* xr = x + static_cast<std::size_t>(col[k]) * ldx + j0;
-                add_scaled16(a0, v, xr);
-                add_scaled16(a1, v, xr + 16);
-                add_scaled16(a2, v, xr + 32);
-                add_scaled16(a3, v, xr + 48);
+                std::memcpy(&t0, xr, sizeof t0);
+                std::memcpy(&t1, xr + 16, sizeof t1);
+                std::memcpy(&t2, xr + 32, sizeof t2);
+                std::memcpy(&t3, xr + 48, sizeof t3);
+                const float v = val[k];
+                a0 += v * t0;
+                a1 += v * t1;
+                a2 += v * t2;
+                a3 += v * t3;
             }
-            detail::store16(yr + j0, a0);
-            detail::store16(yr + j0 + 16, a1);
-            detail::store16(yr + j0 + 32, a2);
-            detail::store16(yr + j0 + 48, a3);
+            std::memcpy(yr + j0, &a0, sizeof a0);
+            std::memcpy(yr + j0 + 16, &a1, sizeof a1);
+            std::memcpy(yr + j0 + 32, &a2, sizeof a2);
+            std::memcpy(yr + j0 + 48, &a3, sizeof a3);
         }
         for (; j0 + 16 <= n; j0 += 16) {
-            float16 a = float16{} + b[i];
-            for (std::uint32_t k = k0; k < k1; ++k)
-                add_scaled16(a, val[k], x + static_cast<std::size_t>(col[k]) * ldx + j0);
-            detail::store16(yr + j0, a);
+            float16 a = float16{} + b[i], t;
+            for (std::uint32_t k = k0; k < k1; ++k) {
+                std::memcpy(&t, x + static_cast<std::size_t>(col[k]) * ldx + j0, sizeof t);
+                a += val[k] * t;
+            }
+            std::memcpy(yr + j0, &a, sizeof a);
         }
         for (std::size_t j = j0; j < n; ++j) {
             float a = b[i];

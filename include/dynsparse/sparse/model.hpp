@@ -6,7 +6,7 @@
 // avg_pool, reshape), each with its input and output shape (C, H, W; vectors are (n, 1, 1)).
 // Weights are kept as CSR and, for layers dense enough that BLAS beats the sparse kernel,
 // also as a dense matrix. Per layer and batch the engine picks the kernel by density:
-// sparse when the layer's density is below sparse_density_threshold(batch), measured on the
+// sparse when the layer's density is below sparse_density_threshold(kind, batch), measured on the
 // development machine (benchmarks/sparse_inference_bench.cpp, docs/benchmarks.md).
 //
 // File: io/binary.hpp's frame (magic "DSMODEL", version, size, CRC-32) around
@@ -63,9 +63,13 @@ struct dims3 {
     }
 };
 
-/// Densities below this use the sparse kernels, the rest BLAS: where the sparse kernels of a
-/// 784-300 dense layer and a LeNet-5 conv2 stop winning (docs/benchmarks.md).
-inline float sparse_density_threshold(std::size_t batch) { return batch < 8 ? 0.65f : 0.55f; }
+/// Densities below this use the sparse kernels, the rest BLAS: about where the sparse kernels
+/// of a 784-300 dense layer and of LeNet-5's second convolution stop winning against GEMV
+/// (batch 1) and GEMM (docs/benchmarks.md, `sparse_inference_bench density`).
+inline float sparse_density_threshold(op_kind kind, std::size_t batch) {
+    if (kind == op_kind::conv) return 0.6f;
+    return batch == 1 ? 0.15f : 0.5f;
+}
 
 /// One operation. dense: y = W x + b, W out x in. conv: W c_out x (c_in k k) as in conv2d.
 struct sparse_op {
@@ -125,8 +129,8 @@ public:
     void prepare(bool all = false) {
         for (auto& op : ops) {
             if (!op.has_weights()) continue;
-            const bool keep = all || op.density() >= sparse_density_threshold(1) ||
-                              op.density() >= sparse_density_threshold(64);
+            const bool keep = all || op.density() >= sparse_density_threshold(op.kind, 1) ||
+                              op.density() >= sparse_density_threshold(op.kind, 64);
             if (keep && op.dense.size() != op.rows() * op.cols()) op.dense = op.csr.to_dense();
             if (!keep) std::vector<float>().swap(op.dense);
         }
@@ -142,13 +146,22 @@ public:
         const std::size_t batch = x.shape(0);
         buffers_.resize(ops.size());
         const matrix* cur = &x;
+        matrix* own = nullptr;  // cur, when it is one of our buffers
         for (std::size_t i = 0; i < ops.size(); ++i) {
             const sparse_op& op = ops[i];
             if (op.kind == op_kind::reshape) continue;  // rows are already flat
+            const bool elementwise = op.kind == op_kind::relu || op.kind == op_kind::tanh || op.kind == op_kind::sigmoid;
+            if (elementwise && own != nullptr) {  // in place on the previous operation's output
+                matrix& y = *own;
+                if (op.kind == op_kind::relu) map<detail::relu_fn>(y, y);
+                if (op.kind == op_kind::tanh) map<detail::tanh_fn>(y, y);
+                if (op.kind == op_kind::sigmoid) map<detail::sigmoid_fn>(y, y);
+                continue;
+            }
             matrix& y = buffers_[i];
             ensure_shape(y, batch, op.out.size());
             bool sparse = choice == kernel_choice::sparse ||
-                          (choice == kernel_choice::automatic && op.density() < sparse_density_threshold(batch));
+                          (choice == kernel_choice::automatic && op.density() < sparse_density_threshold(op.kind, batch));
             if (op.has_weights() && op.dense.size() != op.rows() * op.cols()) sparse = true;
             switch (op.kind) {
                 case op_kind::dense: run_dense(op, *cur, y, sparse); break;
@@ -160,7 +173,7 @@ public:
                 case op_kind::avg_pool: pool<false>(op, *cur, y); break;
                 case op_kind::reshape: break;
             }
-            cur = &y;
+            cur = own = &y;
         }
         if (cur == &x) {  // no operation changed the data
             buffers_.resize(1);
@@ -241,6 +254,20 @@ private:
         const std::size_t batch = x.shape(0), k = op.kernel, s = op.stride;
         const dims3 in = op.in, out = op.out;
         const float scale = 1.0f / static_cast<float>(k * k);
+        if (Max && k == 2 && s == 2) {  // LeNet's pooling: two input rows per output row
+            const std::size_t planes = batch * in.c;
+            for (std::size_t p = 0; p < planes; ++p) {
+                const float* xc = x.data() + p * in.h * in.w;
+                float* yc = y.data() + p * out.h * out.w;
+                for (std::size_t oy = 0; oy < out.h; ++oy) {
+                    const float* r0 = xc + 2 * oy * in.w;
+                    const float* r1 = r0 + in.w;
+                    for (std::size_t ox = 0; ox < out.w; ++ox)
+                        yc[oy * out.w + ox] = std::max(std::max(r0[2 * ox], r0[2 * ox + 1]), std::max(r1[2 * ox], r1[2 * ox + 1]));
+                }
+            }
+            return;
+        }
         for (std::size_t r = 0; r < batch; ++r)
             for (std::size_t c = 0; c < in.c; ++c) {
                 const float* xc = x.data() + r * in.size() + c * in.h * in.w;
