@@ -11,6 +11,7 @@
 #include "dynsparse/io/checkpoint.hpp"
 #include "dynsparse/io/export.hpp"
 #include "dynsparse/layers/activations.hpp"
+#include "dynsparse/layers/batch_norm.hpp"
 #include "dynsparse/layers/masked_dense.hpp"
 #include "dynsparse/train/trainer.hpp"
 #include "support/fixtures.hpp"
@@ -24,6 +25,9 @@ using ds::testing::blobs;
 using ds::testing::tiny_dst;
 
 struct other_dst : ds::sequential<ds::input<8>, ds::masked_dense<12>, ds::relu, ds::masked_dense<3>> {};
+// Batch norm's running statistics are state outside the trainable tensors.
+struct batch_norm_dst
+    : ds::sequential<ds::input<8>, ds::masked_dense<16>, ds::batch_norm, ds::relu, ds::masked_dense<3>> {};
 
 ds::train_config config(std::size_t epochs) {
     ds::train_config c;
@@ -47,17 +51,17 @@ struct stop_training : std::exception {};
 
 /// Trains 5 epochs in one go, and again stopped after epoch 2 and resumed from the
 /// checkpoint into a network initialised differently; both end bit for bit equal.
-template <class Optimizer>
+template <class Optimizer, class Net = tiny_dst>
 void check_resume(Optimizer opt) {
     const auto data = blobs(160, 4);
-    tiny_dst straight;
+    Net straight;
     straight.initialize(3);
-    ds::trainer<tiny_dst, ds::softmax_cross_entropy, Optimizer> a(straight, {}, opt, config(5));
+    ds::trainer<Net, ds::softmax_cross_entropy, Optimizer> a(straight, {}, opt, config(5));
     const auto history = a.fit(data, data);
 
-    tiny_dst stopped;
+    Net stopped;
     stopped.initialize(3);
-    ds::trainer<tiny_dst, ds::softmax_cross_entropy, Optimizer> b(stopped, {}, opt, config(5));
+    ds::trainer<Net, ds::softmax_cross_entropy, Optimizer> b(stopped, {}, opt, config(5));
     std::string saved;
     CHECK_THROWS_AS(b.fit(data, data,
                           [&](const ds::epoch_report& r) {
@@ -68,9 +72,9 @@ void check_resume(Optimizer opt) {
                           }),
                     stop_training);
 
-    tiny_dst resumed;
+    Net resumed;
     resumed.initialize(99);
-    ds::trainer<tiny_dst, ds::softmax_cross_entropy, Optimizer> c(resumed, {}, opt, config(5));
+    ds::trainer<Net, ds::softmax_cross_entropy, Optimizer> c(resumed, {}, opt, config(5));
     ds::restore_checkpoint(c, saved, "memory");
     CHECK(c.epoch() == 2);
     CHECK(c.global_step() == b.global_step());
@@ -80,6 +84,7 @@ void check_resume(Optimizer opt) {
     for (std::size_t e = 0; e < 3; ++e) {
         CHECK(rest[e].train_loss == history[e + 2].train_loss);
         CHECK(rest[e].remaining == history[e + 2].remaining);
+        CHECK(rest[e].eval.loss == history[e + 2].eval.loss);  // evaluation mode: running statistics
     }
     CHECK(history.back().remaining < 1.0);  // the masks did change: the test means something
 }
@@ -95,6 +100,10 @@ std::string reframed(const std::string& bytes, void (*edit)(std::string&)) {
 
 TEST_CASE("a run resumed from a checkpoint continues bit for bit (SGD with momentum)") {
     check_resume(ds::sgd({.momentum = 0.9f}));
+}
+
+TEST_CASE("a run resumed from a checkpoint continues bit for bit (batch norm statistics)") {
+    check_resume<ds::sgd, batch_norm_dst>(ds::sgd({.momentum = 0.9f}));
 }
 
 TEST_CASE("a run resumed from a checkpoint continues bit for bit (Adam)") {

@@ -7,8 +7,10 @@
 // here):
 //   - every layer's trainable tensors, from for_each_parameter (weights, biases,
 //     thresholds), by name and size;
+//   - a layer's non-trainable tensors, if it has `for_each_state(f)` calling
+//     f(name, std::span<float>) (batch norm's running statistics; blocks pass it on)
 //   - a layer's other state, if it has `template <class V> void visit_state(V&& v)`
-//     calling v(name, field) (masked layers: reset count; batch norm: running statistics);
+//     calling v(name, field) (masked layers: their reset count);
 //   - the trainer's visit_state: epoch (the schedule position), global step, alpha, the
 //     shuffling generator, and the optimizer's visit_state (SGD momentum, Adam moments).
 // A field is one of: std::size_t, float, bool, rng, std::span<float> (fixed size), or
@@ -155,10 +157,13 @@ struct state_reader {
     }
 };
 
-/// Visits one layer's fields: its trainable tensors, then its visit_state, if any.
+/// Visits one layer's fields: its trainable tensors, its non-trainable tensors
+/// (for_each_state: batch norm's running statistics, also inside blocks), then its
+/// visit_state, if any.
 template <class L, class V>
 void visit_layer_state(L& layer, V& v) {
     layer.for_each_parameter([&](const parameter& p) { v(p.name, p.value); });
+    if constexpr (requires { layer.for_each_state(v); }) layer.for_each_state(v);
     if constexpr (requires { layer.visit_state(v); }) layer.visit_state(v);
 }
 
