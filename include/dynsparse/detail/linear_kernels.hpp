@@ -3,36 +3,58 @@
 #include <algorithm>
 #include <cstddef>
 
+#include <vector>
+
 #include "dynsparse/core/blas.hpp"
+#include "dynsparse/core/parallel.hpp"
 #include "dynsparse/core/tensor.hpp"
 
 namespace dynsparse::detail {
 
-/// y (batch x out) = x (batch x in) * w^T (w: out x in) + b.
+/// Rows of a batch worth a thread for a product of `out x in` per row (~256k multiply-adds).
+inline std::size_t linear_grain(std::size_t out, std::size_t in) { return (std::size_t{1} << 18) / (out * in + 1) + 1; }
+
+/// y (batch x out) = x (batch x in) * w^T (w: out x in) + b; the batch's rows are shared
+/// out between threads (parallel_for), one GEMM per chunk.
 inline void linear_forward(const matrix& x, const float* w, const float* b, std::size_t out,
                            std::size_t in, matrix& y) {
     const std::size_t batch = x.shape(0);
     ensure_shape(y, batch, out);
     float* yp = y.data();
-    for (std::size_t r = 0; r < batch; ++r) std::copy(b, b + out, yp + r * out);
-    gemm(transpose::no, transpose::yes, batch, out, in, 1.0f, x.data(), in, w, in, 1.0f, yp, out);
+    parallel_for(batch, [&](std::size_t, std::size_t lo, std::size_t hi) {
+        for (std::size_t r = lo; r < hi; ++r) std::copy(b, b + out, yp + r * out);
+        gemm(transpose::no, transpose::yes, hi - lo, out, in, 1.0f, x.data() + lo * in, in, w, in, 1.0f,
+             yp + lo * out, out);
+    }, linear_grain(out, in));
 }
 
 /// grad_w (out x in) = dy^T x, grad_b = column sums of dy, and dx = dy w if dx is given.
+/// With several threads each chunk of rows computes its share of dy^T x (chunk 0 into
+/// grad_w, the others into scratch added in chunk order) and its rows of dx.
 inline void linear_backward(const matrix& x, const float* w, const matrix& dy, std::size_t out,
                             std::size_t in, float* grad_w, float* grad_b, matrix* dx) {
-    const std::size_t batch = x.shape(0);
-    gemm(transpose::yes, transpose::no, out, in, batch, 1.0f, dy.data(), out, x.data(), in, 0.0f,
-         grad_w, in);
-    std::fill(grad_b, grad_b + out, 0.0f);
+    const std::size_t batch = x.shape(0), grain = linear_grain(out, in);
+    const std::size_t chunks = parallel_chunks(batch, grain);
+    thread_local std::vector<float> parts;  // the calling thread's scratch for chunks 1..
+    if (chunks > 1) parts.resize((chunks - 1) * out * in);
+    if (dx != nullptr) ensure_shape(*dx, batch, in);
     const float* d = dy.data();
+    float* part_base = parts.data();
+    parallel_for(batch, [&](std::size_t c, std::size_t lo, std::size_t hi) {
+        float* gw = c == 0 ? grad_w : part_base + (c - 1) * out * in;
+        gemm(transpose::yes, transpose::no, out, in, hi - lo, 1.0f, d + lo * out, out, x.data() + lo * in,
+             in, 0.0f, gw, in);
+        if (dx != nullptr)
+            gemm(transpose::no, transpose::no, hi - lo, in, out, 1.0f, d + lo * out, out, w, in, 0.0f,
+                 dx->data() + lo * in, in);
+    }, grain);
+    for (std::size_t c = 1; c < chunks; ++c) {
+        const float* part = part_base + (c - 1) * out * in;
+        for (std::size_t i = 0; i < out * in; ++i) grad_w[i] += part[i];
+    }
+    std::fill(grad_b, grad_b + out, 0.0f);
     for (std::size_t r = 0; r < batch; ++r)
         for (std::size_t o = 0; o < out; ++o) grad_b[o] += d[r * out + o];
-    if (dx != nullptr) {
-        ensure_shape(*dx, batch, in);
-        gemm(transpose::no, transpose::no, batch, in, out, 1.0f, d, out, w, in, 0.0f, dx->data(),
-             in);
-    }
 }
 
 }  // namespace dynsparse::detail
