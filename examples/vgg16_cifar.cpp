@@ -44,14 +44,5 @@ int main(int argc, char** argv) {
                               "                       surrogate only (per_filter)"};
     info.data = examples::data_kind::cifar10;
     info.prefer_avx512_blas = true;
-    examples::recipe cifar_recipe;  // the paper's CIFAR recipe
-    cifar_recipe.epochs = 160;
-    cifar_recipe.lr = 0.1;
-    cifar_recipe.alpha = 5e-6;
-    cifar_recipe.weight_decay = 1e-4;
-    cifar_recipe.schedule = "multistep";
-    cifar_recipe.milestones = "80,120";
-    cifar_recipe.decay_thresholds = true;
-    cifar_recipe.eval_batch = 100;
-    return examples::run_main(argc, argv, info, dispatch, cifar_recipe);
+    return examples::run_main(argc, argv, info, dispatch, examples::cifar10_recipe());
 }
