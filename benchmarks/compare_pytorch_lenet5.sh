@@ -4,10 +4,12 @@
 # 1.13 (benchmarks/pytorch/dst_lenet5.py --time-steps: DST with masked convolutions through
 # the custom autograd step function, and dense), run one after the other, ROUNDS times.
 #
-#   benchmarks/compare_pytorch_lenet5.sh [--rounds 2] [--steps 200] [--build-dir build]
+#   benchmarks/compare_pytorch_lenet5.sh [--rounds 2] [--steps 200] [--coretype SkylakeX] [--build-dir build]
 #
 # Prints each program's median ms per step and the ratios ours / PyTorch (medians over
-# rounds). PYTHON defaults to /usr/bin/python3 (Debian's python3-torch).
+# rounds), by wall time and by process CPU time (less disturbed by other jobs on a shared
+# machine). Both programs get the same OpenBLAS kernels: OPENBLAS_CORETYPE from the
+# environment or --coretype. PYTHON defaults to /usr/bin/python3 (Debian's python3-torch).
 set -euo pipefail
 ROUNDS=2
 STEPS=200
@@ -18,7 +20,8 @@ while [[ $# -gt 0 ]]; do
     --rounds) ROUNDS=${2:?}; shift 2 ;;
     --steps) STEPS=${2:?}; shift 2 ;;
     --build-dir) BUILD_DIR=${2:?}; shift 2 ;;
-    -h|--help) sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --coretype) export OPENBLAS_CORETYPE=${2:?}; shift 2 ;;
+    -h|--help) sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "error: unknown option '$1'" >&2; exit 1 ;;
   esac
 done
@@ -30,7 +33,7 @@ STEP_BENCH="$BUILD_DIR/bin/lenet5_caffe_step"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/compare_lenet5.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 
-echo "date $(date -R), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "date $(date -R), load average $(cut -d' ' -f1-3 /proc/loadavg), OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
 for ((r = 1; r <= ROUNDS; ++r)); do
   echo "round $r/$ROUNDS"
   "$STEP_BENCH" --steps "$STEPS" --rounds 3 --json "$WORK/ours.$r.json" | sed 's/^/  ours: /'
@@ -49,4 +52,9 @@ print(f"\nmedian ms per step (batch 64, 1 thread)   ours   PyTorch   ours/PyTorc
 print(f"DST                                      {o_dst:7.2f} {p_dst:8.2f} {o_dst / p_dst:10.2f}")
 print(f"dense                                    {o_dense:7.2f} {p_dense:8.2f} {o_dense / p_dense:10.2f}")
 print(f"GEMM floor {floor:.2f} ms; ours DST/floor {o_dst / floor:.2f}, DST/dense {o_dst / o_dense:.2f}")
+c_dst, c_dense = med("ours", "dst_cpu_ms_per_step"), med("ours", "dense_cpu_ms_per_step")
+q_dst, q_dense = med("pt_dst", "cpu_ms_per_step"), med("pt_dense", "cpu_ms_per_step")
+print(f"\nmedian CPU ms per step (process CPU time)  ours   PyTorch   ours/PyTorch")
+print(f"DST                                      {c_dst:7.2f} {q_dst:8.2f} {c_dst / q_dst:10.2f}")
+print(f"dense                                    {c_dense:7.2f} {q_dense:8.2f} {c_dense / q_dense:10.2f}")
 PY

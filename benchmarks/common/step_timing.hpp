@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <type_traits>
 #include <cstdio>
 #include <vector>
@@ -19,6 +20,15 @@ using clock_type = std::chrono::steady_clock;
 
 inline double since(clock_type::time_point t0) {
     return std::chrono::duration<double>(clock_type::now() - t0).count();
+}
+
+/// Seconds of CPU time used by the whole process so far. With one thread this is the time
+/// the step really ran on its core: unlike wall time it does not count the time the process
+/// waited while other jobs used the core (these machines are shared).
+inline double process_cpu_seconds() {
+    timespec ts{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
 }
 
 inline double median(std::vector<double> v) {
@@ -45,6 +55,7 @@ struct phased {
     Opt opt = recipe_optimizer<Opt>();
     ds::matrix grad;
     double t[5] = {};  // forward, loss, backward, regulariser, optimizer
+    double last_cpu = 0;  // process CPU seconds of the last step
     float alpha;
     phased(const phased&) = delete;  // params point into net
     explicit phased(float a) : alpha(a) {
@@ -55,6 +66,7 @@ struct phased {
     /// One optimizer step with the recipe's learning rate; returns its seconds.
     double step(const ds::matrix& x, const std::vector<std::uint8_t>& y) {
         ds::softmax_cross_entropy loss;
+        const double cpu0 = process_cpu_seconds();
         const auto s0 = clock_type::now();
         auto t0 = s0;
         const auto& out = net.forward(x, true);
@@ -71,7 +83,9 @@ struct phased {
         t0 = clock_type::now();
         opt.step(params, recipe_lr<Opt>);
         t[4] += since(t0);
-        return since(s0);
+        const double wall = since(s0);
+        last_cpu = process_cpu_seconds() - cpu0;
+        return wall;
     }
 
     double total() const { return t[0] + t[1] + t[2] + t[3] + t[4]; }
