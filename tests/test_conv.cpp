@@ -284,6 +284,42 @@ TEST_CASE("pooling values") {
     CHECK(y(0, 3) == doctest::Approx((10 + 11 + 14 + 15) / 4.0));
 }
 
+TEST_CASE("2x2 max pooling picks the first maximum in row-major order, forward and backward") {
+    // The tiled 2x2 path against a plain reference, on values with many ties (small
+    // integers, zeros as after a ReLU) so every tie order is exercised.
+    constexpr std::size_t C = 3, H = 8, W = 12, OH = 4, OW = 6, batch = 3;
+    ds::max_pool2d<2>::bind<ds::shape<C, H, W>> mp;
+    ds::rng gen(5);
+    ds::matrix x({batch, C * H * W}), dy({batch, C * OH * OW});
+    for (auto& v : x) v = std::max(0.0f, std::floor(gen.uniform(-2.0f, 3.0f)));
+    for (auto& v : dy) v = gen.uniform(-1.0f, 1.0f);
+    ds::matrix y, dx;
+    mp.forward(x, y, true);
+    mp.backward(x, y, dy, &dx);
+    ds::matrix want_dx({batch, C * H * W});
+    want_dx.fill(0.0f);
+    std::size_t ties = 0;
+    for (std::size_t b = 0; b < batch; ++b)
+        for (std::size_t c = 0; c < C; ++c)
+            for (std::size_t oy = 0; oy < OH; ++oy)
+                for (std::size_t ox = 0; ox < OW; ++ox) {
+                    std::size_t best = c * H * W + 2 * oy * W + 2 * ox;
+                    std::size_t equal = 0;
+                    for (std::size_t i = 0; i < 2; ++i)
+                        for (std::size_t j = 0; j < 2; ++j) {
+                            const std::size_t at = c * H * W + (2 * oy + i) * W + 2 * ox + j;
+                            if (x(b, at) > x(b, best)) best = at;
+                            equal += x(b, at) == x(b, c * H * W + 2 * oy * W + 2 * ox) ? 1 : 0;
+                        }
+                    ties += equal > 1 ? 1 : 0;
+                    const std::size_t q = (c * OH + oy) * OW + ox;
+                    CHECK(y(b, q) == x(b, best));
+                    want_dx(b, best) = dy(b, q);
+                }
+    CHECK(ties > 10);  // the data does exercise ties
+    for (std::size_t i = 0; i < dx.size(); ++i) CHECK(dx.data()[i] == want_dx.data()[i]);
+}
+
 // ------------------------------------------------------------------ a whole network
 using small_conv_net =
     ds::sequential<ds::input<2, 6, 6>, ds::masked_conv2d<3, 3, 1, 1, ds::long_tailed, ds::per_filter>,
