@@ -25,6 +25,7 @@
 #include "dynsparse/core/blas.hpp"
 #include "dynsparse/core/parallel.hpp"
 #include "dynsparse/core/tensor.hpp"
+#include "dynsparse/detail/reduce.hpp"
 
 namespace dynsparse::detail {
 
@@ -285,11 +286,7 @@ void conv_backward(const matrix& x, const float* w, const matrix& dy, float* gra
             gemm(transpose::no, transpose::yes, out_channels, kk, ld, 1.0f, d, ld, c, ld,
                  s0 == lo ? 0.0f : 1.0f, gw, kk);
             if (gb != nullptr)
-                for (std::size_t o = 0; o < out_channels; ++o) {
-                    float sum = 0.0f;
-                    for (std::size_t j = 0; j < ld; ++j) sum += d[o * ld + j];
-                    gb[o] += sum;
-                }
+                for (std::size_t o = 0; o < out_channels; ++o) gb[o] += sum_floats(d + o * ld, ld);
             if (dx != nullptr && !by_convolution) {
                 gemm(transpose::yes, transpose::no, kk, ld, out_channels, 1.0f, w, kk, d, ld, 0.0f,
                      sc.dcol.data(), ld);

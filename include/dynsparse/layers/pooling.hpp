@@ -10,6 +10,7 @@
 
 #include "dynsparse/core/parallel.hpp"
 #include "dynsparse/core/shape.hpp"
+#include "dynsparse/detail/reduce.hpp"
 #include "dynsparse/layers/conv2d.hpp"
 #include "dynsparse/layers/layer.hpp"
 
@@ -275,10 +276,7 @@ public:
         ensure_shape(y, batch, C);
         for (std::size_t r = 0; r < batch; ++r)
             for (std::size_t c = 0; c < C; ++c) {
-                const float* v = x.data() + r * In::size + c * HW;
-                float s = 0.0f;
-                for (std::size_t p = 0; p < HW; ++p) s += v[p];
-                y(r, c) = s * (1.0f / static_cast<float>(HW));
+                y(r, c) = detail::sum_floats(x.data() + r * In::size + c * HW, HW) * (1.0f / static_cast<float>(HW));
             }
     }
 
