@@ -3,7 +3,11 @@
 // typed network), its file format, and the engine that runs it on a batch.
 //
 // A model is a runtime list of operations (dense, conv, relu, tanh, sigmoid, max_pool,
-// avg_pool, reshape), each with its input and output shape (C, H, W; vectors are (n, 1, 1)).
+// avg_pool, reshape, lstm, last_step), each with its input and output shape (C, H, W;
+// vectors are (n, 1, 1); sequences (T, F, 1)). An lstm holds [W_ih | W_hh] (4H x (F + H),
+// gates i, f, g, o as in layers/lstm.hpp) and 4H biases and returns every hidden state;
+// last_step keeps the last one. Batch norm has no operation: export folds it into the
+// convolution or dense layer before it.
 // Weights are kept as CSR and, for layers dense enough that BLAS beats the sparse kernel,
 // also as a dense matrix. Per layer and batch the engine picks the kernel by density:
 // sparse when the layer's density is below sparse_density_threshold(kind, batch), measured on the
@@ -11,7 +15,7 @@
 //
 // File: io/binary.hpp's frame (magic "DSMODEL", version, size, CRC-32) around
 //   input shape (3 x u32), operation count (u64), then per operation: kind (u8), input and
-//   output shapes (6 x u32), kernel, stride, padding (3 x u32); dense and conv add the bias
+//   output shapes (6 x u32), kernel, stride, padding (3 x u32); dense, conv and lstm add the bias
 //   (float array) and the weights: format (u8: 0 dense, 1 CSR with u16 columns, 2 CSR with
 //   u32 columns), rows, cols (u32), then the dense values, or nnz (u32), row starts,
 //   columns and values. The writer picks the smaller format per layer. The loader checks
@@ -29,6 +33,7 @@
 #include "dynsparse/core/error.hpp"
 #include "dynsparse/core/tensor.hpp"
 #include "dynsparse/detail/im2col.hpp"
+#include "dynsparse/detail/lstm_kernels.hpp"  // fast_sigmoid, fast_tanh: the layer's gate functions
 #include "dynsparse/io/atomic_file.hpp"
 #include "dynsparse/io/binary.hpp"
 #include "dynsparse/layers/activations.hpp"
@@ -36,7 +41,10 @@
 
 namespace dynsparse {
 
-enum class op_kind : std::uint8_t { dense = 1, conv = 2, relu = 3, tanh = 4, sigmoid = 5, max_pool = 6, avg_pool = 7, reshape = 8 };
+enum class op_kind : std::uint8_t {
+    dense = 1, conv = 2, relu = 3, tanh = 4, sigmoid = 5, max_pool = 6, avg_pool = 7, reshape = 8, lstm = 9, last_step = 10
+};
+inline constexpr std::uint8_t last_op_kind = 10;
 
 inline const char* op_name(op_kind k) {
     switch (k) {
@@ -48,6 +56,8 @@ inline const char* op_name(op_kind k) {
         case op_kind::max_pool: return "max_pool";
         case op_kind::avg_pool: return "avg_pool";
         case op_kind::reshape: return "reshape";
+        case op_kind::lstm: return "lstm";
+        case op_kind::last_step: return "last_step";
     }
     return "?";
 }
@@ -72,6 +82,7 @@ inline float sparse_density_threshold(op_kind kind, std::size_t batch) {
 }
 
 /// One operation. dense: y = W x + b, W out x in. conv: W c_out x (c_in k k) as in conv2d.
+/// lstm: W = [W_ih | W_hh], 4H x (F + H); in (T, F, 1), out (T, H, 1).
 struct sparse_op {
     op_kind kind = op_kind::relu;
     dims3 in, out;
@@ -80,7 +91,7 @@ struct sparse_op {
     std::vector<float> dense;  ///< row-major rows x cols, kept when the layer is dense enough (or while exporting)
     csr_matrix csr;            ///< always present for dense and conv
 
-    bool has_weights() const { return kind == op_kind::dense || kind == op_kind::conv; }
+    bool has_weights() const { return kind == op_kind::dense || kind == op_kind::conv || kind == op_kind::lstm; }
     std::size_t rows() const { return csr.rows; }
     std::size_t cols() const { return csr.cols; }
     double density() const {
@@ -171,6 +182,8 @@ public:
                 case op_kind::sigmoid: map<detail::sigmoid_fn>(*cur, y); break;
                 case op_kind::max_pool: pool<true>(op, *cur, y); break;
                 case op_kind::avg_pool: pool<false>(op, *cur, y); break;
+                case op_kind::lstm: run_lstm(op, *cur, y, sparse); break;
+                case op_kind::last_step: last_step(op, *cur, y); break;
                 case op_kind::reshape: break;
             }
             cur = own = &y;
@@ -218,6 +231,84 @@ private:
                 for (std::size_t o = 0; o < out; ++o) std::fill(yr + o * n, yr + (o + 1) * n, op.bias[o]);
                 gemm(transpose::no, transpose::no, out, n, kk, 1.0f, op.dense.data(), kk, col_.data(), n, 1.0f, yr, n);
             }
+        }
+    }
+
+    /// The LSTM recurrence of detail::lstm_forward (same gate functions) with the sizes
+    /// known at run time. Dense: one GEMM for the input projection of every step, then one
+    /// GEMV / GEMM per step for W_hh h_{t-1}. Sparse: per step one product of the stacked
+    /// CSR [W_ih | W_hh] with [x_t; h_{t-1}] (gathered row dots for small batches, else on
+    /// the feature-major (F + H) x batch block, where the gate updates also vectorise).
+    void run_lstm(const sparse_op& op, const matrix& x, matrix& y, bool sparse) {
+        const std::size_t batch = x.shape(0), steps = op.in.c, f = op.in.h, h = op.out.h, g = 4 * h, ld = f + h;
+        cell_.assign(batch * h, 0.0f);
+        if (!sparse) {
+            z_.resize(batch * steps * g);  // row s*T + t: step t of sample s
+            for (std::size_t r = 0; r < batch * steps; ++r) std::copy(op.bias.begin(), op.bias.end(), z_.data() + r * g);
+            gemm(transpose::no, transpose::yes, batch * steps, g, f, 1.0f, x.data(), f, op.dense.data(), ld, 1.0f,
+                 z_.data(), g);
+            for (std::size_t t = 0; t < steps; ++t) {
+                float* zt = z_.data() + t * g;
+                if (t > 0 && batch == 1)
+                    gemv(g, h, 1.0f, op.dense.data() + f, ld, y.data() + (t - 1) * h, 1.0f, zt);
+                else if (t > 0)
+                    gemm(transpose::no, transpose::yes, batch, g, h, 1.0f, y.data() + (t - 1) * h, steps * h,
+                         op.dense.data() + f, ld, 1.0f, zt, steps * g);
+                for (std::size_t s = 0; s < batch; ++s)
+                    lstm_cell(zt + s * steps * g, h, cell_.data() + s * h, y.data() + (s * steps + t) * h);
+            }
+        } else if (batch < 8) {
+            xt_.resize(ld);
+            z_.resize(g);
+            for (std::size_t s = 0; s < batch; ++s) {
+                std::fill(xt_.begin() + static_cast<std::ptrdiff_t>(f), xt_.end(), 0.0f);
+                for (std::size_t t = 0; t < steps; ++t) {
+                    const float* xs = x.data() + (s * steps + t) * f;
+                    std::copy(xs, xs + f, xt_.data());
+                    csr_rows_dot(op.csr, op.bias.data(), xt_.data(), z_.data());
+                    float* hs = y.data() + (s * steps + t) * h;
+                    lstm_cell(z_.data(), h, cell_.data() + s * h, hs);
+                    std::copy(hs, hs + h, xt_.data() + f);
+                }
+            }
+        } else {
+            xt_.assign(ld * batch, 0.0f);  // [x_t; h_{t-1}], feature-major
+            z_.resize(g * batch);
+            for (std::size_t t = 0; t < steps; ++t) {
+                for (std::size_t s = 0; s < batch; ++s) {
+                    const float* xs = x.data() + (s * steps + t) * f;
+                    for (std::size_t j = 0; j < f; ++j) xt_[j * batch + s] = xs[j];
+                }
+                csr_times_columns(op.csr, op.bias.data(), xt_.data(), batch, batch, z_.data(), batch);
+                float* hn = xt_.data() + f * batch;
+                lstm_cell(z_.data(), h * batch, cell_.data(), hn);
+                for (std::size_t j = 0; j < h; ++j)
+                    for (std::size_t s = 0; s < batch; ++s) y.data()[(s * steps + t) * h + j] = hn[j * batch + s];
+            }
+        }
+    }
+
+    /// One LSTM step for n values (H of one sample, or H x batch feature-major): the
+    /// pre-activations of gates i, f, g, o are four blocks of n in z; c (the cell, zero
+    /// before the first step) is updated in place and h_t written to hidden.
+    static void lstm_cell(const float* __restrict z, std::size_t n, float* __restrict c, float* __restrict hidden) {
+        const float* __restrict zi = z;
+        const float* __restrict zf = z + n;
+        const float* __restrict zg = z + 2 * n;
+        const float* __restrict zo = z + 3 * n;
+        for (std::size_t v = 0; v < n; ++v) {
+            const float i = detail::fast_sigmoid(zi[v]), fg = detail::fast_sigmoid(zf[v]);
+            const float gg = detail::fast_tanh(zg[v]), o = detail::fast_sigmoid(zo[v]);
+            c[v] = fg * c[v] + i * gg;
+            hidden[v] = o * detail::fast_tanh(c[v]);
+        }
+    }
+
+    static void last_step(const sparse_op& op, const matrix& x, matrix& y) {
+        const std::size_t batch = x.shape(0), steps = op.in.c, f = op.in.h;
+        for (std::size_t s = 0; s < batch; ++s) {
+            const float* src = x.data() + (s * steps + steps - 1) * f;
+            std::copy(src, src + f, y.data() + s * f);
         }
     }
 
@@ -285,7 +376,7 @@ private:
     }
 
     std::vector<matrix> buffers_;
-    std::vector<float> xt_, yt_, col_;
+    std::vector<float> xt_, yt_, col_, z_, cell_;
 };
 
 // --------------------------------------------------------------------------- pruning
@@ -311,6 +402,7 @@ inline float apply_elementwise(op_kind k, float v) {
 inline bool find_consumer(const std::vector<sparse_op>& ops, std::size_t p, std::size_t& q, std::size_t& g) {
     for (q = p + 1; q < ops.size(); ++q) {
         const sparse_op& op = ops[q];
+        if (op.kind == op_kind::lstm) return false;  // see prune_dead_units
         if (op.has_weights()) {
             const std::size_t units = ops[p].out.c;
             if (units == 0 || op.cols() % units != 0) return false;
@@ -374,12 +466,15 @@ inline void remove_units(std::vector<sparse_op>& ops, std::size_t p, std::size_t
 /// Removes, until nothing changes, every unit (neuron or filter) whose incoming weights
 /// are all zero (its constant output is folded into the next layer's bias) or whose
 /// outgoing weights are all zero. Works on the dense copies; call before compressing.
+/// LSTM units are kept: one without incoming weights still has a cell driven by its
+/// biases, so its output changes from step to step and no constant bias can replace it.
 inline void prune_dead_units(std::vector<sparse_op>& ops) {
     for (bool changed = true; changed;) {
         changed = false;
         for (std::size_t p = 0; p < ops.size(); ++p) {
             std::size_t q = 0, g = 0;
-            if (!ops[p].has_weights() || !find_consumer(ops, p, q, g)) continue;
+            const bool producer = ops[p].kind == op_kind::dense || ops[p].kind == op_kind::conv;
+            if (!producer || !find_consumer(ops, p, q, g)) continue;
             const sparse_op& prod = ops[p];
             const sparse_op& cons = ops[q];
             const std::size_t units = prod.rows(), cols = prod.cols();
@@ -543,6 +638,18 @@ inline dims3 expected_output(const sparse_op& op, byte_reader& in, const std::st
         case op_kind::reshape:
             if (op.out.size() != d.size()) in.fail(where + ": reshape changes the size of " + d.str());
             return op.out;
+        case op_kind::lstm: {
+            if (d.w != 1) in.fail(where + ": the input " + d.str() + " is not a sequence (steps, features, 1)");
+            const std::size_t hidden = op.rows() / 4;
+            if (op.rows() % 4 != 0 || op.cols() != d.h + hidden)
+                in.fail(where + ": " + std::to_string(op.rows()) + " x " + std::to_string(op.cols()) +
+                        " weights are not the 4H x (F + H) of an LSTM reading " + std::to_string(d.h) + " features");
+            if (d.c * op.rows() * op.cols() > 4 * max_model_elements) in.fail(where + ": sequence too long for its weights");
+            return {d.c, hidden, 1};
+        }
+        case op_kind::last_step:
+            if (d.w != 1) in.fail(where + ": the input " + d.str() + " is not a sequence (steps, features, 1)");
+            return {d.h, 1, 1};
         default: return d;
     }
 }
@@ -585,7 +692,7 @@ inline sparse_model parse_sparse_model(std::string_view bytes, const std::string
         sparse_op op;
         const std::string where = "operation " + std::to_string(i);
         const std::uint8_t kind = in.u8("operation kind");
-        if (kind < 1 || kind > 8) in.fail(where + ": unknown operation kind " + std::to_string(kind));
+        if (kind < 1 || kind > last_op_kind) in.fail(where + ": unknown operation kind " + std::to_string(kind));
         op.kind = static_cast<op_kind>(kind);
         op.in = detail::read_dims(in, where);
         op.out = detail::read_dims(in, where);
