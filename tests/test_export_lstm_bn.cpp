@@ -249,3 +249,21 @@ TEST_CASE("a bad exported LSTM model is refused with a clear message") {
         refused(ds::sparse_model_bytes(m), "operation 0 (lstm): the input (2,3,4) is not a sequence");
     }
 }
+
+TEST_CASE("csr_times_columns<true> adds W X to what the output holds") {
+    ds::rng gen(8);
+    const std::size_t rows = 5, cols = 7, n = 37;  // two 16-column blocks and a tail
+    std::vector<float> w(rows * cols), x(cols * n), y(rows * n), before;
+    for (auto& v : w) v = gen.uniform01() < 0.4f ? gen.uniform(-1.0f, 1.0f) : 0.0f;
+    for (auto& v : x) v = gen.uniform(-1.0f, 1.0f);
+    for (auto& v : y) v = gen.uniform(-1.0f, 1.0f);
+    before = y;
+    const ds::csr_matrix m = ds::csr_matrix::from_dense(w.data(), rows, cols);
+    ds::csr_times_columns<true>(m, nullptr, x.data(), n, n, y.data(), n);
+    for (std::size_t i = 0; i < rows; ++i)
+        for (std::size_t j = 0; j < n; ++j) {
+            double expected = before[i * n + j];
+            for (std::size_t k = 0; k < cols; ++k) expected += double{w[i * cols + k]} * x[k * n + j];
+            CHECK(y[i * n + j] == doctest::Approx(expected).epsilon(1e-5));
+        }
+}

@@ -78,9 +78,10 @@ namespace detail {
 using float16 = float __attribute__((vector_size(64)));
 }  // namespace detail
 
-/// Y (rows x n, rows ldy floats apart) = W X + b, X (cols x n, rows ldx floats apart).
-/// Columns go in blocks of 64 held in four vector accumulators; the last n % 16 columns
-/// in a plain loop.
+/// Y (rows x n, rows ldy floats apart) = W X + b, X (cols x n, rows ldx floats apart);
+/// with Accumulate, Y += W X (b is not read). Columns go in blocks of 64 held in four
+/// vector accumulators; the last n % 16 columns in a plain loop.
+template <bool Accumulate = false>
 inline void csr_times_columns(const csr_matrix& w, const float* __restrict b, const float* __restrict x,
                               std::size_t ldx, std::size_t n, float* __restrict y, std::size_t ldy) {
     using detail::float16;
@@ -92,7 +93,15 @@ inline void csr_times_columns(const csr_matrix& w, const float* __restrict b, co
         const std::uint32_t k0 = start[i], k1 = start[i + 1];
         std::size_t j0 = 0;
         for (; j0 + 64 <= n; j0 += 64) {
-            float16 a0 = float16{} + b[i], a1 = a0, a2 = a0, a3 = a0, t0, t1, t2, t3;
+            float16 a0, a1, a2, a3, t0, t1, t2, t3;
+            if constexpr (Accumulate) {
+                std::memcpy(&a0, yr + j0, sizeof a0);
+                std::memcpy(&a1, yr + j0 + 16, sizeof a1);
+                std::memcpy(&a2, yr + j0 + 32, sizeof a2);
+                std::memcpy(&a3, yr + j0 + 48, sizeof a3);
+            } else {
+                a0 = float16{} + b[i], a1 = a0, a2 = a0, a3 = a0;
+            }
             for (std::uint32_t k = k0; k < k1; ++k) {
                 const float* xr = x + static_cast<std::size_t>(col[k]) * ldx + j0;
                 std::memcpy(&t0, xr, sizeof t0);
@@ -111,7 +120,11 @@ inline void csr_times_columns(const csr_matrix& w, const float* __restrict b, co
             std::memcpy(yr + j0 + 48, &a3, sizeof a3);
         }
         for (; j0 + 16 <= n; j0 += 16) {
-            float16 a = float16{} + b[i], t;
+            float16 a, t;
+            if constexpr (Accumulate)
+                std::memcpy(&a, yr + j0, sizeof a);
+            else
+                a = float16{} + b[i];
             for (std::uint32_t k = k0; k < k1; ++k) {
                 std::memcpy(&t, x + static_cast<std::size_t>(col[k]) * ldx + j0, sizeof t);
                 a += val[k] * t;
@@ -119,23 +132,25 @@ inline void csr_times_columns(const csr_matrix& w, const float* __restrict b, co
             std::memcpy(yr + j0, &a, sizeof a);
         }
         for (std::size_t j = j0; j < n; ++j) {
-            float a = b[i];
+            float a = Accumulate ? yr[j] : b[i];
             for (std::uint32_t k = k0; k < k1; ++k) a += val[k] * x[static_cast<std::size_t>(col[k]) * ldx + j];
             yr[j] = a;
         }
     }
 }
 
-/// out (cols x rows) = in (rows x cols)^T, in tiles so both sides stay in cache.
+/// out (cols x rows, rows ld_out floats apart, ld_out >= rows; 0: rows) = in (rows x
+/// cols)^T, in tiles so both sides stay in cache.
 inline void transpose_into(const float* __restrict in, std::size_t rows, std::size_t cols,
-                           float* __restrict out) {
+                           float* __restrict out, std::size_t ld_out = 0) {
+    if (ld_out == 0) ld_out = rows;
     constexpr std::size_t tile = 16;
     for (std::size_t i0 = 0; i0 < rows; i0 += tile)
         for (std::size_t j0 = 0; j0 < cols; j0 += tile) {
             const std::size_t i1 = i0 + tile < rows ? i0 + tile : rows;
             const std::size_t j1 = j0 + tile < cols ? j0 + tile : cols;
             for (std::size_t i = i0; i < i1; ++i)
-                for (std::size_t j = j0; j < j1; ++j) out[j * rows + i] = in[i * cols + j];
+                for (std::size_t j = j0; j < j1; ++j) out[j * ld_out + i] = in[i * cols + j];
         }
 }
 

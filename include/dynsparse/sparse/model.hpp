@@ -89,7 +89,8 @@ struct sparse_op {
     std::size_t kernel = 0, stride = 0, padding = 0;
     std::vector<float> bias;
     std::vector<float> dense;  ///< row-major rows x cols, kept when the layer is dense enough (or while exporting)
-    csr_matrix csr;            ///< always present for dense and conv
+    csr_matrix csr;            ///< always present for dense, conv and lstm
+    csr_matrix csr_input, csr_recurrent;  ///< lstm: csr split into W_ih and W_hh (made by the engine)
 
     bool has_weights() const { return kind == op_kind::dense || kind == op_kind::conv || kind == op_kind::lstm; }
     std::size_t rows() const { return csr.rows; }
@@ -147,6 +148,29 @@ public:
         }
     }
 
+    /// lstm: csr split into its W_ih and W_hh columns, unless done already.
+    static void split_lstm(sparse_op& op) {
+        const std::size_t f = op.in.h;
+        if (op.kind != op_kind::lstm || (op.csr_input.rows == op.rows() && op.csr_input.cols == f)) return;
+        csr_matrix a, b;
+        a.rows = b.rows = op.rows();
+        a.cols = f;
+        b.cols = op.cols() - f;
+        a.row_start.push_back(0);
+        b.row_start.push_back(0);
+        for (std::size_t i = 0; i < op.rows(); ++i) {
+            for (std::uint32_t k = op.csr.row_start[i]; k < op.csr.row_start[i + 1]; ++k) {
+                csr_matrix& part = op.csr.column[k] < f ? a : b;
+                part.column.push_back(op.csr.column[k] < f ? op.csr.column[k] : op.csr.column[k] - static_cast<std::uint32_t>(f));
+                part.value.push_back(op.csr.value[k]);
+            }
+            a.row_start.push_back(static_cast<std::uint32_t>(a.value.size()));
+            b.row_start.push_back(static_cast<std::uint32_t>(b.value.size()));
+        }
+        op.csr_input = std::move(a);
+        op.csr_recurrent = std::move(b);
+    }
+
     /// Runs the model on x (batch x input_size()); returns batch x output_size().
     const matrix& run(const matrix& x, kernel_choice choice = kernel_choice::automatic) {
         if (x.dimension() != 2 || x.shape(1) != input_size())
@@ -174,6 +198,7 @@ public:
             bool sparse = choice == kernel_choice::sparse ||
                           (choice == kernel_choice::automatic && op.density() < sparse_density_threshold(op.kind, batch));
             if (op.has_weights() && op.dense.size() != op.rows() * op.cols()) sparse = true;
+            if (sparse) split_lstm(ops[i]);
             switch (op.kind) {
                 case op_kind::dense: run_dense(op, *cur, y, sparse); break;
                 case op_kind::conv: run_conv(op, *cur, y, sparse); break;
@@ -235,10 +260,11 @@ private:
     }
 
     /// The LSTM recurrence of detail::lstm_forward (same gate functions) with the sizes
-    /// known at run time. Dense: one GEMM for the input projection of every step, then one
-    /// GEMV / GEMM per step for W_hh h_{t-1}. Sparse: per step one product of the stacked
-    /// CSR [W_ih | W_hh] with [x_t; h_{t-1}] (gathered row dots for small batches, else on
-    /// the feature-major (F + H) x batch block, where the gate updates also vectorise).
+    /// known at run time. The input projection of every step comes first (dense: one
+    /// GEMM; sparse: W_ih's CSR on the feature-major input, steps x batch columns), then
+    /// each step adds W_hh h_{t-1} (dense: GEMV / GEMM; sparse: gathered row dots for
+    /// small batches, else W_hh's CSR on the feature-major hidden state, where the gate
+    /// updates also vectorise).
     void run_lstm(const sparse_op& op, const matrix& x, matrix& y, bool sparse) {
         const std::size_t batch = x.shape(0), steps = op.in.c, f = op.in.h, h = op.out.h, g = 4 * h, ld = f + h;
         cell_.assign(batch * h, 0.0f);
@@ -255,52 +281,82 @@ private:
                     gemm(transpose::no, transpose::yes, batch, g, h, 1.0f, y.data() + (t - 1) * h, steps * h,
                          op.dense.data() + f, ld, 1.0f, zt, steps * g);
                 for (std::size_t s = 0; s < batch; ++s)
-                    lstm_cell(zt + s * steps * g, h, cell_.data() + s * h, y.data() + (s * steps + t) * h);
+                    lstm_cell(zt + s * steps * g, h, 1, 1, cell_.data() + s * h, y.data() + (s * steps + t) * h);
             }
-        } else if (batch < 8) {
-            xt_.resize(ld);
-            z_.resize(g);
+            return;
+        }
+        if (batch < 8) {
+            // Per sample: Z^T (4H x T', T' = steps rounded up to 16) = W_ih X^T + b, then
+            // Z (T' x 4H), so each step's pre-activations are one contiguous row.
+            const std::size_t cols = (steps + 15) / 16 * 16;
+            xt_.assign(f * cols, 0.0f);
+            col_.resize(g * cols);
+            z_.resize(cols * g);
+            hidden_.resize(g);
             for (std::size_t s = 0; s < batch; ++s) {
-                std::fill(xt_.begin() + static_cast<std::ptrdiff_t>(f), xt_.end(), 0.0f);
+                transpose_into(x.data() + s * steps * f, steps, f, xt_.data(), cols);
+                csr_times_columns(op.csr_input, op.bias.data(), xt_.data(), cols, cols, col_.data(), cols);
+                transpose_into(col_.data(), g, cols, z_.data(), g);
+                float* hs = y.data() + s * steps * h;
                 for (std::size_t t = 0; t < steps; ++t) {
-                    const float* xs = x.data() + (s * steps + t) * f;
-                    std::copy(xs, xs + f, xt_.data());
-                    csr_rows_dot(op.csr, op.bias.data(), xt_.data(), z_.data());
-                    float* hs = y.data() + (s * steps + t) * h;
-                    lstm_cell(z_.data(), h, cell_.data() + s * h, hs);
-                    std::copy(hs, hs + h, xt_.data() + f);
+                    const float* zt = z_.data() + t * g;
+                    if (t > 0) {
+                        csr_rows_dot(op.csr_recurrent, zt, hs + (t - 1) * h, hidden_.data());
+                        zt = hidden_.data();
+                    }
+                    lstm_cell(zt, h, 1, 1, cell_.data() + s * h, hs + t * h);
                 }
             }
-        } else {
-            xt_.assign(ld * batch, 0.0f);  // [x_t; h_{t-1}], feature-major
-            z_.resize(g * batch);
+            return;
+        }
+        // Feature-major: X^T (F x T*B, column t*B + s), Z (4H x T*B), H (H x B).
+        const std::size_t n = steps * batch;
+        xt_.resize(f * n);
+        for (std::size_t s = 0; s < batch; ++s)
             for (std::size_t t = 0; t < steps; ++t) {
-                for (std::size_t s = 0; s < batch; ++s) {
-                    const float* xs = x.data() + (s * steps + t) * f;
-                    for (std::size_t j = 0; j < f; ++j) xt_[j * batch + s] = xs[j];
-                }
-                csr_times_columns(op.csr, op.bias.data(), xt_.data(), batch, batch, z_.data(), batch);
-                float* hn = xt_.data() + f * batch;
-                lstm_cell(z_.data(), h * batch, cell_.data(), hn);
-                for (std::size_t j = 0; j < h; ++j)
-                    for (std::size_t s = 0; s < batch; ++s) y.data()[(s * steps + t) * h + j] = hn[j * batch + s];
+                const float* xs = x.data() + (s * steps + t) * f;
+                for (std::size_t j = 0; j < f; ++j) xt_[j * n + t * batch + s] = xs[j];
             }
+        z_.resize(g * n);
+        csr_times_columns(op.csr_input, op.bias.data(), xt_.data(), n, n, z_.data(), n);
+        hidden_.resize(h * batch);
+        for (std::size_t t = 0; t < steps; ++t) {
+            float* zt = z_.data() + t * batch;
+            if (t > 0) csr_times_columns<true>(op.csr_recurrent, nullptr, hidden_.data(), batch, batch, zt, n);
+            lstm_cell(zt, h, batch, n, cell_.data(), hidden_.data());
+            for (std::size_t j = 0; j < h; ++j)
+                for (std::size_t s = 0; s < batch; ++s) y.data()[(s * steps + t) * h + j] = hidden_[j * batch + s];
         }
     }
 
-    /// One LSTM step for n values (H of one sample, or H x batch feature-major): the
-    /// pre-activations of gates i, f, g, o are four blocks of n in z; c (the cell, zero
-    /// before the first step) is updated in place and h_t written to hidden.
-    static void lstm_cell(const float* __restrict z, std::size_t n, float* __restrict c, float* __restrict hidden) {
-        const float* __restrict zi = z;
-        const float* __restrict zf = z + n;
-        const float* __restrict zg = z + 2 * n;
-        const float* __restrict zo = z + 3 * n;
-        for (std::size_t v = 0; v < n; ++v) {
-            const float i = detail::fast_sigmoid(zi[v]), fg = detail::fast_sigmoid(zf[v]);
-            const float gg = detail::fast_tanh(zg[v]), o = detail::fast_sigmoid(zo[v]);
-            c[v] = fg * c[v] + i * gg;
-            hidden[v] = o * detail::fast_tanh(c[v]);
+    /// One LSTM step for `units` hidden units of `width` columns (1: one sample; or a
+    /// feature-major batch): the pre-activation of gate k (i, f, g, o) of unit j, column s
+    /// is z[(k * units + j) * ldz + s]; the cell c (zero before the first step) is updated
+    /// in place and h_t written to hidden, both at [j * width + s].
+    static void lstm_cell(const float* __restrict z, std::size_t units, std::size_t width, std::size_t ldz,
+                          float* __restrict c, float* __restrict hidden) {
+        if (width == 1 && ldz == 1) {  // one sample: vectorise along the units
+            for (std::size_t j = 0; j < units; ++j) {
+                const float i = detail::fast_sigmoid(z[j]), fg = detail::fast_sigmoid(z[units + j]);
+                const float gg = detail::fast_tanh(z[2 * units + j]), o = detail::fast_sigmoid(z[3 * units + j]);
+                c[j] = fg * c[j] + i * gg;
+                hidden[j] = o * detail::fast_tanh(c[j]);
+            }
+            return;
+        }
+        for (std::size_t j = 0; j < units; ++j) {
+            const float* __restrict zi = z + j * ldz;
+            const float* __restrict zf = z + (units + j) * ldz;
+            const float* __restrict zg = z + (2 * units + j) * ldz;
+            const float* __restrict zo = z + (3 * units + j) * ldz;
+            float* __restrict cj = c + j * width;
+            float* __restrict hj = hidden + j * width;
+            for (std::size_t s = 0; s < width; ++s) {
+                const float i = detail::fast_sigmoid(zi[s]), fg = detail::fast_sigmoid(zf[s]);
+                const float gg = detail::fast_tanh(zg[s]), o = detail::fast_sigmoid(zo[s]);
+                cj[s] = fg * cj[s] + i * gg;
+                hj[s] = o * detail::fast_tanh(cj[s]);
+            }
         }
     }
 
@@ -376,7 +432,7 @@ private:
     }
 
     std::vector<matrix> buffers_;
-    std::vector<float> xt_, yt_, col_, z_, cell_;
+    std::vector<float> xt_, yt_, col_, z_, cell_, hidden_;
 };
 
 // --------------------------------------------------------------------------- pruning
