@@ -75,7 +75,9 @@ struct dims3 {
 
 /// Densities below this use the sparse kernels, the rest BLAS: about where the sparse kernels
 /// of a 784-300 dense layer and of LeNet-5's second convolution stop winning against GEMV
-/// (batch 1) and GEMM (docs/benchmarks.md, `sparse_inference_bench density`).
+/// (batch 1) and GEMM (docs/benchmarks.md, `sparse_inference_bench density`). An LSTM
+/// 128 -> 128 over 28 steps crosses over at the dense layer's densities (0.1-0.2 at batch
+/// 1, 0.5 at batch 64), so lstm shares them.
 inline float sparse_density_threshold(op_kind kind, std::size_t batch) {
     if (kind == op_kind::conv) return 0.6f;
     return batch == 1 ? 0.15f : 0.5f;
@@ -264,7 +266,9 @@ private:
     /// GEMM; sparse: W_ih's CSR on the feature-major input, steps x batch columns), then
     /// each step adds W_hh h_{t-1} (dense: GEMV / GEMM; sparse: gathered row dots for
     /// small batches, else W_hh's CSR on the feature-major hidden state, where the gate
-    /// updates also vectorise).
+    /// updates also vectorise; batch padded to a multiple of 16 columns). (Scaling W_hh's
+    /// columns by h instead of row dots, and a SELL-16 layout with AVX-512 gathers, were
+    /// tried on LSTM-a's W_hh: 1.1x and 3-4x slower.)
     void run_lstm(const sparse_op& op, const matrix& x, matrix& y, bool sparse) {
         const std::size_t batch = x.shape(0), steps = op.in.c, f = op.in.h, h = op.out.h, g = 4 * h, ld = f + h;
         cell_.assign(batch * h, 0.0f);
@@ -309,23 +313,21 @@ private:
             }
             return;
         }
-        // Feature-major: X^T (F x T*B, column t*B + s), Z (4H x T*B), H (H x B).
-        const std::size_t n = steps * batch;
-        xt_.resize(f * n);
-        for (std::size_t s = 0; s < batch; ++s)
-            for (std::size_t t = 0; t < steps; ++t) {
-                const float* xs = x.data() + (s * steps + t) * f;
-                for (std::size_t j = 0; j < f; ++j) xt_[j * n + t * batch + s] = xs[j];
-            }
+        // Feature-major, bp = batch rounded up to 16 columns (the padding columns compute
+        // an LSTM on zeros): X^T (F x T*bp, column t*bp + s), Z (4H x T*bp), H (H x bp).
+        const std::size_t bp = (batch + 15) / 16 * 16, n = steps * bp;
+        xt_.assign(f * n, 0.0f);
+        for (std::size_t t = 0; t < steps; ++t)  // step t of every sample: batch x F, rows T*F apart
+            transpose_into(x.data() + t * f, batch, f, xt_.data() + t * bp, n, steps * f);
         z_.resize(g * n);
         csr_times_columns(op.csr_input, op.bias.data(), xt_.data(), n, n, z_.data(), n);
-        hidden_.resize(h * batch);
+        hidden_.resize(h * bp);
+        cell_.assign(h * bp, 0.0f);
         for (std::size_t t = 0; t < steps; ++t) {
-            float* zt = z_.data() + t * batch;
-            if (t > 0) csr_times_columns<true>(op.csr_recurrent, nullptr, hidden_.data(), batch, batch, zt, n);
-            lstm_cell(zt, h, batch, n, cell_.data(), hidden_.data());
-            for (std::size_t j = 0; j < h; ++j)
-                for (std::size_t s = 0; s < batch; ++s) y.data()[(s * steps + t) * h + j] = hidden_[j * batch + s];
+            float* zt = z_.data() + t * bp;
+            if (t > 0) csr_times_columns<true>(op.csr_recurrent, nullptr, hidden_.data(), bp, bp, zt, n);
+            lstm_cell(zt, h, bp, n, cell_.data(), hidden_.data());
+            transpose_into(hidden_.data(), h, batch, y.data() + t * h, steps * h, bp);
         }
     }
 
