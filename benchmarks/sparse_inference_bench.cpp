@@ -223,6 +223,10 @@ int compare(const char* title, const std::string& checkpoint, const std::string&
     const double ts1 = median(s1), td1 = median(d1), tn1 = median(n1);
     const double ts64 = median(s64), td64 = median(d64), tn64 = median(n64);
     const double tg1 = median(g1), tg64 = median(g64);
+    // Back to back: one path many times in a row (caches hold only its data), as a server
+    // answering single requests would run.
+    fill1();
+    const double bs1 = time_median([&] { model.run(x1); }, 10 * reps), bg1 = time_median([&] { dense_net.forward(x1, false); }, 10 * reps);
 
     std::printf("## %s (%s)\n\n", title, checkpoint.c_str());
     std::printf("exported model: %s", model.summary().c_str());
@@ -237,6 +241,8 @@ int compare(const char* title, const std::string& checkpoint, const std::string&
                 ts1 * 1e6, tg1 * 1e6, td1 * 1e6, tn1 * 1e6);
     std::printf("| **batch-1 speed-up** over the dense network (GEMM) / over GEMV | **%.2fx** / %.2fx |\n",
                 tg1 / ts1, td1 / ts1);
+    std::printf("| batch-1 latency back to back (us): sparse engine / dense network; speed-up | %.1f / %.1f; %.2fx |\n",
+                bs1 * 1e6, bg1 * 1e6, bg1 / bs1);
     const double b = static_cast<double>(nb);
     std::printf("| batch-%zu throughput (samples/s): sparse engine / dense network (GEMM) / engine's dense "
                 "path (GEMM) / masked network forward | %.0f / %.0f / %.0f / %.0f |\n",

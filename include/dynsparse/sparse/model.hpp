@@ -337,28 +337,25 @@ private:
     /// in place and h_t written to hidden, both at [j * width + s].
     static void lstm_cell(const float* __restrict z, std::size_t units, std::size_t width, std::size_t ldz,
                           float* __restrict c, float* __restrict hidden) {
-        if (width == 1 && ldz == 1) {  // one sample: vectorise along the units
-            for (std::size_t j = 0; j < units; ++j) {
-                const float i = detail::fast_sigmoid(z[j]), fg = detail::fast_sigmoid(z[units + j]);
-                const float gg = detail::fast_tanh(z[2 * units + j]), o = detail::fast_sigmoid(z[3 * units + j]);
-                c[j] = fg * c[j] + i * gg;
-                hidden[j] = o * detail::fast_tanh(c[j]);
-            }
+        if (width == 1 && ldz == 1) {  // one sample: along the units
+            lstm_cell_row(z, z + units, z + 2 * units, z + 3 * units, units, c, hidden);
             return;
         }
-        for (std::size_t j = 0; j < units; ++j) {
-            const float* __restrict zi = z + j * ldz;
-            const float* __restrict zf = z + (units + j) * ldz;
-            const float* __restrict zg = z + (2 * units + j) * ldz;
-            const float* __restrict zo = z + (3 * units + j) * ldz;
-            float* __restrict cj = c + j * width;
-            float* __restrict hj = hidden + j * width;
-            for (std::size_t s = 0; s < width; ++s) {
-                const float i = detail::fast_sigmoid(zi[s]), fg = detail::fast_sigmoid(zf[s]);
-                const float gg = detail::fast_tanh(zg[s]), o = detail::fast_sigmoid(zo[s]);
-                cj[s] = fg * cj[s] + i * gg;
-                hj[s] = o * detail::fast_tanh(cj[s]);
-            }
+        for (std::size_t j = 0; j < units; ++j)
+            lstm_cell_row(z + j * ldz, z + (units + j) * ldz, z + (2 * units + j) * ldz, z + (3 * units + j) * ldz,
+                          width, c + j * width, hidden + j * width);
+    }
+
+    /// n cells from their four gate pre-activations. Not inlined: GCC vectorised this loop
+    /// in some translation units and not in others when it was part of lstm_cell.
+    [[gnu::noinline]] static void lstm_cell_row(const float* __restrict zi, const float* __restrict zf,
+                                                const float* __restrict zg, const float* __restrict zo,
+                                                std::size_t n, float* __restrict c, float* __restrict hidden) {
+        for (std::size_t s = 0; s < n; ++s) {
+            const float i = detail::fast_sigmoid(zi[s]), fg = detail::fast_sigmoid(zf[s]);
+            const float gg = detail::fast_tanh(zg[s]), o = detail::fast_sigmoid(zo[s]);
+            c[s] = fg * c[s] + i * gg;
+            hidden[s] = o * detail::fast_tanh(c[s]);
         }
     }
 
