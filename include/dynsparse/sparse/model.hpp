@@ -75,11 +75,11 @@ struct dims3 {
 
 /// Densities below this use the sparse kernels, the rest BLAS: about where the sparse kernels
 /// of a 784-300 dense layer and of LeNet-5's second convolution stop winning against GEMV
-/// (batch 1) and GEMM (docs/benchmarks.md, `sparse_inference_bench density`). An LSTM
-/// 128 -> 128 over 28 steps crosses over at the dense layer's densities (0.1-0.2 at batch
-/// 1, 0.5 at batch 64), so lstm shares them.
+/// (batch 1) and GEMM (docs/benchmarks.md, `sparse_inference_bench density`); for an LSTM
+/// 128 -> 128 over 28 steps: 0.1-0.2 at batch 1, 0.2-0.3 at batch 64.
 inline float sparse_density_threshold(op_kind kind, std::size_t batch) {
     if (kind == op_kind::conv) return 0.6f;
+    if (kind == op_kind::lstm) return batch == 1 ? 0.15f : 0.25f;
     return batch == 1 ? 0.15f : 0.5f;
 }
 
