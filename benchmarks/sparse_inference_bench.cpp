@@ -2,9 +2,10 @@
 // medians).
 //
 //   sparse_inference_bench density [--reps N]
-//       the sparse and the dense (BLAS) kernel of one 300 x 784 dense layer and of one
-//       50 x (20*5*5) convolution on 12 x 12 inputs, at densities from 1% to 90%, batch 1
-//       and 64: where the sparse kernel stops winning (sparse_density_threshold).
+//       the sparse and the dense (BLAS) kernel of one 300 x 784 dense layer, of one
+//       50 x (20*5*5) convolution on 12 x 12 inputs and of one LSTM 128 -> 128 over 28 steps,
+//       at densities from 1% to 90%, batch 1 and 64: where the sparse kernel stops winning
+//       (sparse_density_threshold).
 //   sparse_inference_bench lenet300 CHECKPOINT [--data DIR]
 //   sparse_inference_bench lenet5 CHECKPOINT [--data DIR]
 //       loads a checkpoint written by examples/lenet_300_100 or lenet5_caffe --save (default
@@ -14,6 +15,9 @@
 //       at full shape: the library's dense network (dense / conv2d layers, GEMM at every
 //       batch size) and the engine's dense kernels (export_sparse with remove_dead_units
 //       off, kernel_choice::dense: GEMV at batch 1, GEMM otherwise); and file sizes.
+//   sparse_inference_bench lstm_a CHECKPOINT [--data DIR]
+//       the same for LSTM-a (examples/lstm_mnist --save, default policies, dense head,
+//       Adam), with batch-100 throughput (the paper's batch) instead of batch 64.
 #include <dynsparse/dynsparse.hpp>
 
 #include <cmath>
@@ -38,6 +42,10 @@ struct lenet_300_100_dense : ds::sequential<ds::input<784>, ds::dense<300>, ds::
 struct lenet5_caffe_dense : ds::sequential<ds::input<1, 28, 28>, ds::conv2d<20, 5>, ds::relu, ds::max_pool2d<2>,
                                            ds::conv2d<50, 5>, ds::relu, ds::max_pool2d<2>, ds::flatten, ds::dense<500>,
                                            ds::relu, ds::dense<10>> {};
+struct lstm_a : ds::sequential<ds::sequence_input<28, 28>, ds::masked_lstm<128>, ds::masked_lstm<128>, ds::last_step,
+                               ds::dense<10>> {};
+struct lstm_a_dense : ds::sequential<ds::sequence_input<28, 28>, ds::lstm<128>, ds::lstm<128>, ds::last_step,
+                                     ds::dense<10>> {};
 struct lenet5_caffe : ds::sequential<ds::input<1, 28, 28>, ds::masked_conv2d<20, 5>, ds::relu, ds::max_pool2d<2>,
                                      ds::masked_conv2d<50, 5>, ds::relu, ds::max_pool2d<2>, ds::flatten,
                                      ds::masked_dense<500>, ds::relu, ds::masked_dense<10>> {};
@@ -67,16 +75,22 @@ double time_median(F&& f, std::size_t reps) {
 ds::sparse_model one_layer(ds::op_kind kind, double density, ds::rng& gen) {
     ds::sparse_op op;
     op.kind = kind;
+    std::size_t rows = 0, cols = 0;
     if (kind == ds::op_kind::dense) {
         op.in = {784, 1, 1};
         op.out = {300, 1, 1};
+        rows = 300, cols = 784;
+    } else if (kind == ds::op_kind::lstm) {  // LSTM-a's second layer
+        op.in = {28, 128, 1};
+        op.out = {28, 128, 1};
+        rows = 512, cols = 256;
     } else {
         op.in = {20, 12, 12};
         op.out = {50, 8, 8};
         op.kernel = 5;
         op.stride = 1;
+        rows = 50, cols = 500;
     }
-    const std::size_t rows = op.out.c, cols = kind == ds::op_kind::dense ? 784 : 500;
     op.csr.rows = rows;
     op.csr.cols = cols;
     op.dense.resize(rows * cols);
@@ -93,7 +107,7 @@ ds::sparse_model one_layer(ds::op_kind kind, double density, ds::rng& gen) {
 int density_sweep(std::size_t reps) {
     std::printf("| layer | batch | density | sparse (us) | dense BLAS (us) | dense / sparse |\n|---|---|---|---|---|---|\n");
     ds::rng gen(1);
-    for (auto kind : {ds::op_kind::dense, ds::op_kind::conv})
+    for (auto kind : {ds::op_kind::dense, ds::op_kind::conv, ds::op_kind::lstm})
         for (std::size_t batch : {1, 64}) {
             double crossover = -1;
             for (double d : {0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.9}) {
@@ -103,7 +117,10 @@ int density_sweep(std::size_t reps) {
                 const double ts = time_median([&] { m.run(x, ds::kernel_choice::sparse); }, reps);
                 const double td = time_median([&] { m.run(x, ds::kernel_choice::dense); }, reps);
                 std::printf("| %s | %zu | %.2f | %.1f | %.1f | %.2f |\n",
-                            kind == ds::op_kind::dense ? "dense 784-300" : "conv 20->50 5x5 on 12x12", batch, d, ts * 1e6,
+                            kind == ds::op_kind::dense  ? "dense 784-300"
+                            : kind == ds::op_kind::lstm ? "lstm 128->128, 28 steps"
+                                                        : "conv 20->50 5x5 on 12x12",
+                            batch, d, ts * 1e6,
                             td * 1e6, td / ts);
                 if (crossover < 0 && ts > td) crossover = d;
             }
@@ -130,10 +147,11 @@ void copy_weights(const ds::sparse_model& full, Dense& dense) {
     });
 }
 
-template <class Net, class DenseNet>
-int compare(const char* title, const std::string& checkpoint, const std::string& data_dir, std::size_t reps) {
+template <class Net, class DenseNet, class Opt = ds::sgd>
+int compare(const char* title, const std::string& checkpoint, const std::string& data_dir, std::size_t reps,
+            std::size_t nb = 64) {
     Net net;
-    ds::trainer<Net> tr(net, {}, ds::sgd(), {});
+    ds::trainer<Net, ds::softmax_cross_entropy, Opt> tr(net, {}, Opt(), {});
     ds::load_checkpoint(tr, checkpoint);
     ds::sparse_model model = ds::export_sparse(net);
     ds::sparse_model dense = ds::export_sparse(net, {.remove_dead_units = false});
@@ -175,16 +193,16 @@ int compare(const char* title, const std::string& checkpoint, const std::string&
         }
     }
 
-    // Batch 1: one test sample after another; batch 64: consecutive batches.
-    ds::matrix x1 = ds::make_matrix(1, x.shape(1)), x64 = ds::make_matrix(64, x.shape(1));
+    // Batch 1: one test sample after another; batch nb: consecutive batches.
+    ds::matrix x1 = ds::make_matrix(1, x.shape(1)), x64 = ds::make_matrix(nb, x.shape(1));
     std::size_t next1 = 0, next64 = 0;
     auto fill1 = [&] {
         std::copy(x.data() + next1 * x.shape(1), x.data() + (next1 + 1) * x.shape(1), x1.data());
         next1 = (next1 + 1) % n;
     };
     auto fill64 = [&] {
-        std::copy(x.data() + next64 * x.shape(1), x.data() + (next64 + 64) * x.shape(1), x64.data());
-        next64 = (next64 + 64 + 64 <= n) ? next64 + 64 : 0;
+        std::copy(x.data() + next64 * x.shape(1), x.data() + (next64 + nb) * x.shape(1), x64.data());
+        next64 = (next64 + nb + nb <= n) ? next64 + nb : 0;
     };
     // Interleave the three paths so load changes on the shared machine hit all of them.
     std::vector<double> s1, d1, n1, g1, s64, d64, n64, g64;
@@ -205,6 +223,10 @@ int compare(const char* title, const std::string& checkpoint, const std::string&
     const double ts1 = median(s1), td1 = median(d1), tn1 = median(n1);
     const double ts64 = median(s64), td64 = median(d64), tn64 = median(n64);
     const double tg1 = median(g1), tg64 = median(g64);
+    // Back to back: one path many times in a row (caches hold only its data), as a server
+    // answering single requests would run.
+    fill1();
+    const double bs1 = time_median([&] { model.run(x1); }, 10 * reps), bg1 = time_median([&] { dense_net.forward(x1, false); }, 10 * reps);
 
     std::printf("## %s (%s)\n\n", title, checkpoint.c_str());
     std::printf("exported model: %s", model.summary().c_str());
@@ -219,11 +241,14 @@ int compare(const char* title, const std::string& checkpoint, const std::string&
                 ts1 * 1e6, tg1 * 1e6, td1 * 1e6, tn1 * 1e6);
     std::printf("| **batch-1 speed-up** over the dense network (GEMM) / over GEMV | **%.2fx** / %.2fx |\n",
                 tg1 / ts1, td1 / ts1);
-    std::printf("| batch-64 throughput (samples/s): sparse engine / dense network (GEMM) / engine's dense "
+    std::printf("| batch-1 latency back to back (us): sparse engine / dense network; speed-up | %.1f / %.1f; %.2fx |\n",
+                bs1 * 1e6, bg1 * 1e6, bg1 / bs1);
+    const double b = static_cast<double>(nb);
+    std::printf("| batch-%zu throughput (samples/s): sparse engine / dense network (GEMM) / engine's dense "
                 "path (GEMM) / masked network forward | %.0f / %.0f / %.0f / %.0f |\n",
-                64 / ts64, 64 / tg64, 64 / td64, 64 / tn64);
-    std::printf("| **batch-64 throughput gain** over the dense network / over the engine's dense path | "
-                "**%.2fx** / %.2fx |\n", tg64 / ts64, td64 / ts64);
+                nb, b / ts64, b / tg64, b / td64, b / tn64);
+    std::printf("| **batch-%zu throughput gain** over the dense network / over the engine's dense path | "
+                "**%.2fx** / %.2fx |\n", nb, tg64 / ts64, td64 / ts64);
     std::printf("| exported file / checkpoint (bytes) | %zu / %zu = **%.3fx** |\n", model_bytes.size(),
                 static_cast<std::size_t>(ckpt_bytes), static_cast<double>(model_bytes.size()) / ckpt_bytes);
     std::printf("| exported file / dense float32 weights and biases (bytes) | %zu / %zu = **%.3fx** |\n\n",
@@ -238,7 +263,7 @@ int main(int argc, char** argv) {
     ds::set_blas_threads(1);
     try {
         if (argc < 2) {
-            std::fprintf(stderr, "usage: %s density [--reps N] | lenet300 CKPT | lenet5 CKPT [--data DIR] [--reps N]\n",
+            std::fprintf(stderr, "usage: %s density [--reps N] | lenet300 CKPT | lenet5 CKPT | lstm_a CKPT [--data DIR] [--reps N]\n",
                          argv[0]);
             return 2;
         }
@@ -253,6 +278,8 @@ int main(int argc, char** argv) {
         if (argc < 3) throw std::invalid_argument(mode + " needs a checkpoint path");
         if (mode == "lenet300") return compare<lenet_300_100, lenet_300_100_dense>("LeNet-300-100", argv[2], data, reps ? reps : 2001);
         if (mode == "lenet5") return compare<lenet5_caffe, lenet5_caffe_dense>("LeNet-5-Caffe", argv[2], data, reps ? reps : 401);
+        if (mode == "lstm_a")
+            return compare<lstm_a, lstm_a_dense, ds::adam>("LSTM-a", argv[2], data, reps ? reps : 201, 100);
         throw std::invalid_argument("unknown mode '" + mode + "'");
     } catch (const std::exception& e) {
         std::fprintf(stderr, "error: %s\n", e.what());

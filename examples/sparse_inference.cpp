@@ -1,5 +1,6 @@
 // Sparse inference: load a model exported by `lenet_300_100 --export PATH` (or
-// lenet5_caffe), classify the Fashion-MNIST test set with it and time it (wall clock),
+// lenet5_caffe, or lstm_mnist, whose model reads each image as a sequence of its 28
+// rows), classify the Fashion-MNIST test set with it and time it (wall clock),
 // next to the dense path: the same exported model (dead units already removed) with every
 // layer on BLAS. benchmarks/sparse_inference_bench.cpp compares against the full-shape
 // dense network instead.
@@ -65,7 +66,7 @@ int main(int argc, char** argv) {
         const examples::arguments args(argc, argv, {"--model", "--data", "--batch", "--reps"}, {"--help"});
         if (args.has("--help") || !args.has("--model")) {
             std::cout << "usage: sparse_inference --model PATH [--data DIR] [--batch 64] [--reps 200]\n"
-                         "  PATH: a model written by lenet_300_100 or lenet5_caffe --export PATH\n";
+                         "  PATH: a model written by lenet_300_100, lenet5_caffe or lstm_mnist --export PATH\n";
             return args.has("--help") ? 0 : 2;
         }
         ds::set_blas_threads(1);

@@ -18,6 +18,11 @@ namespace ds = dynsparse;
 struct tiny_net : ds::sequential<ds::input<1, 5, 5>, ds::masked_conv2d<3, 2>, ds::relu, ds::max_pool2d<2>,
                                  ds::flatten, ds::masked_dense<6>, ds::relu, ds::masked_dense<3>> {};
 
+/// A tiny recurrent network: two masked LSTMs, last step, a head (the lstm and last_step
+/// records of the exported-model format).
+struct tiny_lstm_net : ds::sequential<ds::sequence_input<3, 2>, ds::masked_lstm<3>, ds::masked_lstm<2>, ds::last_step,
+                                      ds::dense<2>> {};
+
 /// With DYNSPARSE_FUZZ_SEEDS=DIR set, LLVMFuzzerInitialize writes its seed inputs there.
 inline void write_seed(const std::string& name, std::string_view bytes) {
     const char* dir = std::getenv("DYNSPARSE_FUZZ_SEEDS");

@@ -165,6 +165,7 @@ public:
     /// PyTorch's defaults: momentum 0.1, epsilon 1e-5.
     void set_momentum(float m) { momentum_ = m; }
     void set_epsilon(float e) { epsilon_ = e; }
+    float epsilon() const { return epsilon_; }
 
     vector& gamma() { return gamma_; }
     vector& beta() { return beta_; }

@@ -78,64 +78,75 @@ namespace detail {
 using float16 = float __attribute__((vector_size(64)));
 }  // namespace detail
 
-/// Y (rows x n, rows ldy floats apart) = W X + b, X (cols x n, rows ldx floats apart).
-/// Columns go in blocks of 64 held in four vector accumulators; the last n % 16 columns
-/// in a plain loop.
+namespace detail {
+/// Row i of csr_times_columns on the Q * 16 columns from yr / x: one vector accumulator
+/// per 16 columns, so the Q additions of one non-zero are independent.
+template <int Q, bool Accumulate>
+inline void csr_row_block(const std::uint32_t* __restrict col, const float* __restrict val, std::uint32_t k0,
+                          std::uint32_t k1, const float* __restrict x, std::size_t ldx, float bias,
+                          float* __restrict yr) {
+    float16 a[Q];
+    for (int u = 0; u < Q; ++u) {
+        if constexpr (Accumulate)
+            std::memcpy(&a[u], yr + 16 * u, sizeof(float16));
+        else
+            a[u] = float16{} + bias;
+    }
+    for (std::uint32_t k = k0; k < k1; ++k) {
+        const float* xr = x + static_cast<std::size_t>(col[k]) * ldx;
+        const float v = val[k];
+        for (int u = 0; u < Q; ++u) {
+            float16 t;
+            std::memcpy(&t, xr + 16 * u, sizeof t);
+            a[u] += v * t;
+        }
+    }
+    for (int u = 0; u < Q; ++u) std::memcpy(yr + 16 * u, &a[u], sizeof(float16));
+}
+}  // namespace detail
+
+/// Y (rows x n, rows ldy floats apart) = W X + b, X (cols x n, rows ldx floats apart);
+/// with Accumulate, Y += W X (b is not read). Columns go in blocks of 64 held in four
+/// vector accumulators, the rest of the multiples of 16 in one block of 1 to 3, the last
+/// n % 16 columns in a plain loop (callers that can pad n to a multiple of 16 should).
+template <bool Accumulate = false>
 inline void csr_times_columns(const csr_matrix& w, const float* __restrict b, const float* __restrict x,
                               std::size_t ldx, std::size_t n, float* __restrict y, std::size_t ldy) {
-    using detail::float16;
     const std::uint32_t* __restrict start = w.row_start.data();
     const std::uint32_t* __restrict col = w.column.data();
     const float* __restrict val = w.value.data();
+    const std::size_t blocks = n % 64 / 16;
     for (std::size_t i = 0; i < w.rows; ++i) {
         float* __restrict yr = y + i * ldy;
         const std::uint32_t k0 = start[i], k1 = start[i + 1];
+        const float bias = Accumulate ? 0.0f : b[i];
         std::size_t j0 = 0;
-        for (; j0 + 64 <= n; j0 += 64) {
-            float16 a0 = float16{} + b[i], a1 = a0, a2 = a0, a3 = a0, t0, t1, t2, t3;
-            for (std::uint32_t k = k0; k < k1; ++k) {
-                const float* xr = x + static_cast<std::size_t>(col[k]) * ldx + j0;
-                std::memcpy(&t0, xr, sizeof t0);
-                std::memcpy(&t1, xr + 16, sizeof t1);
-                std::memcpy(&t2, xr + 32, sizeof t2);
-                std::memcpy(&t3, xr + 48, sizeof t3);
-                const float v = val[k];
-                a0 += v * t0;
-                a1 += v * t1;
-                a2 += v * t2;
-                a3 += v * t3;
-            }
-            std::memcpy(yr + j0, &a0, sizeof a0);
-            std::memcpy(yr + j0 + 16, &a1, sizeof a1);
-            std::memcpy(yr + j0 + 32, &a2, sizeof a2);
-            std::memcpy(yr + j0 + 48, &a3, sizeof a3);
-        }
-        for (; j0 + 16 <= n; j0 += 16) {
-            float16 a = float16{} + b[i], t;
-            for (std::uint32_t k = k0; k < k1; ++k) {
-                std::memcpy(&t, x + static_cast<std::size_t>(col[k]) * ldx + j0, sizeof t);
-                a += val[k] * t;
-            }
-            std::memcpy(yr + j0, &a, sizeof a);
-        }
+        for (; j0 + 64 <= n; j0 += 64) detail::csr_row_block<4, Accumulate>(col, val, k0, k1, x + j0, ldx, bias, yr + j0);
+        if (blocks == 3) detail::csr_row_block<3, Accumulate>(col, val, k0, k1, x + j0, ldx, bias, yr + j0);
+        if (blocks == 2) detail::csr_row_block<2, Accumulate>(col, val, k0, k1, x + j0, ldx, bias, yr + j0);
+        if (blocks == 1) detail::csr_row_block<1, Accumulate>(col, val, k0, k1, x + j0, ldx, bias, yr + j0);
+        j0 += 16 * blocks;
         for (std::size_t j = j0; j < n; ++j) {
-            float a = b[i];
+            float a = Accumulate ? yr[j] : bias;
             for (std::uint32_t k = k0; k < k1; ++k) a += val[k] * x[static_cast<std::size_t>(col[k]) * ldx + j];
             yr[j] = a;
         }
     }
 }
 
-/// out (cols x rows) = in (rows x cols)^T, in tiles so both sides stay in cache.
+/// out (cols x rows, rows ld_out floats apart, ld_out >= rows; 0: rows) = in (rows x
+/// cols, rows ld_in floats apart; 0: cols)^T, in tiles so both sides stay in cache.
 inline void transpose_into(const float* __restrict in, std::size_t rows, std::size_t cols,
-                           float* __restrict out) {
+                           float* __restrict out, std::size_t ld_out = 0, std::size_t ld_in = 0) {
+    if (ld_out == 0) ld_out = rows;
+    if (ld_in == 0) ld_in = cols;
     constexpr std::size_t tile = 16;
     for (std::size_t i0 = 0; i0 < rows; i0 += tile)
         for (std::size_t j0 = 0; j0 < cols; j0 += tile) {
             const std::size_t i1 = i0 + tile < rows ? i0 + tile : rows;
             const std::size_t j1 = j0 + tile < cols ? j0 + tile : cols;
             for (std::size_t i = i0; i < i1; ++i)
-                for (std::size_t j = j0; j < j1; ++j) out[j * rows + i] = in[i * cols + j];
+                for (std::size_t j = j0; j < j1; ++j) out[j * ld_out + i] = in[i * ld_in + j];
         }
 }
 

@@ -3,7 +3,11 @@
 // typed network), its file format, and the engine that runs it on a batch.
 //
 // A model is a runtime list of operations (dense, conv, relu, tanh, sigmoid, max_pool,
-// avg_pool, reshape), each with its input and output shape (C, H, W; vectors are (n, 1, 1)).
+// avg_pool, reshape, lstm, last_step), each with its input and output shape (C, H, W;
+// vectors are (n, 1, 1); sequences (T, F, 1)). An lstm holds [W_ih | W_hh] (4H x (F + H),
+// gates i, f, g, o as in layers/lstm.hpp) and 4H biases and returns every hidden state;
+// last_step keeps the last one. Batch norm has no operation: export folds it into the
+// convolution or dense layer before it.
 // Weights are kept as CSR and, for layers dense enough that BLAS beats the sparse kernel,
 // also as a dense matrix. Per layer and batch the engine picks the kernel by density:
 // sparse when the layer's density is below sparse_density_threshold(kind, batch), measured on the
@@ -11,7 +15,7 @@
 //
 // File: io/binary.hpp's frame (magic "DSMODEL", version, size, CRC-32) around
 //   input shape (3 x u32), operation count (u64), then per operation: kind (u8), input and
-//   output shapes (6 x u32), kernel, stride, padding (3 x u32); dense and conv add the bias
+//   output shapes (6 x u32), kernel, stride, padding (3 x u32); dense, conv and lstm add the bias
 //   (float array) and the weights: format (u8: 0 dense, 1 CSR with u16 columns, 2 CSR with
 //   u32 columns), rows, cols (u32), then the dense values, or nnz (u32), row starts,
 //   columns and values. The writer picks the smaller format per layer. The loader checks
@@ -29,6 +33,7 @@
 #include "dynsparse/core/error.hpp"
 #include "dynsparse/core/tensor.hpp"
 #include "dynsparse/detail/im2col.hpp"
+#include "dynsparse/detail/lstm_kernels.hpp"  // fast_sigmoid, fast_tanh: the layer's gate functions
 #include "dynsparse/io/atomic_file.hpp"
 #include "dynsparse/io/binary.hpp"
 #include "dynsparse/layers/activations.hpp"
@@ -36,7 +41,10 @@
 
 namespace dynsparse {
 
-enum class op_kind : std::uint8_t { dense = 1, conv = 2, relu = 3, tanh = 4, sigmoid = 5, max_pool = 6, avg_pool = 7, reshape = 8 };
+enum class op_kind : std::uint8_t {
+    dense = 1, conv = 2, relu = 3, tanh = 4, sigmoid = 5, max_pool = 6, avg_pool = 7, reshape = 8, lstm = 9, last_step = 10
+};
+inline constexpr std::uint8_t last_op_kind = 10;
 
 inline const char* op_name(op_kind k) {
     switch (k) {
@@ -48,6 +56,8 @@ inline const char* op_name(op_kind k) {
         case op_kind::max_pool: return "max_pool";
         case op_kind::avg_pool: return "avg_pool";
         case op_kind::reshape: return "reshape";
+        case op_kind::lstm: return "lstm";
+        case op_kind::last_step: return "last_step";
     }
     return "?";
 }
@@ -65,22 +75,26 @@ struct dims3 {
 
 /// Densities below this use the sparse kernels, the rest BLAS: about where the sparse kernels
 /// of a 784-300 dense layer and of LeNet-5's second convolution stop winning against GEMV
-/// (batch 1) and GEMM (docs/benchmarks.md, `sparse_inference_bench density`).
+/// (batch 1) and GEMM (docs/benchmarks.md, `sparse_inference_bench density`); for an LSTM
+/// 128 -> 128 over 28 steps: 0.1-0.2 at batch 1, 0.2-0.3 at batch 64.
 inline float sparse_density_threshold(op_kind kind, std::size_t batch) {
     if (kind == op_kind::conv) return 0.6f;
+    if (kind == op_kind::lstm) return batch == 1 ? 0.15f : 0.25f;
     return batch == 1 ? 0.15f : 0.5f;
 }
 
 /// One operation. dense: y = W x + b, W out x in. conv: W c_out x (c_in k k) as in conv2d.
+/// lstm: W = [W_ih | W_hh], 4H x (F + H); in (T, F, 1), out (T, H, 1).
 struct sparse_op {
     op_kind kind = op_kind::relu;
     dims3 in, out;
     std::size_t kernel = 0, stride = 0, padding = 0;
     std::vector<float> bias;
     std::vector<float> dense;  ///< row-major rows x cols, kept when the layer is dense enough (or while exporting)
-    csr_matrix csr;            ///< always present for dense and conv
+    csr_matrix csr;            ///< always present for dense, conv and lstm
+    csr_matrix csr_input, csr_recurrent;  ///< lstm: csr split into W_ih and W_hh (made by the engine)
 
-    bool has_weights() const { return kind == op_kind::dense || kind == op_kind::conv; }
+    bool has_weights() const { return kind == op_kind::dense || kind == op_kind::conv || kind == op_kind::lstm; }
     std::size_t rows() const { return csr.rows; }
     std::size_t cols() const { return csr.cols; }
     double density() const {
@@ -136,6 +150,29 @@ public:
         }
     }
 
+    /// lstm: csr split into its W_ih and W_hh columns, unless done already.
+    static void split_lstm(sparse_op& op) {
+        const std::size_t f = op.in.h;
+        if (op.kind != op_kind::lstm || (op.csr_input.rows == op.rows() && op.csr_input.cols == f)) return;
+        csr_matrix a, b;
+        a.rows = b.rows = op.rows();
+        a.cols = f;
+        b.cols = op.cols() - f;
+        a.row_start.push_back(0);
+        b.row_start.push_back(0);
+        for (std::size_t i = 0; i < op.rows(); ++i) {
+            for (std::uint32_t k = op.csr.row_start[i]; k < op.csr.row_start[i + 1]; ++k) {
+                csr_matrix& part = op.csr.column[k] < f ? a : b;
+                part.column.push_back(op.csr.column[k] < f ? op.csr.column[k] : op.csr.column[k] - static_cast<std::uint32_t>(f));
+                part.value.push_back(op.csr.value[k]);
+            }
+            a.row_start.push_back(static_cast<std::uint32_t>(a.value.size()));
+            b.row_start.push_back(static_cast<std::uint32_t>(b.value.size()));
+        }
+        op.csr_input = std::move(a);
+        op.csr_recurrent = std::move(b);
+    }
+
     /// Runs the model on x (batch x input_size()); returns batch x output_size().
     const matrix& run(const matrix& x, kernel_choice choice = kernel_choice::automatic) {
         if (x.dimension() != 2 || x.shape(1) != input_size())
@@ -163,6 +200,7 @@ public:
             bool sparse = choice == kernel_choice::sparse ||
                           (choice == kernel_choice::automatic && op.density() < sparse_density_threshold(op.kind, batch));
             if (op.has_weights() && op.dense.size() != op.rows() * op.cols()) sparse = true;
+            if (sparse) split_lstm(ops[i]);
             switch (op.kind) {
                 case op_kind::dense: run_dense(op, *cur, y, sparse); break;
                 case op_kind::conv: run_conv(op, *cur, y, sparse); break;
@@ -171,6 +209,8 @@ public:
                 case op_kind::sigmoid: map<detail::sigmoid_fn>(*cur, y); break;
                 case op_kind::max_pool: pool<true>(op, *cur, y); break;
                 case op_kind::avg_pool: pool<false>(op, *cur, y); break;
+                case op_kind::lstm: run_lstm(op, *cur, y, sparse); break;
+                case op_kind::last_step: last_step(op, *cur, y); break;
                 case op_kind::reshape: break;
             }
             cur = own = &y;
@@ -218,6 +258,112 @@ private:
                 for (std::size_t o = 0; o < out; ++o) std::fill(yr + o * n, yr + (o + 1) * n, op.bias[o]);
                 gemm(transpose::no, transpose::no, out, n, kk, 1.0f, op.dense.data(), kk, col_.data(), n, 1.0f, yr, n);
             }
+        }
+    }
+
+    /// The LSTM recurrence of detail::lstm_forward (same gate functions) with the sizes
+    /// known at run time. The input projection of every step comes first (dense: one
+    /// GEMM; sparse: W_ih's CSR on the feature-major input, steps x batch columns), then
+    /// each step adds W_hh h_{t-1} (dense: GEMV / GEMM; sparse: gathered row dots for
+    /// small batches, else W_hh's CSR on the feature-major hidden state, where the gate
+    /// updates also vectorise; batch padded to a multiple of 16 columns). (Scaling W_hh's
+    /// columns by h instead of row dots, and a SELL-16 layout with AVX-512 gathers, were
+    /// tried on LSTM-a's W_hh: 1.1x and 3-4x slower.)
+    void run_lstm(const sparse_op& op, const matrix& x, matrix& y, bool sparse) {
+        const std::size_t batch = x.shape(0), steps = op.in.c, f = op.in.h, h = op.out.h, g = 4 * h, ld = f + h;
+        cell_.assign(batch * h, 0.0f);
+        if (!sparse) {
+            z_.resize(batch * steps * g);  // row s*T + t: step t of sample s
+            for (std::size_t r = 0; r < batch * steps; ++r) std::copy(op.bias.begin(), op.bias.end(), z_.data() + r * g);
+            gemm(transpose::no, transpose::yes, batch * steps, g, f, 1.0f, x.data(), f, op.dense.data(), ld, 1.0f,
+                 z_.data(), g);
+            for (std::size_t t = 0; t < steps; ++t) {
+                float* zt = z_.data() + t * g;
+                if (t > 0 && batch == 1)
+                    gemv(g, h, 1.0f, op.dense.data() + f, ld, y.data() + (t - 1) * h, 1.0f, zt);
+                else if (t > 0)
+                    gemm(transpose::no, transpose::yes, batch, g, h, 1.0f, y.data() + (t - 1) * h, steps * h,
+                         op.dense.data() + f, ld, 1.0f, zt, steps * g);
+                for (std::size_t s = 0; s < batch; ++s)
+                    lstm_cell(zt + s * steps * g, h, 1, 1, cell_.data() + s * h, y.data() + (s * steps + t) * h);
+            }
+            return;
+        }
+        if (batch < 8) {
+            // Per sample: Z^T (4H x T', T' = steps rounded up to 16) = W_ih X^T + b, then
+            // Z (T' x 4H), so each step's pre-activations are one contiguous row.
+            const std::size_t cols = (steps + 15) / 16 * 16;
+            xt_.assign(f * cols, 0.0f);
+            col_.resize(g * cols);
+            z_.resize(cols * g);
+            hidden_.resize(g);
+            for (std::size_t s = 0; s < batch; ++s) {
+                transpose_into(x.data() + s * steps * f, steps, f, xt_.data(), cols);
+                csr_times_columns(op.csr_input, op.bias.data(), xt_.data(), cols, cols, col_.data(), cols);
+                transpose_into(col_.data(), g, cols, z_.data(), g);
+                float* hs = y.data() + s * steps * h;
+                for (std::size_t t = 0; t < steps; ++t) {
+                    const float* zt = z_.data() + t * g;
+                    if (t > 0) {
+                        csr_rows_dot(op.csr_recurrent, zt, hs + (t - 1) * h, hidden_.data());
+                        zt = hidden_.data();
+                    }
+                    lstm_cell(zt, h, 1, 1, cell_.data() + s * h, hs + t * h);
+                }
+            }
+            return;
+        }
+        // Feature-major, bp = batch rounded up to 16 columns (the padding columns compute
+        // an LSTM on zeros): X^T (F x T*bp, column t*bp + s), Z (4H x T*bp), H (H x bp).
+        const std::size_t bp = (batch + 15) / 16 * 16, n = steps * bp;
+        xt_.assign(f * n, 0.0f);
+        for (std::size_t t = 0; t < steps; ++t)  // step t of every sample: batch x F, rows T*F apart
+            transpose_into(x.data() + t * f, batch, f, xt_.data() + t * bp, n, steps * f);
+        z_.resize(g * n);
+        csr_times_columns(op.csr_input, op.bias.data(), xt_.data(), n, n, z_.data(), n);
+        hidden_.resize(h * bp);
+        cell_.assign(h * bp, 0.0f);
+        for (std::size_t t = 0; t < steps; ++t) {
+            float* zt = z_.data() + t * bp;
+            if (t > 0) csr_times_columns<true>(op.csr_recurrent, nullptr, hidden_.data(), bp, bp, zt, n);
+            lstm_cell(zt, h, bp, n, cell_.data(), hidden_.data());
+            transpose_into(hidden_.data(), h, batch, y.data() + t * h, steps * h, bp);
+        }
+    }
+
+    /// One LSTM step for `units` hidden units of `width` columns (1: one sample; or a
+    /// feature-major batch): the pre-activation of gate k (i, f, g, o) of unit j, column s
+    /// is z[(k * units + j) * ldz + s]; the cell c (zero before the first step) is updated
+    /// in place and h_t written to hidden, both at [j * width + s].
+    static void lstm_cell(const float* __restrict z, std::size_t units, std::size_t width, std::size_t ldz,
+                          float* __restrict c, float* __restrict hidden) {
+        if (width == 1 && ldz == 1) {  // one sample: along the units
+            lstm_cell_row(z, z + units, z + 2 * units, z + 3 * units, units, c, hidden);
+            return;
+        }
+        for (std::size_t j = 0; j < units; ++j)
+            lstm_cell_row(z + j * ldz, z + (units + j) * ldz, z + (2 * units + j) * ldz, z + (3 * units + j) * ldz,
+                          width, c + j * width, hidden + j * width);
+    }
+
+    /// n cells from their four gate pre-activations. Not inlined: GCC vectorised this loop
+    /// in some translation units and not in others when it was part of lstm_cell.
+    [[gnu::noinline]] static void lstm_cell_row(const float* __restrict zi, const float* __restrict zf,
+                                                const float* __restrict zg, const float* __restrict zo,
+                                                std::size_t n, float* __restrict c, float* __restrict hidden) {
+        for (std::size_t s = 0; s < n; ++s) {
+            const float i = detail::fast_sigmoid(zi[s]), fg = detail::fast_sigmoid(zf[s]);
+            const float gg = detail::fast_tanh(zg[s]), o = detail::fast_sigmoid(zo[s]);
+            c[s] = fg * c[s] + i * gg;
+            hidden[s] = o * detail::fast_tanh(c[s]);
+        }
+    }
+
+    static void last_step(const sparse_op& op, const matrix& x, matrix& y) {
+        const std::size_t batch = x.shape(0), steps = op.in.c, f = op.in.h;
+        for (std::size_t s = 0; s < batch; ++s) {
+            const float* src = x.data() + (s * steps + steps - 1) * f;
+            std::copy(src, src + f, y.data() + s * f);
         }
     }
 
@@ -285,7 +431,7 @@ private:
     }
 
     std::vector<matrix> buffers_;
-    std::vector<float> xt_, yt_, col_;
+    std::vector<float> xt_, yt_, col_, z_, cell_, hidden_;
 };
 
 // --------------------------------------------------------------------------- pruning
@@ -311,6 +457,7 @@ inline float apply_elementwise(op_kind k, float v) {
 inline bool find_consumer(const std::vector<sparse_op>& ops, std::size_t p, std::size_t& q, std::size_t& g) {
     for (q = p + 1; q < ops.size(); ++q) {
         const sparse_op& op = ops[q];
+        if (op.kind == op_kind::lstm) return false;  // see prune_dead_units
         if (op.has_weights()) {
             const std::size_t units = ops[p].out.c;
             if (units == 0 || op.cols() % units != 0) return false;
@@ -374,12 +521,15 @@ inline void remove_units(std::vector<sparse_op>& ops, std::size_t p, std::size_t
 /// Removes, until nothing changes, every unit (neuron or filter) whose incoming weights
 /// are all zero (its constant output is folded into the next layer's bias) or whose
 /// outgoing weights are all zero. Works on the dense copies; call before compressing.
+/// LSTM units are kept: one without incoming weights still has a cell driven by its
+/// biases, so its output changes from step to step and no constant bias can replace it.
 inline void prune_dead_units(std::vector<sparse_op>& ops) {
     for (bool changed = true; changed;) {
         changed = false;
         for (std::size_t p = 0; p < ops.size(); ++p) {
             std::size_t q = 0, g = 0;
-            if (!ops[p].has_weights() || !find_consumer(ops, p, q, g)) continue;
+            const bool producer = ops[p].kind == op_kind::dense || ops[p].kind == op_kind::conv;
+            if (!producer || !find_consumer(ops, p, q, g)) continue;
             const sparse_op& prod = ops[p];
             const sparse_op& cons = ops[q];
             const std::size_t units = prod.rows(), cols = prod.cols();
@@ -543,6 +693,18 @@ inline dims3 expected_output(const sparse_op& op, byte_reader& in, const std::st
         case op_kind::reshape:
             if (op.out.size() != d.size()) in.fail(where + ": reshape changes the size of " + d.str());
             return op.out;
+        case op_kind::lstm: {
+            if (d.w != 1) in.fail(where + ": the input " + d.str() + " is not a sequence (steps, features, 1)");
+            const std::size_t hidden = op.rows() / 4;
+            if (op.rows() % 4 != 0 || op.cols() != d.h + hidden)
+                in.fail(where + ": " + std::to_string(op.rows()) + " x " + std::to_string(op.cols()) +
+                        " weights are not the 4H x (F + H) of an LSTM reading " + std::to_string(d.h) + " features");
+            if (d.c * op.rows() * op.cols() > 4 * max_model_elements) in.fail(where + ": sequence too long for its weights");
+            return {d.c, hidden, 1};
+        }
+        case op_kind::last_step:
+            if (d.w != 1) in.fail(where + ": the input " + d.str() + " is not a sequence (steps, features, 1)");
+            return {d.h, 1, 1};
         default: return d;
     }
 }
@@ -585,7 +747,7 @@ inline sparse_model parse_sparse_model(std::string_view bytes, const std::string
         sparse_op op;
         const std::string where = "operation " + std::to_string(i);
         const std::uint8_t kind = in.u8("operation kind");
-        if (kind < 1 || kind > 8) in.fail(where + ": unknown operation kind " + std::to_string(kind));
+        if (kind < 1 || kind > last_op_kind) in.fail(where + ": unknown operation kind " + std::to_string(kind));
         op.kind = static_cast<op_kind>(kind);
         op.in = detail::read_dims(in, where);
         op.out = detail::read_dims(in, where);

@@ -69,7 +69,7 @@ inline float vector_friendly_exp(float x) {
     p = p * r + 0.5f;
     p = p * r + 1.0f;
     p = p * r + 1.0f;
-    const auto bits = static_cast<std::int32_t>(n) + 127;
+    const auto bits = static_cast<std::int32_t>(n == n ? n : 0.0f) + 127;  // NaN: p is NaN anyway
     return p * std::bit_cast<float>(bits << 23);
 }
 }  // namespace detail
