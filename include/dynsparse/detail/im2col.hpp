@@ -131,12 +131,24 @@ inline void col2im(const float* __restrict col, float* __restrict dx, std::size_
 ///    group, so a 2x2 or 4x4 map (VGG's last stages) does not become a matrix-vector
 ///    product per sample. Maps with at least this many positions keep one GEMM per sample
 ///    (LeNet-5-Caffe's 24x24 and 8x8 maps; the path measured fastest there).
+///  - large_kernel_bytes, large_kernel_group_columns: kernels of at least this size (W does
+///    not stay in L2 between GEMMs; BLAS packs it again for every GEMM) are grouped up to
+///    large_kernel_group_columns instead. Measured at 1 thread, forward + backward of a
+///    VGG-16 layer, batch 64 (benchmark in docs/benchmarks.md): 256 channels on 8x8
+///    (W 2.4 MB) 176 -> 126 ms, 512 on 4x4 203 -> 176 ms; LeNet-5-Caffe's second layer
+///    (W 100 KB) was 5-10% slower grouped, so small kernels keep group_columns.
 ///  - keep_unfolded_bytes: the unfolded input of the whole batch is kept from forward to
 ///    backward when it fits in this many bytes; otherwise backward unfolds each group again
 ///    (at CIFAR size the unfolded batch of one 3x3 layer is 150-300 MB).
+///  - min_groups: a batch is cut into at least this many groups, so that threads have
+///    groups to share (2x2 maps would otherwise make one group of the batch). It does not
+///    depend on the thread count, so the groups and hence the outputs are the same on any.
 struct conv_settings {
     std::size_t group_columns = 64;
     std::size_t keep_unfolded_bytes = std::size_t{64} << 20;
+    std::size_t large_kernel_bytes = std::size_t{1} << 20;
+    std::size_t large_kernel_group_columns = 256;
+    std::size_t min_groups = 4;
 };
 inline conv_settings& conv_tuning() {
     static conv_settings settings;
@@ -161,10 +173,15 @@ struct conv_buffers {
 };
 
 namespace conv_detail {
-inline std::size_t group_size(std::size_t positions, std::size_t batch) {
-    const std::size_t target = conv_tuning().group_columns;
+inline std::size_t group_size(std::size_t positions, std::size_t batch, std::size_t kernel_floats) {
+    const conv_settings& s = conv_tuning();
+    const std::size_t target = kernel_floats * sizeof(float) >= s.large_kernel_bytes
+                                   ? s.large_kernel_group_columns
+                                   : s.group_columns;
     if (positions >= target || batch == 0) return 1;
-    return std::min(batch, (target + positions - 1) / positions);
+    const std::size_t groups = std::max<std::size_t>(s.min_groups, 1);
+    const std::size_t most = (batch + groups - 1) / groups;
+    return std::min(most, (target + positions - 1) / positions);
 }
 
 /// Runs body(chunk, scratch, s0, s1) over the batch's groups of `group` samples, shared out
@@ -189,7 +206,7 @@ void conv_forward(std::size_t out_channels, const matrix& x, const float* w, con
     const std::size_t batch = x.shape(0), n = g.positions(), kk = g.cols();
     const std::size_t out_size = out_channels * n;
     ensure_shape(y, batch, out_size);
-    const std::size_t group = conv_detail::group_size(n, batch);
+    const std::size_t group = conv_detail::group_size(n, batch, out_channels * kk);
     buf.group = group;
     buf.kept = batch * kk * n * sizeof(float) <= conv_tuning().keep_unfolded_bytes;
     if (buf.kept) ensure_shape(buf.col, batch * kk, n);
@@ -250,7 +267,7 @@ void conv_input_gradient_by_convolution(const float* w, const matrix& dy, conv_b
                     for (std::size_t j = 0; j < k; ++j)
                         f[ci * kk + (co * k + (k - 1 - i)) * k + (k - 1 - j)] = w[co * g.cols() + (ci * k + i) * k + j];
     }, grain_for(kk));
-    const std::size_t group = conv_detail::group_size(n, batch);
+    const std::size_t group = conv_detail::group_size(n, batch, C * kk);
     conv_detail::for_group_chunks(batch, group, buf, [&](std::size_t, conv_chunk_scratch& sc, std::size_t lo, std::size_t hi) {
         ensure_shape(sc.dcol, kk, group * n);
         if (group > 1) ensure_shape(sc.gathered, C, group * n);
