@@ -5,7 +5,8 @@
 // divided by the rate OpenBLAS reaches on one large square sgemm in the same run.
 //
 //   cifar_step --model vgg16|wrn16_8 [--steps 5] [--warmup 1] [--batch 64] [--threads 1]
-//              [--group-columns N] [--keep-unfolded-mib M] [--json PATH]
+//              [--group-columns N] [--large-kernel-columns N] [--keep-unfolded-mib M]
+//              [--json PATH]
 //
 // Compare with PyTorch: benchmarks/pytorch/dst_cifar.py (same models, same step), or run
 // benchmarks/compare_pytorch_cifar.sh for both at 1 and 2 threads.
@@ -89,7 +90,8 @@ int run(const char* name, const examples::arguments& args) {
         j.add("model", std::string(name)).add("dst_ms_per_step", med).add("step_ms", ms)
             .add("floor_ms_per_step", floor_ms).add("step_gflop", step_gflop).add("sgemm_gflops", rate)
             .add("batch", batch).add("threads", threads).add("blas_core", ds::blas_core_name())
-            .add("group_columns", ds::detail::conv_tuning().group_columns);
+            .add("group_columns", ds::detail::conv_tuning().group_columns)
+            .add("large_kernel_group_columns", ds::detail::conv_tuning().large_kernel_group_columns);
         ds::write_file_atomically(args.text("--json", ""), j.str() + "\n");
     }
     return 0;
@@ -101,11 +103,13 @@ int main(int argc, char** argv) {
     ds::restart_with_fast_blas_kernels(argv, /*prefer_avx512=*/true);
     try {
         const examples::arguments args(
-            argc, argv, {"--model", "--steps", "--warmup", "--batch", "--threads", "--group-columns", "--keep-unfolded-mib",
+            argc, argv, {"--model", "--steps", "--warmup", "--batch", "--threads", "--group-columns", "--large-kernel-columns", "--keep-unfolded-mib",
              "--json"}, {});
         ds::set_threads(static_cast<int>(args.count("--threads", 1)));
         if (args.has("--group-columns"))
             ds::detail::conv_tuning().group_columns = args.count("--group-columns", 64);
+        if (args.has("--large-kernel-columns"))
+            ds::detail::conv_tuning().large_kernel_group_columns = args.count("--large-kernel-columns", 256);
         if (args.has("--keep-unfolded-mib"))
             ds::detail::conv_tuning().keep_unfolded_bytes = args.count("--keep-unfolded-mib", 64) << 20;
         const std::string model = args.choice("--model", "vgg16", {"vgg16", "wrn16_8"});

@@ -42,6 +42,7 @@ for ((r = 1; r <= ROUNDS; ++r)); do
   for model in $MODELS; do
     steps=$VGG_STEPS; [[ $model == wrn16_8 ]] && steps=$WRN_STEPS
     for t in $THREADS; do
+      echo "round $r, $model, $t thread(s): $(date -u +%H:%M:%S) UTC, load average $(cut -d' ' -f1-3 /proc/loadavg)"
       "$STEP_BENCH" --model "$model" --steps "$steps" --threads "$t" --json "$WORK/ours.$model.$t.$r.json" \
         | head -2 | sed 's/^/  ours: /'
       "$PYTHON" "$HERE/pytorch/dst_cifar.py" --model "$model" --time-steps "$steps" --threads "$t" \

@@ -221,7 +221,7 @@ TEST_CASE("convolution: grouped GEMMs and re-unfolding in backward give the per-
     reference.forward(x, y1, true);
     reference.backward(x, y1, dy, &dx1);
     // groups of 3 samples (27 columns): 3 + 3 + 1; the unfolded input is not kept
-    ds::detail::conv_tuning() = {.group_columns = 27, .keep_unfolded_bytes = 0};
+    ds::detail::conv_tuning() = {.group_columns = 27, .keep_unfolded_bytes = 0, .min_groups = 1};
     grouped.forward(x, y2, true);
     grouped.backward(x, y2, dy, &dx2);
     for (std::size_t i = 0; i < y1.size(); ++i) CHECK(y2.data()[i] == doctest::Approx(y1.data()[i]));

@@ -1,5 +1,6 @@
 // The library's thread pool (core/parallel.hpp): chunking, exceptions, nesting, and
-// convolution/pooling layers giving the same results on several threads as on one.
+// convolution/pooling layers giving the same results on several threads as on one; the
+// DST passes over the weights and the optimizer step bit for bit.
 #include <doctest/doctest.h>
 
 #include <atomic>
@@ -15,6 +16,8 @@
 #include "dynsparse/layers/pooling.hpp"
 #include "dynsparse/layers/reshape.hpp"
 #include "dynsparse/network/sequential.hpp"
+#include "dynsparse/optim/optimizer.hpp"
+#include "dynsparse/train/regulariser.hpp"
 
 namespace ds = dynsparse;
 
@@ -146,5 +149,89 @@ TEST_CASE("convolution and pooling layers give the same results on 1, 2 and 3 th
         // The same thread count reproduces bit for bit.
         const step_result again = forward_backward(t);
         CHECK(again.grads == many.grads);
+    }
+}
+
+namespace {
+// Everything a few DST steps of one masked layer leave behind: parameters, gradients,
+// masked weights and mask counts after each step.
+struct dst_trace {
+    std::vector<float> values;
+    std::vector<std::size_t> kept;
+    std::size_t total = 0;
+};
+
+// A few DST steps (forward, backward, regulariser, SGD with momentum and weight decay) of
+// one masked layer on a batch of one sample, so the layer's product (one chunk) is the
+// same on any thread count and only the passes over the weights (mask, surrogate
+// backward, optimizer with its mask report) are shared out. Big enough that rows and
+// optimizer chunks do split between threads (grain_for, parallel_grain_elements).
+template <class L>
+dst_trace dst_steps(std::size_t threads) {
+    threads_scope scope(threads);
+    ds::rng gen(5);
+    L layer;
+    layer.initialize(gen);
+    auto t = layer.thresholds();
+    for (std::size_t i = 0; i < t.size(); ++i) t[i] = 0.04f + 0.01f * static_cast<float>(i % 5);
+    ds::matrix x = ds::make_matrix(1, L::input_shape::size), y, dx;
+    for (float& v : x) v = gen.uniform(-1.0f, 1.0f);
+    ds::matrix dy = ds::make_matrix(1, L::output_shape::size);
+    for (float& v : dy) v = gen.uniform(-0.1f, 0.1f);  // small: a shared threshold stays > 0
+    std::vector<ds::parameter> params;
+    layer.for_each_parameter([&](const ds::parameter& p) { params.push_back(p); });
+    ds::sgd opt({.momentum = 0.9f, .weight_decay = 5e-4f, .decay_thresholds = true});
+    dst_trace trace;
+    for (int step = 0; step < 3; ++step) {
+        layer.forward(x, y, true);
+        layer.backward(x, y, dy, &dx);
+        ds::apply_sparse_regulariser(params, 1e-3f);
+        for (const ds::parameter& p : params) trace.values.insert(trace.values.end(), p.gradient.begin(), p.gradient.end());
+        opt.step(params, 0.005f);
+        trace.kept.push_back(layer.statistics().kept);  // the mask made in the optimizer step
+        for (const ds::parameter& p : params) trace.values.insert(trace.values.end(), p.value.begin(), p.value.end());
+        const ds::matrix& wm = layer.masked_weight();
+        trace.values.insert(trace.values.end(), wm.begin(), wm.end());
+    }
+    layer.forward(x, y, true);
+    trace.total = layer.statistics().total;
+    trace.values.insert(trace.values.end(), y.begin(), y.end());
+    trace.values.insert(trace.values.end(), dx.begin(), dx.end());
+    return trace;
+}
+
+template <class L>
+void check_dst_steps_match() {
+    const dst_trace one = dst_steps<L>(1);
+    REQUIRE(one.kept.size() == 3);
+    // The thresholds mask part of the layer, and the mask changes between steps.
+    CHECK(one.kept.back() > 0);
+    CHECK(one.kept.back() < one.total);
+    CHECK(one.kept.front() != one.kept.back());
+    for (std::size_t t : {2u, 3u}) {
+        CAPTURE(t);
+        const dst_trace many = dst_steps<L>(t);
+        CHECK(many.kept == one.kept);
+        REQUIRE(many.values.size() == one.values.size());
+        std::size_t differ = 0;
+        for (std::size_t i = 0; i < one.values.size(); ++i) differ += many.values[i] != one.values[i];
+        CHECK(differ == 0);
+    }
+}
+}  // namespace
+
+TEST_CASE("DST mask, surrogate backward and SGD step are the same bit for bit on 1, 2 and 3 threads") {
+    SUBCASE("masked_dense, a threshold per neuron") {
+        check_dst_steps_match<ds::masked_dense_layer<64, 700, ds::long_tailed, ds::per_neuron>>();
+    }
+    SUBCASE("masked_dense, one threshold for the layer (rows share it)") {
+        check_dst_steps_match<ds::masked_dense_layer<64, 700, ds::long_tailed, ds::scalar>>();
+    }
+    SUBCASE("masked_dense, a threshold per weight (surrogate backward on one thread)") {
+        check_dst_steps_match<ds::masked_dense_layer<64, 700, ds::long_tailed, ds::per_weight>>();
+    }
+    SUBCASE("masked_conv2d without bias, a threshold per filter") {
+        check_dst_steps_match<ds::masked_conv2d_layer<ds::shape<32, 4, 4>, 128, 3, 1, 1, ds::long_tailed,
+                                                      ds::per_filter, ds::no_bias>>();
     }
 }

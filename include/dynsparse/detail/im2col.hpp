@@ -20,6 +20,8 @@
 // unfolded input is no longer kept for the whole batch: see conv_settings below.
 #include <algorithm>
 #include <cstddef>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "dynsparse/core/blas.hpp"
@@ -49,58 +51,79 @@ struct conv_geometry {
         hi = std::min(hi, out);
         lo = std::min(lo, hi);
     }
+    /// valid_range for kernel row i and kernel column j, as constants.
+    constexpr std::pair<std::size_t, std::size_t> y_range(std::size_t i) const {
+        std::size_t lo = 0, hi = 0;
+        valid_range(i, height, out_height, lo, hi);
+        return {lo, hi};
+    }
+    constexpr std::pair<std::size_t, std::size_t> x_range(std::size_t j) const {
+        std::size_t lo = 0, hi = 0;
+        valid_range(j, width, out_width, lo, hi);
+        return {lo, hi};
+    }
 };
 
+/// Calls f(std::integral_constant<std::size_t, J>{}) for J = 0, ..., N-1.
+template <std::size_t N, class F>
+inline void for_each_constant(F&& f) {
+    [&]<std::size_t... J>(std::index_sequence<J...>) {
+        (f(std::integral_constant<std::size_t, J>{}), ...);
+    }(std::make_index_sequence<N>{});
+}
+
 /// Unfolds one sample x (C*H*W) into col (C*k*k x oh*ow, rows `ld` floats apart).
-/// The geometry is a template argument: with its sizes known, the short row copies (24
-/// and 8 floats in LeNet-5-Caffe) compile to a few vector moves instead of library calls.
+/// The geometry is a template argument and the kernel offsets (i, j) constants
+/// (for_each_constant), so every row copy and fill has a fixed length and compiles to a few vector moves. (With the
+/// column range known only at run time GCC emitted `rep movs` for each 7- or 8-float
+/// row of an 8x8 map, whose start-up cost made im2col 14% of a VGG-16 step.)
 template <conv_geometry g>
 inline void im2col(const float* __restrict x, float* __restrict col, std::size_t ld) {
     constexpr std::size_t k = g.kernel, s = g.stride, p = g.padding;
     constexpr std::size_t oh = g.out_height, ow = g.out_width, hw = g.height * g.width;
     for (std::size_t c = 0; c < g.channels; ++c)
-        for (std::size_t i = 0; i < k; ++i) {
-            std::size_t ylo, yhi;
-            g.valid_range(i, g.height, oh, ylo, yhi);
-            for (std::size_t j = 0; j < k; ++j) {
-                std::size_t xlo, xhi;
-                g.valid_range(j, g.width, ow, xlo, xhi);
+        for_each_constant<k>([&](auto kernel_row) {
+            constexpr std::size_t i = decltype(kernel_row)::value;
+            constexpr std::size_t ylo = g.y_range(i).first, yhi = g.y_range(i).second;
+            for_each_constant<k>([&](auto kernel_column) {
+                constexpr std::size_t j = decltype(kernel_column)::value;
+                constexpr std::size_t xlo = g.x_range(j).first, xhi = g.x_range(j).second;
                 float* __restrict row = col + ((c * k + i) * k + j) * ld;
-                std::fill(row, row + ylo * ow, 0.0f);
+                for (std::size_t e = 0; e < ylo * ow; ++e) row[e] = 0.0f;
                 for (std::size_t oy = ylo; oy < yhi; ++oy) {
                     float* __restrict r = row + oy * ow;
                     const float* __restrict src = x + c * hw + (oy * s + i - p) * g.width + j - p;
-                    std::fill(r, r + xlo, 0.0f);
+                    for (std::size_t ox = 0; ox < xlo; ++ox) r[ox] = 0.0f;
                     for (std::size_t ox = xlo; ox < xhi; ++ox) r[ox] = src[ox * s];
-                    std::fill(r + xhi, r + ow, 0.0f);
+                    for (std::size_t ox = xhi; ox < ow; ++ox) r[ox] = 0.0f;
                 }
-                std::fill(row + yhi * ow, row + oh * ow, 0.0f);
-            }
-        }
+                for (std::size_t e = yhi * ow; e < oh * ow; ++e) row[e] = 0.0f;
+            });
+        });
 }
 
 /// Folds col (C*k*k x oh*ow, rows `ld` floats apart) back into one sample dx (C*H*W),
-/// summing overlaps; dx is overwritten.
+/// summing overlaps; dx is overwritten. Fixed-length rows as in im2col.
 template <conv_geometry g>
 inline void col2im(const float* __restrict col, float* __restrict dx, std::size_t ld) {
     constexpr std::size_t k = g.kernel, s = g.stride, p = g.padding;
-    constexpr std::size_t oh = g.out_height, ow = g.out_width, hw = g.height * g.width;
+    constexpr std::size_t ow = g.out_width, hw = g.height * g.width;
     std::fill(dx, dx + g.in_size(), 0.0f);
     for (std::size_t c = 0; c < g.channels; ++c)
-        for (std::size_t i = 0; i < k; ++i) {
-            std::size_t ylo, yhi;
-            g.valid_range(i, g.height, oh, ylo, yhi);
-            for (std::size_t j = 0; j < k; ++j) {
-                std::size_t xlo, xhi;
-                g.valid_range(j, g.width, ow, xlo, xhi);
+        for_each_constant<k>([&](auto kernel_row) {
+            constexpr std::size_t i = decltype(kernel_row)::value;
+            constexpr std::size_t ylo = g.y_range(i).first, yhi = g.y_range(i).second;
+            for_each_constant<k>([&](auto kernel_column) {
+                constexpr std::size_t j = decltype(kernel_column)::value;
+                constexpr std::size_t xlo = g.x_range(j).first, xhi = g.x_range(j).second;
                 const float* __restrict row = col + ((c * k + i) * k + j) * ld;
                 for (std::size_t oy = ylo; oy < yhi; ++oy) {
                     const float* __restrict r = row + oy * ow;
                     float* __restrict dst = dx + c * hw + (oy * s + i - p) * g.width + j - p;
                     for (std::size_t ox = xlo; ox < xhi; ++ox) dst[ox * s] += r[ox];
                 }
-            }
-        }
+            });
+        });
 }
 
 /// Tuning of the convolution kernels (process-wide; read at every forward/backward).
@@ -109,12 +132,24 @@ inline void col2im(const float* __restrict col, float* __restrict dx, std::size_
 ///    group, so a 2x2 or 4x4 map (VGG's last stages) does not become a matrix-vector
 ///    product per sample. Maps with at least this many positions keep one GEMM per sample
 ///    (LeNet-5-Caffe's 24x24 and 8x8 maps; the path measured fastest there).
+///  - large_kernel_bytes, large_kernel_group_columns: kernels of at least this size (W does
+///    not stay in L2 between GEMMs; BLAS packs it again for every GEMM) are grouped up to
+///    large_kernel_group_columns instead. Measured at 1 thread, forward + backward of a
+///    VGG-16 layer, batch 64 (benchmark in docs/benchmarks.md): 256 channels on 8x8
+///    (W 2.4 MB) 176 -> 126 ms, 512 on 4x4 203 -> 176 ms; LeNet-5-Caffe's second layer
+///    (W 100 KB) was 5-10% slower grouped, so small kernels keep group_columns.
 ///  - keep_unfolded_bytes: the unfolded input of the whole batch is kept from forward to
 ///    backward when it fits in this many bytes; otherwise backward unfolds each group again
 ///    (at CIFAR size the unfolded batch of one 3x3 layer is 150-300 MB).
+///  - min_groups: a batch is cut into at least this many groups, so that threads have
+///    groups to share (2x2 maps would otherwise make one group of the batch). It does not
+///    depend on the thread count, so the groups and hence the outputs are the same on any.
 struct conv_settings {
     std::size_t group_columns = 64;
     std::size_t keep_unfolded_bytes = std::size_t{64} << 20;
+    std::size_t large_kernel_bytes = std::size_t{1} << 20;
+    std::size_t large_kernel_group_columns = 256;
+    std::size_t min_groups = 4;
 };
 inline conv_settings& conv_tuning() {
     static conv_settings settings;
@@ -139,10 +174,15 @@ struct conv_buffers {
 };
 
 namespace conv_detail {
-inline std::size_t group_size(std::size_t positions, std::size_t batch) {
-    const std::size_t target = conv_tuning().group_columns;
+inline std::size_t group_size(std::size_t positions, std::size_t batch, std::size_t kernel_floats) {
+    const conv_settings& s = conv_tuning();
+    const std::size_t target = kernel_floats * sizeof(float) >= s.large_kernel_bytes
+                                   ? s.large_kernel_group_columns
+                                   : s.group_columns;
     if (positions >= target || batch == 0) return 1;
-    return std::min(batch, (target + positions - 1) / positions);
+    const std::size_t groups = std::max<std::size_t>(s.min_groups, 1);
+    const std::size_t most = (batch + groups - 1) / groups;
+    return std::min(most, (target + positions - 1) / positions);
 }
 
 /// Runs body(chunk, scratch, s0, s1) over the batch's groups of `group` samples, shared out
@@ -167,7 +207,7 @@ void conv_forward(std::size_t out_channels, const matrix& x, const float* w, con
     const std::size_t batch = x.shape(0), n = g.positions(), kk = g.cols();
     const std::size_t out_size = out_channels * n;
     ensure_shape(y, batch, out_size);
-    const std::size_t group = conv_detail::group_size(n, batch);
+    const std::size_t group = conv_detail::group_size(n, batch, out_channels * kk);
     buf.group = group;
     buf.kept = batch * kk * n * sizeof(float) <= conv_tuning().keep_unfolded_bytes;
     if (buf.kept) ensure_shape(buf.col, batch * kk, n);
@@ -221,12 +261,14 @@ void conv_input_gradient_by_convolution(const float* w, const matrix& dy, conv_b
     ensure_shape(dx, batch, g.in_size());
     ensure_shape(buf.flipped, C, kk);
     float* f = buf.flipped.data();
-    for (std::size_t co = 0; co < Out; ++co)
-        for (std::size_t ci = 0; ci < C; ++ci)
-            for (std::size_t i = 0; i < k; ++i)
-                for (std::size_t j = 0; j < k; ++j)
-                    f[ci * kk + (co * k + (k - 1 - i)) * k + (k - 1 - j)] = w[co * g.cols() + (ci * k + i) * k + j];
-    const std::size_t group = conv_detail::group_size(n, batch);
+    parallel_for(C, [&](std::size_t, std::size_t c0, std::size_t c1) {
+        for (std::size_t co = 0; co < Out; ++co)
+            for (std::size_t ci = c0; ci < c1; ++ci)
+                for (std::size_t i = 0; i < k; ++i)
+                    for (std::size_t j = 0; j < k; ++j)
+                        f[ci * kk + (co * k + (k - 1 - i)) * k + (k - 1 - j)] = w[co * g.cols() + (ci * k + i) * k + j];
+    }, grain_for(kk));
+    const std::size_t group = conv_detail::group_size(n, batch, C * kk);
     conv_detail::for_group_chunks(batch, group, buf, [&](std::size_t, conv_chunk_scratch& sc, std::size_t lo, std::size_t hi) {
         ensure_shape(sc.dcol, kk, group * n);
         if (group > 1) ensure_shape(sc.gathered, C, group * n);
@@ -295,12 +337,19 @@ void conv_backward(const matrix& x, const float* w, const matrix& dy, float* gra
             }
         }
     });
-    for (std::size_t c = 1; c < chunks; ++c) {
-        const float* part = buf.grad_part.data() + (c - 1) * grad_size;
-        for (std::size_t i = 0; i < out_channels * kk; ++i) grad_w[i] += part[i];
-        if (grad_b != nullptr)
-            for (std::size_t o = 0; o < out_channels; ++o) grad_b[o] += part[out_channels * kk + o];
-    }
+    // Chunk sums added in chunk order, element ranges shared between threads.
+    if (chunks > 1)
+        parallel_for(out_channels * kk, [&](std::size_t, std::size_t e0, std::size_t e1) {
+            for (std::size_t c = 1; c < chunks; ++c) {
+                const float* part = buf.grad_part.data() + (c - 1) * grad_size;
+                for (std::size_t i = e0; i < e1; ++i) grad_w[i] += part[i];
+            }
+        }, parallel_grain_elements);
+    if (grad_b != nullptr)
+        for (std::size_t c = 1; c < chunks; ++c) {
+            const float* part = buf.grad_part.data() + (c - 1) * grad_size + out_channels * kk;
+            for (std::size_t o = 0; o < out_channels; ++o) grad_b[o] += part[o];
+        }
     if constexpr (by_convolution)
         if (dx != nullptr) conv_input_gradient_by_convolution<g, Out>(w, dy, buf, *dx);
 }

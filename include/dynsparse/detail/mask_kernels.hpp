@@ -163,6 +163,49 @@ template <Surrogate S, ThresholdGranularity G, bool Smooth>
     }
 }
 
+/// Threshold-gradient pieces per row for granularities with one threshold per row or per
+/// row piece (not varies_along_row): 2 for split rows, else 1.
+template <ThresholdGranularity G>
+inline constexpr std::size_t row_pieces = SplitRowGranularity<G> ? 2 : 1;
+
+/// mask_backward split in two so that rows can be shared out between threads with the
+/// same result: this writes dL/dW for rows [row_begin, row_end) and each row piece's
+/// share sum into shares[i * row_pieces<G> + piece] (full-matrix row i); the caller then
+/// subtracts the shares from grad_t in row order (subtract_row_shares), exactly the
+/// additions mask_backward makes.
+template <Surrogate S, ThresholdGranularity G, bool Smooth>
+    requires(!G::varies_along_row)
+[[gnu::noinline]] void mask_backward_rows(const float* __restrict w, const float* __restrict t,
+                                          std::size_t row_begin, std::size_t row_end,
+                                          std::size_t cols, float* __restrict grad,
+                                          float* __restrict shares) {
+    for (std::size_t i = row_begin; i < row_end; ++i) {
+        const float* __restrict wr = w + i * cols;
+        float* __restrict gr = grad + i * cols;
+        if constexpr (SplitRowGranularity<G>) {
+            constexpr std::size_t split = G::row_split;
+            shares[2 * i] = gradient_piece<S, Smooth>(wr, gr, 0, split, t[G::index(i, 0, cols)]);
+            shares[2 * i + 1] =
+                gradient_piece<S, Smooth>(wr, gr, split, cols, t[G::index(i, split, cols)]);
+        } else {
+            shares[i] = gradient_piece<S, Smooth>(wr, gr, 0, cols, t[G::index(i, 0, cols)]);
+        }
+    }
+}
+
+template <ThresholdGranularity G>
+    requires(!G::varies_along_row)
+void subtract_row_shares(const float* shares, std::size_t rows, std::size_t cols, float* grad_t) {
+    for (std::size_t i = 0; i < rows; ++i) {
+        if constexpr (SplitRowGranularity<G>) {
+            grad_t[G::index(i, 0, cols)] -= shares[2 * i];
+            grad_t[G::index(i, G::row_split, cols)] -= shares[2 * i + 1];
+        } else {
+            grad_t[G::index(i, 0, cols)] -= shares[i];
+        }
+    }
+}
+
 inline void threshold_summary(const float* t, std::size_t n, mask_statistics& s) {
     if (n == 0) return;
     double sum = 0;

@@ -28,6 +28,7 @@
 #include <string>
 #include <string_view>
 
+#include "dynsparse/core/parallel.hpp"
 #include "dynsparse/core/rng.hpp"
 #include "dynsparse/core/shape.hpp"
 #include "dynsparse/core/tensor.hpp"
@@ -45,8 +46,9 @@ inline constexpr bool no_bias = false;
 ///
 /// `on_update` lets a layer derive data from fresh values while they are still in cache:
 /// an optimizer that supports it reports, after changing value[begin, end), that range,
-/// in increasing order and in whole multiples of `granule` elements (masked layers
-/// recompute the mask of those rows there, saving a pass over W per step). Optimizers
+/// in whole multiples of `granule` elements, each element once per step (masked layers
+/// recompute the mask of those rows there, saving a pass over W per step). Reports of
+/// disjoint ranges may come from several threads at once (for_each_chunk). Optimizers
 /// that ignore it stay correct: the layer then recomputes in its next forward pass.
 struct parameter {
     std::string_view name;
@@ -64,16 +66,21 @@ struct parameter {
 
 /// Runs f(begin, end) over [0, n) in chunks of about `target` elements that are whole
 /// multiples of the parameter's granule, then reports each chunk to the parameter.
+/// Large parameters are shared out between the library's threads (parallel_for, runs of
+/// whole chunks): f must only touch elements of its own range.
 template <class F>
 void for_each_chunk(const parameter& p, F&& f, std::size_t target = 4096) {
     const std::size_t n = p.value.size();
     const std::size_t g = p.granule == 0 ? 1 : p.granule;
     const std::size_t chunk = g * (target > g ? target / g : 1);
-    for (std::size_t b = 0; b < n; b += chunk) {
-        const std::size_t e = b + chunk < n ? b + chunk : n;
-        f(b, e);
-        p.updated(b, e);
-    }
+    const std::size_t chunks = (n + chunk - 1) / chunk;
+    parallel_for(chunks, [&](std::size_t, std::size_t c0, std::size_t c1) {
+        for (std::size_t c = c0; c < c1; ++c) {
+            const std::size_t b = c * chunk, e = b + chunk < n ? b + chunk : n;
+            f(b, e);
+            p.updated(b, e);
+        }
+    }, parallel_grain_elements / chunk + 1);
 }
 
 namespace detail {

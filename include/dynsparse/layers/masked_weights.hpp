@@ -11,9 +11,14 @@
 // and the weights' update report (parameter::on_update) masks each block of rows as soon
 // as it is updated, while it is in cache. That mask is used by the next forward only;
 // any other forward recomputes it, so parameters written any other way are always seen.
+// The passes over W (mask, surrogate backward) share rows between the library's threads
+// (core/parallel.hpp) with the same result for any thread count.
+#include <atomic>
 #include <cstddef>
 #include <span>
+#include <vector>
 
+#include "dynsparse/core/parallel.hpp"
 #include "dynsparse/core/tensor.hpp"
 #include "dynsparse/detail/init.hpp"
 #include "dynsparse/detail/mask_kernels.hpp"
@@ -35,7 +40,8 @@ public:
         : weight_(make_matrix(Rows, Cols)), bias_(make_vector(Bias ? Rows : 0)),
           threshold_(make_vector(threshold_count)), masked_weight_(make_matrix(Rows, Cols)),
           grad_weight_(make_matrix(Rows, Cols)), grad_bias_(make_vector(Bias ? Rows : 0)),
-          grad_threshold_(make_vector(threshold_count)) {}
+          grad_threshold_(make_vector(threshold_count)),
+          row_shares_(G::varies_along_row ? 0 : Rows * detail::row_pieces<G>) {}
 
     /// PyTorch's Linear/Conv initialisation, U(-1/sqrt(Cols), 1/sqrt(Cols)) for W and b;
     /// thresholds at 0, so the layer starts dense.
@@ -59,13 +65,21 @@ public:
 
     /// Recomputes the mask and masked weights from W and t, applying the reset rule.
     void update_mask() {
-        kept_ = mask_rows(0, Rows);
+        progress_.reset();
+        std::atomic<std::size_t> kept{0};
+        parallel_for(Rows, [&](std::size_t, std::size_t r0, std::size_t r1) {
+            kept.fetch_add(mask_rows(r0, r1), std::memory_order_relaxed);
+        }, grain_for(Cols));
+        kept_ = kept.load(std::memory_order_relaxed);
         apply_reset_rule();
     }
 
     /// Drops a mask made during the last optimizer step (the next forward recomputes it).
     /// Call after writing W or t through their spans between a step and the next forward.
-    void invalidate_mask() { mask_fresh_ = false; }
+    void invalidate_mask() {
+        mask_fresh_ = false;
+        progress_.reset();
+    }
 
     mask_statistics statistics() const {
         mask_statistics s;
@@ -131,12 +145,11 @@ protected:
     void finish_weight_gradient() {
         grad_threshold_.fill(0.0f);
         if (smooth_forward_)
-            detail::mask_backward<S, G, true>(weight_.data(), threshold_.data(), 0, Rows, Cols,
-                                              grad_weight_.data(), grad_threshold_.data());
+            surrogate_backward<true>();
         else
-            detail::mask_backward<S, G, false>(weight_.data(), threshold_.data(), 0, Rows, Cols,
-                                               grad_weight_.data(), grad_threshold_.data());
+            surrogate_backward<false>();
         mask_fresh_ = false;
+        progress_.reset();
     }
 
     matrix weight_;
@@ -148,16 +161,37 @@ protected:
     vector grad_threshold_;
 
 private:
-    /// The optimizer has updated W[begin, end) (whole rows, in order) after t: mask them.
+    /// Rows in parallel; with thresholds shared along rows, each row's threshold-gradient
+    /// share is summed on its own and the shares are subtracted in row order afterwards,
+    /// so dL/dt is the same for any thread count. (A granularity whose thresholds vary
+    /// along rows may share them between rows: that pass stays on one thread.)
+    template <bool Smooth>
+    void surrogate_backward() {
+        if constexpr (G::varies_along_row) {
+            detail::mask_backward<S, G, Smooth>(weight_.data(), threshold_.data(), 0, Rows, Cols,
+                                                grad_weight_.data(), grad_threshold_.data());
+        } else {
+            parallel_for(Rows, [&](std::size_t, std::size_t r0, std::size_t r1) {
+                detail::mask_backward_rows<S, G, Smooth>(weight_.data(), threshold_.data(), r0, r1,
+                                                         Cols, grad_weight_.data(), row_shares_.data());
+            }, grain_for(Cols));
+            detail::subtract_row_shares<G>(row_shares_.data(), Rows, Cols, grad_threshold_.data());
+        }
+    }
+
+    /// The optimizer has updated W[begin, end) (whole rows) after t: mask them. Reports of
+    /// disjoint ranges may come from several threads at once; the one that completes the
+    /// matrix finishes the step's mask (the acquire-release count makes the other reports'
+    /// rows and counts visible to it).
     static void weights_updated(void* self_ptr, std::size_t begin, std::size_t end) {
         auto& self = *static_cast<masked_weights*>(self_ptr);
-        if (begin == 0) self.pending_kept_ = 0;
-        self.pending_kept_ += self.mask_rows(begin / Cols, end / Cols);
-        if (end == Rows * Cols) {
-            self.kept_ = self.pending_kept_;
-            self.apply_reset_rule();
-            self.mask_fresh_ = true;
-        }
+        self.progress_.kept.fetch_add(self.mask_rows(begin / Cols, end / Cols), std::memory_order_relaxed);
+        const std::size_t done = self.progress_.elements.fetch_add(end - begin, std::memory_order_acq_rel);
+        if (done + (end - begin) != Rows * Cols) return;
+        self.kept_ = self.progress_.kept.load(std::memory_order_relaxed);
+        self.progress_.reset();
+        self.apply_reset_rule();
+        self.mask_fresh_ = true;
     }
 
     std::size_t mask_rows(std::size_t r0, std::size_t r1) {
@@ -177,8 +211,25 @@ private:
         kept_ = mask_rows(0, Rows);
     }
 
+    /// The optimizer step's reports so far (elements masked, weights kept); a copy starts
+    /// afresh.
+    struct update_progress {
+        std::atomic<std::size_t> elements{0}, kept{0};
+        update_progress() = default;
+        update_progress(const update_progress&) {}
+        update_progress& operator=(const update_progress&) {
+            reset();
+            return *this;
+        }
+        void reset() {
+            elements.store(0, std::memory_order_relaxed);
+            kept.store(0, std::memory_order_relaxed);
+        }
+    };
+
+    std::vector<float> row_shares_;  // one threshold-gradient share per row (piece)
     std::size_t kept_ = Rows * Cols;
-    std::size_t pending_kept_ = 0;
+    update_progress progress_;
     std::size_t resets_ = 0;
     bool mask_fresh_ = false;
     bool reset_rule_ = true;
