@@ -189,7 +189,8 @@ run_result train(const run_options& o, const ds::dataset& train_set, const ds::d
                  const ds::dataset& test_set, bool eval_is_test) {
     if (!o.export_path.empty() && !ds::ExportableNetwork<Net>)
         throw std::invalid_argument("--export: the sparse inference engine has no kernels for a "
-                                    "layer of this network yet");
+                                    "layer of this network yet (residual blocks, or a batch norm "
+                                    "that does not directly follow a convolution or dense layer)");
     // [train]
     Net net;
     net.initialize(o.seed);
