@@ -6,7 +6,9 @@
 
 #include <cmath>
 #include <numeric>
+#include <vector>
 
+#include "dynsparse/detail/reduce.hpp"
 #include "dynsparse/layers/activations.hpp"
 #include "dynsparse/layers/conv2d.hpp"
 #include "dynsparse/layers/masked_conv2d.hpp"
@@ -250,6 +252,24 @@ TEST_CASE("masked_conv2d reset rule: a layer keeping <= 1% gets its thresholds r
     layer.update_mask();
     CHECK(layer.statistics().kept == 0);
     CHECK(layer.statistics().resets == 1);
+}
+
+// ------------------------------------------------------------------ float sums
+TEST_CASE("sum_floats matches a double-precision sum at every remainder length") {
+    // The 16 partial sums and the tail: lengths around the lane count and a long run.
+    ds::rng gen(3);
+    for (std::size_t n : {0u, 1u, 15u, 16u, 17u, 31u, 33u, 576u, 1001u}) {
+        std::vector<float> v(n);
+        double want = 0.0;
+        for (auto& x : v) {
+            x = gen.uniform(-1.0f, 1.0f);
+            want += x;
+        }
+        CAPTURE(n);
+        CHECK(ds::detail::sum_floats(v.data(), n) == doctest::Approx(want).epsilon(1e-5));
+    }
+    const std::vector<float> ones(40, 1.0f);  // exact: every element counted once
+    CHECK(ds::detail::sum_floats(ones.data(), ones.size()) == 40.0f);
 }
 
 // ------------------------------------------------------------------ pooling
