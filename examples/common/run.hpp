@@ -64,63 +64,6 @@ struct model_info {
     bool prefer_avx512_blas = false;  ///< see ds::restart_with_fast_blas_kernels
 };
 
-inline std::string number_text(double v) {
-    char b[32];
-    std::snprintf(b, sizeof b, "%g", v);
-    return b;
-}
-
-/// The --help text; the model's name, data, recipe and granularity choices are filled in.
-inline std::string usage_text(const model_info& m, const recipe& d = {}) {
-    const std::string optimizer = std::string(d.optimizer) == "adam" ? "Adam" : "SGD";
-    const bool cifar = m.data == data_kind::cifar10;
-    std::string u = std::string("Train ") + m.title + " with Dynamic Sparse Training on " +
-                    (cifar ? "CIFAR-10" : "(Fashion-)MNIST") + ".\n" +
-                    (cifar ? "\n  --data DIR           CIFAR-10 binary directory (data_batch_1.bin ... "
-                             "test_batch.bin;\n                       default ./cifar-10-batches-bin)\n"
-                           : "\n  --data DIR           MNIST-format directory (default "
-                             "/usr/share/datasets/fashion-mnist)\n") +
-                    "  --epochs N           training epochs (" + std::to_string(d.epochs) + ")\n" +
-                    "  --batch N            batch size (" + std::to_string(d.batch) + ")\n" +
-                    "  --lr X               " + optimizer + " learning rate (" + number_text(d.lr) + ")\n" + R"(  --momentum X         SGD momentum (0.9)
-  --nesterov           Nesterov momentum
-)" + "  --weight-decay X     weight decay on weights, biases and batch-norm parameters (" +
-                    number_text(d.weight_decay) + ")\n" +
-                    "  --schedule S         constant|cosine|multistep (" + d.schedule + ")\n" +
-                    "  --milestones A,B     epochs at which multistep multiplies the rate by 0.1" +
-                    (*d.milestones ? std::string(" (") + d.milestones + ")" : std::string()) + "\n" +
-                    "  --alpha X            sparse regulariser alpha * sum exp(-t) (" + number_text(d.alpha) +
-                    ")\n" +
-                    (d.decay_thresholds ? "  --no-threshold-decay do not apply weight decay to the thresholds "
-                                          "(applied by default, as in the reference CIFAR setup)\n"
-                                        : "  --threshold-decay    apply weight decay to the thresholds too\n") +
-                    (cifar ? "  --no-augment         no random crop / flip of training images\n" : "") +
-                    "  --eval-batch N       evaluation batch size (" + std::to_string(d.eval_batch) + ")" + R"(
-  --seed N             seed of initialisation and shuffling (1)
-  --dense              train the same network with plain dense layers (the baseline)
-  --surrogate S        long_tailed|ste|sigmoid (long_tailed)
-  --granularity G      )" + m.granularity_help + R"(
-  --no-reset           switch off the 1% threshold reset rule
-  --val-fraction F     hold out this fraction of the training set for per-epoch
-                       evaluation; the test set is then used once, at the end (0)
-  --train-limit N      use only the first N training samples (0 = all)
-  --threads N          threads for BLAS and the library's own loops (1)
-  --json PATH          write a summary of the run as JSON
-  --target-remaining R adapt alpha during training so that the model ends with this
-                       remaining ratio, R in (0, 1), e.g. 0.05; --alpha is the start
-  --csv PATH           write a training log (per epoch, and per --log-every steps)
-  --log-every N        also log every N steps to the CSV (0 = epoch rows only)
-  --quiet              no per-layer lines, no progress bar
-  --save PATH          write a checkpoint after every epoch (atomically: a crash keeps
-                       the previous one)
-  --resume PATH        continue from a checkpoint up to --epochs epochs in all (same
-                       flags as the run that wrote it)
-  --export PATH        write the trained network as a compact sparse inference model
-                       (see examples/sparse_inference.cpp)
-)" + d.extra_help;
-    return u;
-}
-
 struct run_options {
     std::size_t epochs, batch, threads, train_limit;
     float lr, momentum, alpha, weight_decay, val_fraction;
@@ -136,27 +79,8 @@ struct run_options {
     std::function<void(ds::matrix&, ds::rng&)> augment;  ///< training batches; empty = none
 };
 
-inline ds::lr_schedule make_schedule(const run_options& o) {
-    if (o.schedule == "cosine") return ds::cosine_lr(o.lr);
-    if (o.schedule == "multistep") {
-        std::vector<std::size_t> ms;
-        std::size_t start = 0;
-        while (start < o.milestones.size()) {
-            const std::size_t comma = std::min(o.milestones.find(',', start), o.milestones.size());
-            ms.push_back(std::stoul(o.milestones.substr(start, comma - start)));
-            start = comma + 1;
-        }
-        return ds::multi_step_lr(o.lr, ms, 0.1f);
-    }
-    return ds::constant_lr(o.lr);
-}
-
-inline double median(std::vector<double> v) {
-    if (v.empty()) return 0;
-    std::sort(v.begin(), v.end());
-    const std::size_t n = v.size();
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
+/// The learning-rate schedule named by --schedule / --milestones.
+ds::lr_schedule make_schedule(const run_options& o);
 
 struct run_result {
     std::vector<ds::epoch_report> history;
@@ -254,171 +178,19 @@ run_result train(const run_options& o, const ds::dataset& train_set, const ds::d
     return r;
 }
 
+/// The --help text; the model's name, data, recipe and granularity choices are filled in.
+std::string usage_text(const model_info& m, const recipe& d = {});
+
 /// Prints the final report and writes the JSON summary.
-inline void report(const model_info& m, const run_options& o, const run_result& r, bool eval_is_test) {
-    const double remaining = ds::model_remaining(r.layers);
-    std::vector<double> epoch_seconds, layer_remaining, epoch_acc, epoch_remaining;
-    std::vector<std::string> layer_names;
-    std::size_t resets = 0;
-    for (const auto& e : r.history) {
-        epoch_seconds.push_back(e.train_seconds);
-        epoch_acc.push_back(e.eval.accuracy);
-        epoch_remaining.push_back(e.remaining);
-        resets += e.resets;
-    }
-    for (const auto& l : r.layers) {
-        layer_remaining.push_back(l.stats.remaining());
-        layer_names.push_back(l.name);
-    }
-    const double per_epoch = median(epoch_seconds);
-    const std::string model = o.dense ? std::string(m.title) + ", dense baseline"
-                                      : std::string(m.title) + ", DST, " + o.surrogate + ", " + o.granularity;
+void report(const model_info& m, const run_options& o, const run_result& r, bool eval_is_test);
 
-    std::printf("\n== final report ==\n");
-    std::printf("model            %s\n", model.c_str());
-    std::printf("test accuracy    %.2f%%  (test loss %.4f, %zu samples)\n", r.test.accuracy,
-                r.test.loss, r.test.samples);
-    std::printf("remaining ratio  %.2f%% of the masked weights\n", 100.0 * remaining);
-    if (o.target_remaining > 0)
-        std::printf("target           %.2f%% (off by %+.2f points), final alpha %.4g\n",
-                    100.0 * o.target_remaining, 100.0 * (remaining - o.target_remaining),
-                    static_cast<double>(r.final_alpha));
-    for (const auto& l : r.layers)
-        std::printf("   [%zu] %-40s %6.2f%% of %zu (resets %zu)\n", l.index, l.name.c_str(),
-                    100.0 * l.stats.remaining(), l.stats.total, l.stats.resets);
-    std::printf("time             %.2f s per training epoch (median of %zu), %.1f s in all\n",
-                per_epoch, r.history.size(), r.wall_seconds);
-
-    if (o.json.empty()) return;
-    ds::json_object j;
-    j.add("model", m.json_name)
-        .add("dense", o.dense)
-        .add("surrogate", o.dense ? std::string("none") : o.surrogate)
-        .add("granularity", o.dense ? std::string("none") : o.granularity)
-        .add("test_accuracy", r.test.accuracy)
-        .add("test_loss", r.test.loss)
-        .add("remaining_ratio", remaining)
-        .add("layer_remaining", layer_remaining)
-        .add("layer_names", layer_names)
-        .add("epochs", r.history.size())
-        .add("seconds_per_epoch", per_epoch)
-        .add("epoch_seconds", epoch_seconds)
-        .add("epoch_eval_accuracy", epoch_acc)
-        .add("epoch_remaining", epoch_remaining)
-        .add("evaluated_on", eval_is_test ? "test" : "validation")
-        .add("resets", resets)
-        .add("optimizer", o.optimizer)
-        .add("batch", o.batch)
-        .add("lr", static_cast<double>(o.lr))
-        .add("momentum", static_cast<double>(o.momentum))
-        .add("alpha", static_cast<double>(o.dense ? 0.0f : o.alpha))
-        .add("final_alpha", static_cast<double>(r.final_alpha))
-        .add("target_remaining", o.target_remaining)
-        .add("val_fraction", static_cast<double>(o.val_fraction))
-        .add("final_eval_accuracy", r.history.back().eval.accuracy)
-        .add("csv", o.csv)
-        .add("seed", static_cast<std::size_t>(o.seed))
-        .add("threads", o.threads)
-        .add("blas_core", ds::blas_core_name())
-        .add("wall_seconds", r.wall_seconds);
-    ds::write_file_atomically(o.json, j.str() + "\n");
-    std::printf("summary          %s\n", o.json.c_str());
-}
+/// An example's choice of network: trains the network type that the options name.
+using dispatch_fn = run_result (*)(const run_options& o, const ds::dataset& train_set,
+                                   const ds::dataset& eval_set, const ds::dataset& test_set,
+                                   bool eval_is_test);
 
 /// The whole program: parse the flags, load the data, train the network chosen by
 /// `dispatch(options, train, eval, test, eval_is_test)`, report. Returns the exit code.
-template <class Dispatch>
-int run_main(int argc, char** argv, const model_info& m, Dispatch dispatch, const recipe& d = {}) {
-    ds::restart_with_fast_blas_kernels(argv, m.prefer_avx512_blas);
-    try {
-        const examples::arguments args(
-            argc, argv,
-            {"--data", "--epochs", "--batch", "--lr", "--momentum", "--weight-decay", "--schedule",
-             "--milestones", "--alpha", "--seed", "--surrogate", "--granularity", "--val-fraction",
-             "--train-limit", "--threads", "--json", "--target-remaining", "--csv", "--log-every",
-             "--eval-batch", "--save", "--resume", "--export"},
-            {"--help", "--dense", "--nesterov", "--no-reset", "--quiet", "--no-augment",
-             "--threshold-decay", "--no-threshold-decay"});
-        if (args.has("--help")) {
-            std::cout << usage_text(m, d);
-            return 0;
-        }
-        run_options o;
-        o.optimizer = d.optimizer;
-        o.epochs = args.count("--epochs", d.epochs);
-        o.batch = args.count("--batch", d.batch);
-        o.lr = static_cast<float>(args.real("--lr", d.lr));
-        o.momentum = static_cast<float>(args.real("--momentum", 0.9));
-        o.nesterov = args.has("--nesterov");
-        o.weight_decay = static_cast<float>(args.real("--weight-decay", d.weight_decay));
-        o.schedule = args.choice("--schedule", d.schedule, {"constant", "cosine", "multistep"});
-        o.milestones = args.text("--milestones", d.milestones);
-        o.alpha = static_cast<float>(args.real("--alpha", d.alpha));
-        o.decay_thresholds = (d.decay_thresholds || args.has("--threshold-decay")) &&
-                             !args.has("--no-threshold-decay");
-        o.eval_batch = args.count("--eval-batch", d.eval_batch);
-        o.seed = args.count("--seed", 1);
-        o.dense = args.has("--dense");
-        o.surrogate = args.choice("--surrogate", "long_tailed", {"long_tailed", "ste", "sigmoid"});
-        o.granularity = args.choice("--granularity", m.granularities.front(), m.granularities);
-        o.reset_rule = !args.has("--no-reset");
-        o.val_fraction = static_cast<float>(args.real("--val-fraction", 0.0));
-        o.train_limit = args.count("--train-limit", 0);
-        o.threads = args.count("--threads", 1);
-        o.json = args.text("--json", "");
-        o.quiet = args.has("--quiet");
-        o.target_remaining = args.real("--target-remaining", 0.0);
-        if (args.has("--target-remaining") && !(o.target_remaining > 0 && o.target_remaining < 1))
-            throw std::invalid_argument("--target-remaining expects a ratio in (0, 1), e.g. 0.05");
-        o.csv = args.text("--csv", "");
-        o.log_every = args.count("--log-every", 0);
-        o.save = args.text("--save", "");
-        o.resume = args.text("--resume", "");
-        o.export_path = args.text("--export", "");
-        if (o.epochs == 0 || o.batch == 0 || o.threads == 0 || o.eval_batch == 0)
-            throw std::invalid_argument("--epochs, --batch, --eval-batch and --threads must be positive");
-        if (o.schedule == "multistep" && o.milestones.empty())
-            throw std::invalid_argument("--schedule multistep needs --milestones, e.g. 10,15");
-        ds::set_threads(o.threads);
-        std::cout << "BLAS kernels: " << ds::blas_core_name() << ", " << o.threads << " thread(s)\n";
-
-        const bool cifar = m.data == data_kind::cifar10;
-        const std::string dir = args.text(
-            "--data", cifar ? std::string("cifar-10-batches-bin") : ds::default_fashion_mnist_directory.string());
-        std::cout << "loading " << dir << "\n";
-        ds::train_test data;
-        if (cifar) {
-            // Per-channel normalisation with the training set's statistics; pad 4 + random
-            // crop + random flip of every training batch.
-            data = ds::load_cifar10_directory(dir);
-            const auto stats = ds::compute_channel_statistics(data.train, ds::cifar10_channels);
-            ds::normalize_channels(data.train, stats);
-            ds::normalize_channels(data.test, stats);
-            if (!args.has("--no-augment")) o.augment = ds::cifar10_augmentation(stats);
-        } else {
-            data = ds::load_mnist_directory(dir);
-            ds::standardize(data);
-        }
-        if (o.train_limit > 0 && o.train_limit < data.train.size())
-            data.train = ds::take(data.train, 0, o.train_limit);
-        if (o.val_fraction > 0) {
-            auto [train_part, val_part] = ds::split_validation(data.train, o.val_fraction, o.seed);
-            std::cout << "training on " << train_part.size() << ", validating on "
-                      << val_part.size() << ", testing once on " << data.test.size() << "\n";
-            report(m, o, dispatch(o, train_part, val_part, data.test, false), false);
-            return 0;
-        }
-        std::cout << "training on " << data.train.size() << ", evaluating on the "
-                  << data.test.size() << " test samples each epoch\n";
-        report(m, o, dispatch(o, data.train, data.test, data.test, true), true);
-        return 0;
-    } catch (const ds::training_diverged& e) {
-        std::cerr << "error: " << e.what() << "\n";
-        return 2;
-    } catch (const std::exception& e) {
-        std::cerr << "error: " << e.what() << "\n";
-        return 1;
-    }
-}
+int run_main(int argc, char** argv, const model_info& m, dispatch_fn dispatch, const recipe& d = {});
 
 }  // namespace examples

@@ -18,6 +18,8 @@
 #include <exception>
 #include <mutex>
 #include <thread>
+#include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "dynsparse/core/blas.hpp"
@@ -52,17 +54,21 @@ public:
         for (std::size_t i = 1; i < n; ++i) workers_.emplace_back([this, i, now] { work(i, now); });
     }
 
-    /// Runs body(part) for part in [0, parts) with parts <= size(), part 0 on the caller.
-    template <class Body>
-    void run(std::size_t parts, Body& body) {
+    /// A loop body behind a plain function pointer: task(body, part).
+    using task_fn = void (*)(void* body, std::size_t part);
+
+    /// Runs task(body, part) for part in [0, parts) with parts <= size(), part 0 on the
+    /// caller. Not a template: the pool's machinery is compiled once, not once per loop
+    /// body (it was ~40% of the code a network's training loop instantiated).
+    void run(std::size_t parts, task_fn task, void* body) {
         if (parts <= 1 || in_loop_) {
-            for (std::size_t p = 0; p < parts; ++p) body(p);
+            for (std::size_t p = 0; p < parts; ++p) task(body, p);
             return;
         }
         {
             std::lock_guard lock(mutex_);
-            task_ = [](void* b, std::size_t p) { (*static_cast<Body*>(b))(p); };
-            body_ = &body;
+            task_ = task;
+            body_ = body;
             parts_ = parts;
             pending_.store(parts - 1, std::memory_order_relaxed);
             error_ = nullptr;
@@ -73,7 +79,7 @@ public:
         in_loop_ = true;
         std::exception_ptr mine;
         try {
-            body(0);
+            task(body, 0);
         } catch (...) {
             mine = std::current_exception();
         }
@@ -131,7 +137,7 @@ private:
     std::size_t generation_ = 0;
     std::atomic<std::size_t> published_{0};  // generation_, readable without the lock
     bool stopping_ = false;
-    void (*task_)(void*, std::size_t) = nullptr;
+    task_fn task_ = nullptr;
     void* body_ = nullptr;
     std::size_t parts_ = 0;
     std::atomic<std::size_t> pending_{0};
@@ -184,30 +190,45 @@ inline std::size_t parallel_chunks(std::size_t items, std::size_t grain = 1) {
     return std::max<std::size_t>(1, std::min(threads(), items / std::max<std::size_t>(grain, 1)));
 }
 
-/// body(chunk, lo, hi) over contiguous chunks of [0, items), one per thread, each of at
-/// least `grain` items. BLAS calls in the body run single-threaded while chunks run side
-/// by side.
+namespace detail {
+
+/// One chunk of a parallel_for: the pool's task for a loop body `Body`. Kept out of line so
+/// that each loop body is compiled once, whether it runs on one thread or several.
 template <class Body>
-void parallel_for(std::size_t items, Body&& body, std::size_t grain = 1) {
-    const std::size_t chunks = parallel_chunks(items, grain);
-    auto part = [&](std::size_t c) {
-        std::size_t lo, hi;
-        chunk_range(items, chunks, c, lo, hi);
-        body(c, lo, hi);
-    };
-    if (chunks == 1) {
-        part(0);
-        return;
-    }
+[[gnu::noinline]] void run_chunk(void* loop, std::size_t chunk) {
+    const auto& l = *static_cast<const std::tuple<Body*, std::size_t, std::size_t>*>(loop);
+    std::size_t lo, hi;
+    chunk_range(std::get<1>(l), std::get<2>(l), chunk, lo, hi);
+    (*std::get<0>(l))(chunk, lo, hi);
+}
+
+/// The non-template part of parallel_for: BLAS on one thread while the chunks run.
+inline void run_chunks(std::size_t chunks, thread_pool::task_fn task, void* loop) {
     const int blas = blas_threads();
     if (blas > 1) set_blas_threads(1);
     try {
-        detail::pool().run(chunks, part);
+        pool().run(chunks, task, loop);
     } catch (...) {
         if (blas > 1) set_blas_threads(blas);
         throw;
     }
     if (blas > 1) set_blas_threads(blas);
+}
+
+}  // namespace detail
+
+/// body(chunk, lo, hi) over contiguous chunks of [0, items), one per thread, each of at
+/// least `grain` items. BLAS calls in the body run single-threaded while chunks run side
+/// by side.
+template <class Body>
+void parallel_for(std::size_t items, Body&& body, std::size_t grain = 1) {
+    using body_type = std::remove_reference_t<Body>;
+    const std::size_t chunks = parallel_chunks(items, grain);
+    std::tuple<body_type*, std::size_t, std::size_t> loop{&body, items, chunks};
+    if (chunks == 1)
+        detail::run_chunk<body_type>(&loop, 0);
+    else
+        detail::run_chunks(chunks, &detail::run_chunk<body_type>, &loop);
 }
 
 }  // namespace dynsparse
