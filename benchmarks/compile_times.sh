@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Compile time of each example, as a user rebuilding it after an edit sees it: the shared
+# parts (the examples' support library and precompiled header, built once per build tree)
+# are built first, then each example's source is touched and its target rebuilt alone,
+# one compiler job. Prints user CPU seconds (robust to other jobs on the machine), wall
+# seconds and the compiler's peak memory per target, ROUNDS times, and the medians.
+#
+#   benchmarks/compile_times.sh [--build-dir DIR] [--rounds N] [--targets "a b ..."]
+#
+# The build directory must be configured (cmake -S . -B DIR -DCMAKE_BUILD_TYPE=Release).
+# Run it on an otherwise idle machine: a compiler on a shared core is slower.
+set -euo pipefail
+
+usage() { sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+
+BUILD_DIR=build
+ROUNDS=3
+TARGETS="lenet_300_100 lenet5_caffe lstm_mnist custom_policies sparse_inference"
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --build-dir) BUILD_DIR=${2:?--build-dir needs a value}; shift 2 ;;
+    --rounds) ROUNDS=${2:?--rounds needs a value}; shift 2 ;;
+    --targets) TARGETS=${2:?--targets needs a value}; shift 2 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "error: unknown option '$1' (see --help)" >&2; exit 1 ;;
+  esac
+done
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$HERE")
+if [[ $BUILD_DIR != /* && ! -d $BUILD_DIR && -d $ROOT/$BUILD_DIR ]]; then BUILD_DIR="$ROOT/$BUILD_DIR"; fi
+[[ -f $BUILD_DIR/CMakeCache.txt ]] || { echo "error: $BUILD_DIR is not a configured build directory" >&2; exit 1; }
+
+echo "date $(date -R), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $(c++ --version | head -1)"
+cmake --build "$BUILD_DIR" --target dynsparse_example_support -j1 > /dev/null
+declare -A user wall mem
+for ((r = 1; r <= ROUNDS; ++r)); do
+  for t in $TARGETS; do
+    [[ -f $ROOT/examples/$t.cpp ]] || { echo "error: examples/$t.cpp not found" >&2; exit 1; }
+    touch "$ROOT/examples/$t.cpp"
+    # GNU time on the build: children's CPU time (the compiler and the linker) included.
+    line=$( { /usr/bin/time -f "%U %e %M" cmake --build "$BUILD_DIR" --target "$t" -j1 > /dev/null; } 2>&1 | tail -1)
+    read -r u w m <<< "$line"
+    user[$t]+="$u "; wall[$t]+="$w "; mem[$t]+="$m "
+    printf "round %d  %-18s user %6.2f s  wall %6.2f s  peak %4d MB\n" "$r" "$t" "$u" "$w" $((m / 1024))
+  done
+done
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+echo "medians over $ROUNDS rounds (load average now $(cut -d' ' -f1-3 /proc/loadavg)):"
+for t in $TARGETS; do
+  printf "  %-18s user %6.2f s  wall %6.2f s\n" "$t" "$(echo "${user[$t]}" | median)" "$(echo "${wall[$t]}" | median)"
+done
