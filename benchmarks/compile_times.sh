@@ -7,11 +7,13 @@
 #
 #   benchmarks/compile_times.sh [--build-dir DIR] [--rounds N] [--targets "a b ..."]
 #
-# The build directory must be configured (cmake -S . -B DIR -DCMAKE_BUILD_TYPE=Release).
+# The build directory must be configured (cmake -S . -B DIR -DCMAKE_BUILD_TYPE=Release); the
+# sources touched are those of the tree it was configured from, so two trees (before and
+# after a change) can be measured in turn.
 # Run it on an otherwise idle machine: a compiler on a shared core is slower.
 set -euo pipefail
 
-usage() { sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 BUILD_DIR=build
 ROUNDS=3
@@ -31,12 +33,15 @@ if [[ $BUILD_DIR != /* && ! -d $BUILD_DIR && -d $ROOT/$BUILD_DIR ]]; then BUILD_
 [[ -f $BUILD_DIR/CMakeCache.txt ]] || { echo "error: $BUILD_DIR is not a configured build directory" >&2; exit 1; }
 
 echo "date $(date -R), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $(c++ --version | head -1)"
-cmake --build "$BUILD_DIR" --target dynsparse_example_support -j1 > /dev/null
+if cmake --build "$BUILD_DIR" --target help | grep -q dynsparse_example_support; then
+  cmake --build "$BUILD_DIR" --target dynsparse_example_support -j1 > /dev/null
+fi
 declare -A user wall mem
 for ((r = 1; r <= ROUNDS; ++r)); do
   for t in $TARGETS; do
-    [[ -f $ROOT/examples/$t.cpp ]] || { echo "error: examples/$t.cpp not found" >&2; exit 1; }
-    touch "$ROOT/examples/$t.cpp"
+    src=$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$BUILD_DIR/CMakeCache.txt")/examples/$t.cpp
+    [[ -f $src ]] || { echo "error: $src not found" >&2; exit 1; }
+    touch "$src"
     # GNU time on the build: children's CPU time (the compiler and the linker) included.
     line=$( { /usr/bin/time -f "%U %e %M" cmake --build "$BUILD_DIR" --target "$t" -j1 > /dev/null; } 2>&1 | tail -1)
     read -r u w m <<< "$line"
