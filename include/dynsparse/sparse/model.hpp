@@ -38,6 +38,7 @@
 #include "dynsparse/io/binary.hpp"
 #include "dynsparse/layers/activations.hpp"
 #include "dynsparse/sparse/csr.hpp"
+#include "dynsparse/sparse/direct_conv.hpp"
 
 namespace dynsparse {
 
@@ -93,6 +94,7 @@ struct sparse_op {
     std::vector<float> dense;  ///< row-major rows x cols, kept when the layer is dense enough (or while exporting)
     csr_matrix csr;            ///< always present for dense, conv and lstm
     csr_matrix csr_input, csr_recurrent;  ///< lstm: csr split into W_ih and W_hh (made by the engine)
+    conv_taps taps;  ///< stride-1 conv: the non-zeros as input offsets (made by the engine)
 
     bool has_weights() const { return kind == op_kind::dense || kind == op_kind::conv || kind == op_kind::lstm; }
     std::size_t rows() const { return csr.rows; }
@@ -201,9 +203,12 @@ public:
                           (choice == kernel_choice::automatic && op.density() < sparse_density_threshold(op.kind, batch));
             if (op.has_weights() && op.dense.size() != op.rows() * op.cols()) sparse = true;
             if (sparse) split_lstm(ops[i]);
+            // A relu right after a direct convolution is applied as its output is stored.
+            const bool fuse_relu = op.kind == op_kind::conv && sparse && op.stride == 1 && i + 1 < ops.size() &&
+                                   ops[i + 1].kind == op_kind::relu;
             switch (op.kind) {
                 case op_kind::dense: run_dense(op, *cur, y, sparse); break;
-                case op_kind::conv: run_conv(op, *cur, y, sparse); break;
+                case op_kind::conv: run_conv(ops[i], *cur, y, sparse, fuse_relu); break;
                 case op_kind::relu: map<detail::relu_fn>(*cur, y); break;
                 case op_kind::tanh: map<detail::tanh_fn>(*cur, y); break;
                 case op_kind::sigmoid: map<detail::sigmoid_fn>(*cur, y); break;
@@ -214,6 +219,7 @@ public:
                 case op_kind::reshape: break;
             }
             cur = own = &y;
+            if (fuse_relu) ++i;
         }
         if (cur == &x) {  // no operation changed the data
             buffers_.resize(1);
@@ -245,8 +251,18 @@ private:
         }
     }
 
-    void run_conv(const sparse_op& op, const matrix& x, matrix& y, bool sparse) {
+    void run_conv(sparse_op& op, const matrix& x, matrix& y, bool sparse, bool relu) {
         const detail::conv_geometry g = op.geometry();
+        if (sparse && op.stride == 1) {  // direct sparse convolution, no unfolded input
+            if (op.taps.filters != op.rows() || op.taps.offset.size() != op.csr.nonzeros())
+                op.taps = conv_taps::from_csr(op.csr, g);
+            const std::size_t batch = x.shape(0), ps = op.taps.padded_sample();
+            xpad_.resize(batch * ps);
+            for (std::size_t r = 0; r < batch; ++r) op.taps.pad_sample(x.data() + r * g.in_size(), xpad_.data() + r * ps);
+            wide_.resize(2 * op.taps.vectors() * 16);
+            direct_sparse_conv(op.taps, op.bias.data(), xpad_.data(), batch, y.data(), op.out.size(), relu, wide_.data());
+            return;
+        }
         const std::size_t batch = x.shape(0), n = g.positions(), kk = g.cols(), out = op.rows();
         col_.resize(kk * n);
         for (std::size_t r = 0; r < batch; ++r) {
@@ -431,7 +447,7 @@ private:
     }
 
     std::vector<matrix> buffers_;
-    std::vector<float> xt_, yt_, col_, z_, cell_, hidden_;
+    std::vector<float> xt_, yt_, col_, z_, cell_, hidden_, xpad_, wide_;
 };
 
 // --------------------------------------------------------------------------- pruning
