@@ -1,16 +1,20 @@
 #pragma once
 // Direct sparse convolution (after Park et al., "Faster CNNs with direct sparse
-// convolutions", ICLR 2017) for stride-1 convolutions: no unfolded input.
+// convolutions", ICLR 2017) for stride-1 convolutions, without the unfolded input.
 //
-// With stride 1, output (oy, ox) of filter o sums w[o, c, i, j] x[c, oy + i, ox + j] over
-// the padded input (C x Hp x Wp). Computed on "wide" output rows of Wp columns (the last
-// k - 1 of each row are not outputs and are dropped when the rows are stored), output
-// position q = oy * Wp + ox reads x at q + c*Hp*Wp + i*Wp + j. So each non-zero weight is one
-// offset into the padded sample, and the whole output plane of a filter is one AXPY of the
-// sample shifted by that offset: contiguous, vectorised, and the plane's accumulators stay in
-// registers while the filter's non-zeros stream past. Each block of accumulators covers one
-// or more samples (several samples per weight: the weight and its offset are loaded once for
-// all of them).
+// With stride 1, output (oy, ox) of filter o sums w[o, c, i, j] xp[c, oy + i, ox + j] over
+// the zero-padded input xp (C x Hp x Wp). The sample is first copied into C x k "shifted
+// planes": plane (c, j) holds xp[c, y, ox + j] for all Hp rows y and the OW output columns
+// ox, row after row. Then the input that weight (c, i, j) multiplies, for the whole output
+// plane of its filter, is the OH * OW contiguous floats of plane (c, j) from row i on: each
+// non-zero weight is one offset, and a filter's output plane is a sum of shifted slices,
+// one vectorised AXPY per non-zero, with the plane's accumulators in registers while the
+// filter's non-zeros stream past. Several samples share a block of accumulators when a plane
+// is small (each weight and offset loaded once for all of them).
+// The copy is k times the input (9 600 floats for LeNet-5's second convolution, a third of
+// its unfolded input); computing on "wide" rows of Wp columns straight from xp instead needs
+// no copy but does Wp / OW times the multiply-adds (1.5x there) and was slower.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -21,145 +25,191 @@
 
 namespace dynsparse {
 
-/// A stride-1 convolution's non-zero weights as offsets into one padded input sample.
+namespace detail {
+/// Copies `rows` rows of 8 * Chunks floats (src rows `lds` apart, dst rows `ldd` apart, in
+/// increasing address order). Fixed-length copies: with a run-time count GCC turns them
+/// into memcpy calls (3-4 us for the 1200 rows of LeNet-5's second convolution).
+template <std::size_t Chunks>
+inline void copy_rows_fixed(const float* src, std::size_t lds, float* dst, std::size_t ldd, std::size_t rows) {
+    for (std::size_t y = 0; y < rows; ++y) std::memcpy(dst + y * ldd, src + y * lds, Chunks * 8 * sizeof(float));
+}
+inline void copy_rows(std::size_t chunks, const float* src, std::size_t lds, float* dst, std::size_t ldd,
+                      std::size_t rows) {
+    switch (chunks) {
+        case 1: copy_rows_fixed<1>(src, lds, dst, ldd, rows); return;
+        case 2: copy_rows_fixed<2>(src, lds, dst, ldd, rows); return;
+        case 3: copy_rows_fixed<3>(src, lds, dst, ldd, rows); return;
+        case 4: copy_rows_fixed<4>(src, lds, dst, ldd, rows); return;
+        default:
+            for (std::size_t y = 0; y < rows; ++y) std::memcpy(dst + y * ldd, src + y * lds, chunks * 8 * sizeof(float));
+    }
+}
+}  // namespace detail
+
+/// A stride-1 convolution's non-zero weights as offsets into the shifted planes of a sample.
 struct conv_taps {
-    std::size_t filters = 0;
-    std::size_t channels = 0, padded_height = 0, padded_width = 0, padding = 0, height = 0, width = 0;
+    std::size_t filters = 0, channels = 0, kernel = 0, padding = 0, height = 0, width = 0;
     std::size_t out_height = 0, out_width = 0;
+    std::size_t plane_stride = 0;       ///< floats per shifted plane: (H + 2p) * OW rounded up to 16
     std::vector<std::uint32_t> start;   ///< filters + 1 offsets into offset/value
-    std::vector<std::uint32_t> offset;  ///< c * Hp * Wp + i * Wp + j
+    std::vector<std::uint32_t> offset;  ///< (c * k + j) * plane_stride + i * OW
     std::vector<float> value;
 
-    std::size_t wide_size() const { return out_height * padded_width; }    ///< wide output plane
-    std::size_t vectors() const { return (wide_size() + 15) / 16; }        ///< its 16-float vectors
-    /// Floats of one padded sample: the sample plus the slack the last vector reads past it.
-    std::size_t padded_sample() const { return channels * padded_height * padded_width + padded_width + 32; }
+    std::size_t out_plane() const { return out_height * out_width; }
+    std::size_t vectors() const { return (out_plane() + 15) / 16; }  ///< 16-float vectors per output plane
+    /// Floats of one sample's shifted planes, with the slack the last vector reads past them.
+    std::size_t shifted_size() const { return channels * kernel * plane_stride + 16; }
 
     /// From the convolution's CSR weights (c_out x c_in*k*k, columns (c, i, j)); stride 1 only.
     static conv_taps from_csr(const csr_matrix& w, const detail::conv_geometry& g) {
         conv_taps t;
         t.filters = w.rows;
         t.channels = g.channels;
+        t.kernel = g.kernel;
         t.padding = g.padding;
         t.height = g.height;
         t.width = g.width;
-        t.padded_height = g.height + 2 * g.padding;
-        t.padded_width = g.width + 2 * g.padding;
         t.out_height = g.out_height;
         t.out_width = g.out_width;
-        const std::size_t k = g.kernel, plane = t.padded_height * t.padded_width;
+        t.plane_stride = ((g.height + 2 * g.padding) * g.out_width + 15) / 16 * 16;
+        const std::size_t k = g.kernel;
         t.start = w.row_start;
         t.value = w.value;
         t.offset.resize(w.column.size());
         for (std::size_t n = 0; n < w.column.size(); ++n) {
             const std::size_t col = w.column[n], c = col / (k * k), i = col / k % k, j = col % k;
-            t.offset[n] = static_cast<std::uint32_t>(c * plane + i * t.padded_width + j);
+            t.offset[n] = static_cast<std::uint32_t>((c * k + j) * t.plane_stride + i * g.out_width);
         }
         return t;
     }
 
-    /// Copies one sample (C x H x W) into its padded layout (zeros around it and after it).
-    void pad_sample(const float* __restrict x, float* __restrict xp) const {
-        const std::size_t p = padding, wp = padded_width;
-        if (p == 0) {
-            std::memcpy(xp, x, channels * height * width * sizeof(float));
-            std::memset(xp + channels * height * width, 0, (padded_sample() - channels * height * width) * sizeof(float));
-            return;
-        }
-        std::memset(xp, 0, padded_sample() * sizeof(float));
+    /// Writes the shifted planes of one sample x (C x H x W) to xs (shifted_size() floats).
+    /// Rows that lie inside the input are copied 8 floats at a time (a run-time row length of 8
+    /// or 24 floats left GCC with scalar copies); such a copy may write up to 7 floats past
+    /// its row, which the next row, the zeros after the rows or the slack overwrite, as
+    /// everything is written in address order. Rows at a padded edge go float by float.
+    void shift_sample(const float* __restrict x, float* __restrict xs) const {
+        const std::size_t p = padding, ow = out_width, hp = height + 2 * p;
+        const float* const x_end = x + channels * height * width;
+        const std::size_t chunks = (ow + 7) / 8;  // 8-float copies per row
         for (std::size_t c = 0; c < channels; ++c)
-            for (std::size_t y = 0; y < height; ++y)
-                std::memcpy(xp + (c * padded_height + y + p) * wp + p, x + (c * height + y) * width,
-                            width * sizeof(float));
+            for (std::size_t j = 0; j < kernel; ++j) {
+                float* __restrict dst = xs + (c * kernel + j) * plane_stride;
+                // Output columns [lo, hi) read input columns ox + j - p inside [0, W).
+                const std::size_t hi = width + p > j ? std::min(ow, width + p - j) : 0;
+                const std::size_t lo = std::min(hi, j >= p ? 0 : p - j);
+                std::fill(dst, dst + p * ow, 0.0f);
+                const float* src = x + c * height * width + j + lo - p;
+                float* d = dst + p * ow;
+                std::size_t y = 0;
+                if (lo == 0 && hi == ow) {  // rows inside the input: whole 8-float copies
+                    std::size_t rows = 0;
+                    while (rows < height && src + rows * width + 8 * chunks <= x_end) ++rows;
+                    detail::copy_rows(chunks, src, width, d, ow, rows);
+                    y = rows;
+                }
+                for (; y < height; ++y) {
+                    float* __restrict r = d + y * ow;
+                    for (std::size_t ox = 0; ox < lo; ++ox) r[ox] = 0.0f;
+                    for (std::size_t ox = lo; ox < hi; ++ox) r[ox] = src[y * width + ox - lo];
+                    for (std::size_t ox = hi; ox < ow; ++ox) r[ox] = 0.0f;
+                }
+                std::fill(d + height * ow, dst + plane_stride, 0.0f);
+            }
+        std::fill(xs + channels * kernel * plane_stride, xs + shifted_size(), 0.0f);
     }
 };
 
 namespace detail {
 
-/// Accumulates Q vectors of the wide output plane, for S samples (padded samples
-/// `sample_stride` floats apart), over the non-zeros [k0, k1) of one filter, starting
-/// from `bias`; writes the S x Q vectors to out (S planes `out_stride` floats apart).
-template <int S, int Q>
+/// Q vectors of one filter's output plane for S samples (shifted planes `xs_stride` floats
+/// apart, outputs `y_stride` apart): bias plus the non-zeros [k0, k1); `valid` floats of
+/// the Q vectors are stored (the rest belong to the next plane), with max(0, .) if Relu
+/// (relu_fn's rule: NaN stays).
+template <int S, int Q, bool Relu>
 inline void direct_conv_block(const std::uint32_t* __restrict off, const float* __restrict val, std::uint32_t k0,
-                              std::uint32_t k1, const float* __restrict x, std::size_t sample_stride, float bias,
-                              float* __restrict out, std::size_t out_stride) {
+                              std::uint32_t k1, const float* __restrict xs, std::size_t xs_stride, float bias,
+                              float* __restrict y, std::size_t y_stride, std::size_t valid) {
     float16 a[S][Q];
     for (int s = 0; s < S; ++s)
         for (int u = 0; u < Q; ++u) a[s][u] = float16{} + bias;
     for (std::uint32_t k = k0; k < k1; ++k) {
-        const float* xr = x + off[k];
+        const float* xr = xs + off[k];
         const float v = val[k];
         for (int s = 0; s < S; ++s)
             for (int u = 0; u < Q; ++u) {
                 float16 t;
-                std::memcpy(&t, xr + s * sample_stride + 16 * u, sizeof t);
+                std::memcpy(&t, xr + s * xs_stride + 16 * u, sizeof t);
                 a[s][u] += v * t;
             }
     }
     for (int s = 0; s < S; ++s)
-        for (int u = 0; u < Q; ++u) std::memcpy(out + s * out_stride + 16 * u, &a[s][u], sizeof(float16));
+        for (int u = 0; u < Q; ++u) {
+            float16 r = a[s][u];
+            if constexpr (Relu) r = r < 0.0f ? float16{} : r;
+            float* dst = y + s * y_stride + 16 * u;
+            if (16 * static_cast<std::size_t>(u) + 16 <= valid)
+                std::memcpy(dst, &r, sizeof r);
+            else if (16 * static_cast<std::size_t>(u) < valid)
+                std::memcpy(dst, &r, (valid - 16 * static_cast<std::size_t>(u)) * sizeof(float));
+        }
 }
 
-template <int S>
-inline void direct_conv_block_q(int q, const std::uint32_t* off, const float* val, std::uint32_t k0, std::uint32_t k1,
-                                const float* x, std::size_t sample_stride, float bias, float* out,
-                                std::size_t out_stride) {
+template <int S, bool Relu>
+inline void direct_conv_block_q(std::size_t q, const std::uint32_t* off, const float* val, std::uint32_t k0,
+                                std::uint32_t k1, const float* xs, std::size_t xs_stride, float bias, float* y,
+                                std::size_t y_stride, std::size_t valid) {
     switch (q) {
-        case 1: direct_conv_block<S, 1>(off, val, k0, k1, x, sample_stride, bias, out, out_stride); break;
-        case 2: direct_conv_block<S, 2>(off, val, k0, k1, x, sample_stride, bias, out, out_stride); break;
-        case 3: direct_conv_block<S, 3>(off, val, k0, k1, x, sample_stride, bias, out, out_stride); break;
-        case 4: direct_conv_block<S, 4>(off, val, k0, k1, x, sample_stride, bias, out, out_stride); break;
-        case 5: direct_conv_block<S, 5>(off, val, k0, k1, x, sample_stride, bias, out, out_stride); break;
-        case 6: direct_conv_block<S, 6>(off, val, k0, k1, x, sample_stride, bias, out, out_stride); break;
-        case 7: direct_conv_block<S, 7>(off, val, k0, k1, x, sample_stride, bias, out, out_stride); break;
-        default: direct_conv_block<S, 8>(off, val, k0, k1, x, sample_stride, bias, out, out_stride); break;
+        case 1: direct_conv_block<S, 1, Relu>(off, val, k0, k1, xs, xs_stride, bias, y, y_stride, valid); break;
+        case 2: direct_conv_block<S, 2, Relu>(off, val, k0, k1, xs, xs_stride, bias, y, y_stride, valid); break;
+        case 3: direct_conv_block<S, 3, Relu>(off, val, k0, k1, xs, xs_stride, bias, y, y_stride, valid); break;
+        case 4: direct_conv_block<S, 4, Relu>(off, val, k0, k1, xs, xs_stride, bias, y, y_stride, valid); break;
+        case 5: direct_conv_block<S, 5, Relu>(off, val, k0, k1, xs, xs_stride, bias, y, y_stride, valid); break;
+        case 6: direct_conv_block<S, 6, Relu>(off, val, k0, k1, xs, xs_stride, bias, y, y_stride, valid); break;
+        case 7: direct_conv_block<S, 7, Relu>(off, val, k0, k1, xs, xs_stride, bias, y, y_stride, valid); break;
+        default: direct_conv_block<S, 8, Relu>(off, val, k0, k1, xs, xs_stride, bias, y, y_stride, valid); break;
+    }
+}
+
+/// Samples [s0, s0 + S) of direct_sparse_conv.
+template <int S, bool Relu>
+inline void direct_conv_samples(const conv_taps& t, const float* bias, const float* xs, float* y, std::size_t y_stride) {
+    const std::size_t nv = t.vectors(), plane = t.out_plane(), xs_stride = t.shifted_size();
+    const std::size_t blocks = (nv + 7) / 8;  // blocks of at most 8 vectors, as even as possible
+    for (std::size_t o = 0; o < t.filters; ++o) {
+        const std::uint32_t k0 = t.start[o], k1 = t.start[o + 1];
+        for (std::size_t b = 0, v0 = 0; b < blocks; ++b) {
+            const std::size_t v1 = nv * (b + 1) / blocks;
+            direct_conv_block_q<S, Relu>(v1 - v0, t.offset.data(), t.value.data(), k0, k1, xs + 16 * v0, xs_stride,
+                                         bias[o], y + o * plane + 16 * v0, y_stride, plane - 16 * v0);
+            v0 = v1;
+        }
     }
 }
 
 }  // namespace detail
 
-/// y = conv(x, W) + b for `samples` padded samples xp (padded_sample() floats apart, made by
-/// pad_sample); y holds each sample's c_out x oh x ow output (rows `y_stride` floats
-/// apart). With `relu`, max(0, .) is applied on the way out (relu_fn's rule: NaN stays).
-/// `wide` is scratch of at least samples * vectors() * 16 floats.
-/// Up to 2 samples share each weight when a filter's wide plane is at most 8 vectors, so
-/// a block holds at most 16 accumulators (of the 32 AVX-512 registers).
-inline void direct_sparse_conv(const conv_taps& t, const float* bias, const float* xp, std::size_t samples, float* y,
-                               std::size_t y_stride, bool relu, float* wide) {
-    const std::size_t nv = t.vectors(), ps = t.padded_sample(), ws = nv * 16;
-    const std::size_t oh = t.out_height, ow = t.out_width, wp = t.padded_width, plane = oh * ow;
-    // Vector blocks of at most 8, as even as possible.
-    const std::size_t blocks = (nv + 7) / 8;
-    const std::uint32_t* off = t.offset.data();
-    const float* val = t.value.data();
-    const int pair = nv <= 8 ? 2 : 1;
-    for (std::size_t s0 = 0; s0 < samples; s0 += static_cast<std::size_t>(pair)) {
-        const std::size_t group = s0 + 2 <= samples && pair == 2 ? 2 : 1;
-        const float* x = xp + s0 * ps;
-        for (std::size_t o = 0; o < t.filters; ++o) {
-            const std::uint32_t k0 = t.start[o], k1 = t.start[o + 1];
-            for (std::size_t b = 0, v0 = 0; b < blocks; ++b) {
-                const std::size_t v1 = (nv * (b + 1)) / blocks, q = v1 - v0;
-                if (group == 2)
-                    detail::direct_conv_block_q<2>(static_cast<int>(q), off, val, k0, k1, x + 16 * v0, ps, bias[o],
-                                                   wide + 16 * v0, ws);
-                else
-                    detail::direct_conv_block_q<1>(static_cast<int>(q), off, val, k0, k1, x + 16 * v0, ps, bias[o],
-                                                   wide + 16 * v0, ws);
-                v0 = v1;
-            }
-            // Store the valid columns of each wide row.
-            for (std::size_t s = 0; s < group; ++s) {
-                float* __restrict dst = y + (s0 + s) * y_stride + o * plane;
-                const float* __restrict src = wide + s * ws;
-                for (std::size_t oy = 0; oy < oh; ++oy)
-                    for (std::size_t ox = 0; ox < ow; ++ox) {
-                        const float v = src[oy * wp + ox];
-                        dst[oy * ow + ox] = relu && v < 0.0f ? 0.0f : v;
-                    }
-            }
-        }
-    }
+/// y = conv(x, W) + b (then max(0, .) if `relu`) for `samples` samples whose shifted planes
+/// (shift_sample) lie in xs, shifted_size() floats apart; each sample's output
+/// (c_out x oh x ow) is written to y, `y_stride` floats apart. Samples go in fours when a
+/// plane has at most 4 vectors (16 accumulators), in twos up to 8 vectors, else one by one.
+inline void direct_sparse_conv(const conv_taps& t, const float* bias, const float* xs, std::size_t samples, float* y,
+                               std::size_t y_stride, bool relu, std::size_t max_group = 4) {
+    const std::size_t nv = t.vectors(), xs_stride = t.shifted_size();
+    const std::size_t group = std::min<std::size_t>(max_group, nv <= 4 ? 4 : nv <= 8 ? 2 : 1);
+    std::size_t s = 0;
+    auto run = [&]<int S>() {
+        if (relu)
+            detail::direct_conv_samples<S, true>(t, bias, xs + s * xs_stride, y + s * y_stride, y_stride);
+        else
+            detail::direct_conv_samples<S, false>(t, bias, xs + s * xs_stride, y + s * y_stride, y_stride);
+        s += S;
+    };
+    if (group == 4)
+        while (s + 4 <= samples) run.template operator()<4>();
+    if (group >= 2)
+        while (s + 2 <= samples) run.template operator()<2>();
+    while (s < samples) run.template operator()<1>();
 }
 
 }  // namespace dynsparse

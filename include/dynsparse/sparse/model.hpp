@@ -256,11 +256,10 @@ private:
         if (sparse && op.stride == 1) {  // direct sparse convolution, no unfolded input
             if (op.taps.filters != op.rows() || op.taps.offset.size() != op.csr.nonzeros())
                 op.taps = conv_taps::from_csr(op.csr, g);
-            const std::size_t batch = x.shape(0), ps = op.taps.padded_sample();
-            xpad_.resize(batch * ps);
-            for (std::size_t r = 0; r < batch; ++r) op.taps.pad_sample(x.data() + r * g.in_size(), xpad_.data() + r * ps);
-            wide_.resize(2 * op.taps.vectors() * 16);
-            direct_sparse_conv(op.taps, op.bias.data(), xpad_.data(), batch, y.data(), op.out.size(), relu, wide_.data());
+            const std::size_t batch = x.shape(0), ss = op.taps.shifted_size();
+            xpad_.resize(batch * ss);
+            for (std::size_t r = 0; r < batch; ++r) op.taps.shift_sample(x.data() + r * g.in_size(), xpad_.data() + r * ss);
+            direct_sparse_conv(op.taps, op.bias.data(), xpad_.data(), batch, y.data(), op.out.size(), relu);
             return;
         }
         const std::size_t batch = x.shape(0), n = g.positions(), kk = g.cols(), out = op.rows();
@@ -447,7 +446,7 @@ private:
     }
 
     std::vector<matrix> buffers_;
-    std::vector<float> xt_, yt_, col_, z_, cell_, hidden_, xpad_, wide_;
+    std::vector<float> xt_, yt_, col_, z_, cell_, hidden_, xpad_;
 };
 
 // --------------------------------------------------------------------------- pruning
