@@ -47,18 +47,27 @@ inline void copy_rows(std::size_t chunks, const float* src, std::size_t lds, flo
 }  // namespace detail
 
 /// A stride-1 convolution's non-zero weights as offsets into the shifted planes of a sample.
+/// Loads are aligned: 64-byte loads that cross a cache line ran at less than half the rate
+/// of aligned ones on the development machine. Slice i of a plane starts i * OW floats into
+/// it, so each plane is stored once per residue of i * OW modulo 16 among i = 0..k-1 (LeNet's
+/// OW of 24 and 8: residues 0 and 8, two copies), each copy shifted so that the slices
+/// that use it start on a 16-float boundary (the sample's planes must start on a 64-byte one).
 struct conv_taps {
     std::size_t filters = 0, channels = 0, kernel = 0, padding = 0, height = 0, width = 0;
     std::size_t out_height = 0, out_width = 0;
-    std::size_t plane_stride = 0;       ///< floats per shifted plane: (H + 2p) * OW rounded up to 16
+    std::size_t plane_stride = 0;       ///< floats per plane copy (a multiple of 16)
+    std::vector<std::size_t> lead;      ///< per copy: floats of zeros before its rows
+    std::vector<std::size_t> copy_of;   ///< per kernel row i: the copy its slices read
     std::vector<std::uint32_t> start;   ///< filters + 1 offsets into offset/value
-    std::vector<std::uint32_t> offset;  ///< (c * k + j) * plane_stride + i * OW
+    std::vector<std::uint32_t> offset;  ///< ((c * k + j) * copies + m) * plane_stride + lead[m] + i * OW
     std::vector<float> value;
 
+    std::size_t copies() const { return lead.size(); }
     std::size_t out_plane() const { return out_height * out_width; }
     std::size_t vectors() const { return (out_plane() + 15) / 16; }  ///< 16-float vectors per output plane
-    /// Floats of one sample's shifted planes, with the slack the last vector reads past them.
-    std::size_t shifted_size() const { return channels * kernel * plane_stride + 16; }
+    /// Floats of one sample's shifted planes, with the slack the last vector reads past them
+    /// (a multiple of 16, so consecutive samples stay aligned).
+    std::size_t shifted_size() const { return channels * kernel * copies() * plane_stride + 16; }
 
     /// From the convolution's CSR weights (c_out x c_in*k*k, columns (c, i, j)); stride 1 only.
     static conv_taps from_csr(const csr_matrix& w, const detail::conv_geometry& g) {
@@ -71,14 +80,20 @@ struct conv_taps {
         t.width = g.width;
         t.out_height = g.out_height;
         t.out_width = g.out_width;
-        t.plane_stride = ((g.height + 2 * g.padding) * g.out_width + 15) / 16 * 16;
-        const std::size_t k = g.kernel;
+        const std::size_t k = g.kernel, ow = g.out_width;
+        for (std::size_t i = 0; i < k; ++i) {
+            const std::size_t lead = (16 - i * ow % 16) % 16;
+            const auto at = std::find(t.lead.begin(), t.lead.end(), lead);
+            t.copy_of.push_back(static_cast<std::size_t>(at - t.lead.begin()));
+            if (at == t.lead.end()) t.lead.push_back(lead);
+        }
+        t.plane_stride = (15 + (g.height + 2 * g.padding) * ow + 15) / 16 * 16;
         t.start = w.row_start;
         t.value = w.value;
         t.offset.resize(w.column.size());
         for (std::size_t n = 0; n < w.column.size(); ++n) {
-            const std::size_t col = w.column[n], c = col / (k * k), i = col / k % k, j = col % k;
-            t.offset[n] = static_cast<std::uint32_t>((c * k + j) * t.plane_stride + i * g.out_width);
+            const std::size_t col = w.column[n], c = col / (k * k), i = col / k % k, j = col % k, m = t.copy_of[i];
+            t.offset[n] = static_cast<std::uint32_t>(((c * k + j) * t.copies() + m) * t.plane_stride + t.lead[m] + i * ow);
         }
         return t;
     }
@@ -93,30 +108,32 @@ struct conv_taps {
         const float* const x_end = x + channels * height * width;
         const std::size_t chunks = (ow + 7) / 8;  // 8-float copies per row
         for (std::size_t c = 0; c < channels; ++c)
-            for (std::size_t j = 0; j < kernel; ++j) {
-                float* __restrict dst = xs + (c * kernel + j) * plane_stride;
-                // Output columns [lo, hi) read input columns ox + j - p inside [0, W).
-                const std::size_t hi = width + p > j ? std::min(ow, width + p - j) : 0;
-                const std::size_t lo = std::min(hi, j >= p ? 0 : p - j);
-                std::fill(dst, dst + p * ow, 0.0f);
-                const float* src = x + c * height * width + j + lo - p;
-                float* d = dst + p * ow;
-                std::size_t y = 0;
-                if (lo == 0 && hi == ow) {  // rows inside the input: whole 8-float copies
-                    std::size_t rows = 0;
-                    while (rows < height && src + rows * width + 8 * chunks <= x_end) ++rows;
-                    detail::copy_rows(chunks, src, width, d, ow, rows);
-                    y = rows;
+            for (std::size_t j = 0; j < kernel; ++j)
+                for (std::size_t m = 0; m < copies(); ++m) {
+                    float* __restrict plane = xs + ((c * kernel + j) * copies() + m) * plane_stride;
+                    float* __restrict dst = plane + lead[m];
+                    // Output columns [lo, hi) read input columns ox + j - p inside [0, W).
+                    const std::size_t hi = width + p > j ? std::min(ow, width + p - j) : 0;
+                    const std::size_t lo = std::min(hi, j >= p ? 0 : p - j);
+                    std::fill(plane, dst + p * ow, 0.0f);
+                    const float* src = x + c * height * width + j + lo - p;
+                    float* d = dst + p * ow;
+                    std::size_t y = 0;
+                    if (lo == 0 && hi == ow) {  // whole 8-float copies while they stay inside x
+                        std::size_t rows = 0;
+                        while (rows < height && src + rows * width + 8 * chunks <= x_end) ++rows;
+                        detail::copy_rows(chunks, src, width, d, ow, rows);
+                        y = rows;
+                    }
+                    for (; y < height; ++y) {
+                        float* __restrict r = d + y * ow;
+                        for (std::size_t ox = 0; ox < lo; ++ox) r[ox] = 0.0f;
+                        for (std::size_t ox = lo; ox < hi; ++ox) r[ox] = src[y * width + ox - lo];
+                        for (std::size_t ox = hi; ox < ow; ++ox) r[ox] = 0.0f;
+                    }
+                    std::fill(d + height * ow, plane + plane_stride, 0.0f);
                 }
-                for (; y < height; ++y) {
-                    float* __restrict r = d + y * ow;
-                    for (std::size_t ox = 0; ox < lo; ++ox) r[ox] = 0.0f;
-                    for (std::size_t ox = lo; ox < hi; ++ox) r[ox] = src[y * width + ox - lo];
-                    for (std::size_t ox = hi; ox < ow; ++ox) r[ox] = 0.0f;
-                }
-                std::fill(d + height * ow, dst + plane_stride, 0.0f);
-            }
-        std::fill(xs + channels * kernel * plane_stride, xs + shifted_size(), 0.0f);
+        std::fill(xs + channels * kernel * copies() * plane_stride, xs + shifted_size(), 0.0f);
     }
 };
 
@@ -125,15 +142,36 @@ namespace detail {
 /// Q vectors of one filter's output plane for S samples (shifted planes `xs_stride` floats
 /// apart, outputs `y_stride` apart): bias plus the non-zeros [k0, k1); `valid` floats of
 /// the Q vectors are stored (the rest belong to the next plane), with max(0, .) if Relu
-/// (relu_fn's rule: NaN stays).
+/// (relu_fn's rule: NaN stays). With fewer than 8 accumulators (S * Q < 8) even and odd
+/// non-zeros go to two sets, added at the end: one set of 4 is one chain of dependent
+/// multiply-adds per register, bound by their latency.
 template <int S, int Q, bool Relu>
 inline void direct_conv_block(const std::uint32_t* __restrict off, const float* __restrict val, std::uint32_t k0,
                               std::uint32_t k1, const float* __restrict xs, std::size_t xs_stride, float bias,
                               float* __restrict y, std::size_t y_stride, std::size_t valid) {
-    float16 a[S][Q];
+    constexpr bool two_sets = S * Q < 8;
+    float16 a[S][Q], b[S][Q];
     for (int s = 0; s < S; ++s)
-        for (int u = 0; u < Q; ++u) a[s][u] = float16{} + bias;
-    for (std::uint32_t k = k0; k < k1; ++k) {
+        for (int u = 0; u < Q; ++u) {
+            a[s][u] = float16{} + bias;
+            b[s][u] = float16{};
+        }
+    std::uint32_t k = k0;
+    if constexpr (two_sets)
+        for (; k + 2 <= k1; k += 2) {
+            const float* xr = xs + off[k];
+            const float* xq = xs + off[k + 1];
+            const float v = val[k], w = val[k + 1];
+            for (int s = 0; s < S; ++s)
+                for (int u = 0; u < Q; ++u) {
+                    float16 t, r;
+                    std::memcpy(&t, xr + s * xs_stride + 16 * u, sizeof t);
+                    std::memcpy(&r, xq + s * xs_stride + 16 * u, sizeof r);
+                    a[s][u] += v * t;
+                    b[s][u] += w * r;
+                }
+        }
+    for (; k < k1; ++k) {
         const float* xr = xs + off[k];
         const float v = val[k];
         for (int s = 0; s < S; ++s)
@@ -146,6 +184,7 @@ inline void direct_conv_block(const std::uint32_t* __restrict off, const float* 
     for (int s = 0; s < S; ++s)
         for (int u = 0; u < Q; ++u) {
             float16 r = a[s][u];
+            if constexpr (two_sets) r += b[s][u];
             if constexpr (Relu) r = r < 0.0f ? float16{} : r;
             float* dst = y + s * y_stride + 16 * u;
             if (16 * static_cast<std::size_t>(u) + 16 <= valid)
