@@ -58,11 +58,17 @@ struct conv_taps {
     std::size_t plane_stride = 0;       ///< floats per plane copy (a multiple of 16)
     std::vector<std::size_t> lead;      ///< per copy: floats of zeros before its rows
     std::vector<std::size_t> copy_of;   ///< per kernel row i: the copy its slices read
-    std::vector<std::uint32_t> start;   ///< filters + 1 offsets into offset/value
-    std::vector<std::uint32_t> offset;  ///< ((c * k + j) * copies + m) * plane_stride + lead[m] + i * OW
+    std::size_t channels_per_block = 1;  ///< see channel_blocks()
+    std::vector<std::uint32_t> block_start;  ///< filter o, channel block b: [o * (blocks + 1) + b]
+    std::vector<std::uint32_t> offset;  ///< per non-zero, in the CSR's order: ((c * k + j) * copies + m) * plane_stride + lead[m] + i * OW
     std::vector<float> value;
 
     std::size_t copies() const { return lead.size(); }
+    /// The channels are taken in blocks whose planes fit in 48 KiB, so they stay in the L1
+    /// cache while every filter reads them (LeNet-5's second convolution: 90 KiB of planes
+    /// for 20 channels, 3 blocks; the first, 1 channel, 1 block). Each filter's partial sums
+    /// wait in y between blocks.
+    std::size_t channel_blocks() const { return (channels + channels_per_block - 1) / channels_per_block; }
     std::size_t out_plane() const { return out_height * out_width; }
     std::size_t vectors() const { return (out_plane() + 15) / 16; }  ///< 16-float vectors per output plane
     /// Floats of one sample's shifted planes, with the slack the last vector reads past them
@@ -88,7 +94,15 @@ struct conv_taps {
             if (at == t.lead.end()) t.lead.push_back(lead);
         }
         t.plane_stride = (15 + (g.height + 2 * g.padding) * ow + 15) / 16 * 16;
-        t.start = w.row_start;
+        const std::size_t per_channel = k * t.copies() * t.plane_stride * sizeof(float);
+        t.channels_per_block = std::max<std::size_t>(1, (std::size_t{48} << 10) / per_channel);
+        const std::size_t cb = t.channel_blocks();
+        for (std::size_t o = 0; o < w.rows; ++o)
+            for (std::size_t b = 0; b <= cb; ++b) {  // columns are sorted, channel-major
+                std::uint32_t n = w.row_start[o];
+                while (n < w.row_start[o + 1] && w.column[n] / (k * k) < b * t.channels_per_block) ++n;
+                t.block_start.push_back(n);
+            }
         t.value = w.value;
         t.offset.resize(w.column.size());
         for (std::size_t n = 0; n < w.column.size(); ++n) {
@@ -139,116 +153,106 @@ struct conv_taps {
 
 namespace detail {
 
-/// Q vectors of one filter's output plane for S samples (shifted planes `xs_stride` floats
-/// apart, outputs `y_stride` apart): bias plus the non-zeros [k0, k1); `valid` floats of
-/// the Q vectors are stored (the rest belong to the next plane), with max(0, .) if Relu
-/// (relu_fn's rule: NaN stays). With fewer than 8 accumulators (S * Q < 8) even and odd
-/// non-zeros go to two sets, added at the end: one set of 4 is one chain of dependent
-/// multiply-adds per register, bound by their latency.
-template <int S, int Q, bool Relu>
+/// Q vectors of one filter's output plane, starting from `bias` (first channel block) or
+/// from the partial sums in y, plus the non-zeros [k0, k1); `valid` floats of the Q vectors
+/// are stored (the rest belong to the next plane), with max(0, .) if Relu (relu_fn's rule:
+/// NaN stays). With at most 4 accumulators, even and odd non-zeros go to two sets added
+/// at the end: a single set of 4 is 4 chains of dependent multiply-adds, bound by their
+/// latency.
+template <int Q, bool Relu>
 inline void direct_conv_block(const std::uint32_t* __restrict off, const float* __restrict val, std::uint32_t k0,
-                              std::uint32_t k1, const float* __restrict xs, std::size_t xs_stride, float bias,
-                              float* __restrict y, std::size_t y_stride, std::size_t valid) {
-    constexpr bool two_sets = S * Q < 8;
-    float16 a[S][Q], b[S][Q];
-    for (int s = 0; s < S; ++s)
-        for (int u = 0; u < Q; ++u) {
-            a[s][u] = float16{} + bias;
-            b[s][u] = float16{};
+                              std::uint32_t k1, const float* __restrict xs, bool from_bias, float bias,
+                              float* __restrict y, std::size_t valid) {
+    constexpr bool two_sets = Q <= 4;
+    float16 a[Q], b[Q];
+    for (int u = 0; u < Q; ++u) {
+        const std::size_t at = 16 * static_cast<std::size_t>(u);
+        a[u] = float16{} + bias;
+        if (!from_bias && at + 16 <= valid) {
+            std::memcpy(&a[u], y + at, sizeof(float16));
+        } else if (!from_bias) {
+            a[u] = float16{};
+            if (at < valid) std::memcpy(&a[u], y + at, (valid - at) * sizeof(float));
         }
+        b[u] = float16{};
+    }
     std::uint32_t k = k0;
     if constexpr (two_sets)
         for (; k + 2 <= k1; k += 2) {
             const float* xr = xs + off[k];
             const float* xq = xs + off[k + 1];
             const float v = val[k], w = val[k + 1];
-            for (int s = 0; s < S; ++s)
-                for (int u = 0; u < Q; ++u) {
-                    float16 t, r;
-                    std::memcpy(&t, xr + s * xs_stride + 16 * u, sizeof t);
-                    std::memcpy(&r, xq + s * xs_stride + 16 * u, sizeof r);
-                    a[s][u] += v * t;
-                    b[s][u] += w * r;
-                }
+            for (int u = 0; u < Q; ++u) {
+                float16 t, r;
+                std::memcpy(&t, xr + 16 * u, sizeof t);
+                std::memcpy(&r, xq + 16 * u, sizeof r);
+                a[u] += v * t;
+                b[u] += w * r;
+            }
         }
     for (; k < k1; ++k) {
         const float* xr = xs + off[k];
         const float v = val[k];
-        for (int s = 0; s < S; ++s)
-            for (int u = 0; u < Q; ++u) {
-                float16 t;
-                std::memcpy(&t, xr + s * xs_stride + 16 * u, sizeof t);
-                a[s][u] += v * t;
-            }
-    }
-    for (int s = 0; s < S; ++s)
         for (int u = 0; u < Q; ++u) {
-            float16 r = a[s][u];
-            if constexpr (two_sets) r += b[s][u];
-            if constexpr (Relu) r = r < 0.0f ? float16{} : r;
-            float* dst = y + s * y_stride + 16 * u;
-            if (16 * static_cast<std::size_t>(u) + 16 <= valid)
-                std::memcpy(dst, &r, sizeof r);
-            else if (16 * static_cast<std::size_t>(u) < valid)
-                std::memcpy(dst, &r, (valid - 16 * static_cast<std::size_t>(u)) * sizeof(float));
+            float16 t;
+            std::memcpy(&t, xr + 16 * u, sizeof t);
+            a[u] += v * t;
         }
-}
-
-template <int S, bool Relu>
-inline void direct_conv_block_q(std::size_t q, const std::uint32_t* off, const float* val, std::uint32_t k0,
-                                std::uint32_t k1, const float* xs, std::size_t xs_stride, float bias, float* y,
-                                std::size_t y_stride, std::size_t valid) {
-    switch (q) {
-        case 1: direct_conv_block<S, 1, Relu>(off, val, k0, k1, xs, xs_stride, bias, y, y_stride, valid); break;
-        case 2: direct_conv_block<S, 2, Relu>(off, val, k0, k1, xs, xs_stride, bias, y, y_stride, valid); break;
-        case 3: direct_conv_block<S, 3, Relu>(off, val, k0, k1, xs, xs_stride, bias, y, y_stride, valid); break;
-        case 4: direct_conv_block<S, 4, Relu>(off, val, k0, k1, xs, xs_stride, bias, y, y_stride, valid); break;
-        case 5: direct_conv_block<S, 5, Relu>(off, val, k0, k1, xs, xs_stride, bias, y, y_stride, valid); break;
-        case 6: direct_conv_block<S, 6, Relu>(off, val, k0, k1, xs, xs_stride, bias, y, y_stride, valid); break;
-        case 7: direct_conv_block<S, 7, Relu>(off, val, k0, k1, xs, xs_stride, bias, y, y_stride, valid); break;
-        default: direct_conv_block<S, 8, Relu>(off, val, k0, k1, xs, xs_stride, bias, y, y_stride, valid); break;
+    }
+    for (int u = 0; u < Q; ++u) {
+        float16 r = a[u];
+        if constexpr (two_sets) r += b[u];
+        if constexpr (Relu) r = r < 0.0f ? float16{} : r;
+        const std::size_t at = 16 * static_cast<std::size_t>(u);
+        if (at + 16 <= valid)
+            std::memcpy(y + at, &r, sizeof r);
+        else if (at < valid)
+            std::memcpy(y + at, &r, (valid - at) * sizeof(float));
     }
 }
 
-/// Samples [s0, s0 + S) of direct_sparse_conv.
-template <int S, bool Relu>
-inline void direct_conv_samples(const conv_taps& t, const float* bias, const float* xs, float* y, std::size_t y_stride) {
-    const std::size_t nv = t.vectors(), plane = t.out_plane(), xs_stride = t.shifted_size();
-    const std::size_t blocks = (nv + 7) / 8;  // blocks of at most 8 vectors, as even as possible
-    for (std::size_t o = 0; o < t.filters; ++o) {
-        const std::uint32_t k0 = t.start[o], k1 = t.start[o + 1];
-        for (std::size_t b = 0, v0 = 0; b < blocks; ++b) {
-            const std::size_t v1 = nv * (b + 1) / blocks;
-            direct_conv_block_q<S, Relu>(v1 - v0, t.offset.data(), t.value.data(), k0, k1, xs + 16 * v0, xs_stride,
-                                         bias[o], y + o * plane + 16 * v0, y_stride, plane - 16 * v0);
-            v0 = v1;
-        }
+template <bool Relu>
+inline void direct_conv_block_q(std::size_t q, const std::uint32_t* off, const float* val, std::uint32_t k0,
+                                std::uint32_t k1, const float* xs, bool from_bias, float bias, float* y,
+                                std::size_t valid) {
+    switch (q) {
+        case 1: direct_conv_block<1, Relu>(off, val, k0, k1, xs, from_bias, bias, y, valid); break;
+        case 2: direct_conv_block<2, Relu>(off, val, k0, k1, xs, from_bias, bias, y, valid); break;
+        case 3: direct_conv_block<3, Relu>(off, val, k0, k1, xs, from_bias, bias, y, valid); break;
+        case 4: direct_conv_block<4, Relu>(off, val, k0, k1, xs, from_bias, bias, y, valid); break;
+        case 5: direct_conv_block<5, Relu>(off, val, k0, k1, xs, from_bias, bias, y, valid); break;
+        case 6: direct_conv_block<6, Relu>(off, val, k0, k1, xs, from_bias, bias, y, valid); break;
+        case 7: direct_conv_block<7, Relu>(off, val, k0, k1, xs, from_bias, bias, y, valid); break;
+        default: direct_conv_block<8, Relu>(off, val, k0, k1, xs, from_bias, bias, y, valid); break;
     }
 }
 
 }  // namespace detail
 
-/// y = conv(x, W) + b (then max(0, .) if `relu`) for `samples` samples whose shifted planes
-/// (shift_sample) lie in xs, shifted_size() floats apart; each sample's output
-/// (c_out x oh x ow) is written to y, `y_stride` floats apart. Samples go in fours when a
-/// plane has at most 4 vectors (16 accumulators), in twos up to 8 vectors, else one by one.
-inline void direct_sparse_conv(const conv_taps& t, const float* bias, const float* xs, std::size_t samples, float* y,
-                               std::size_t y_stride, bool relu, std::size_t max_group = 4) {
-    const std::size_t nv = t.vectors(), xs_stride = t.shifted_size();
-    const std::size_t group = std::min<std::size_t>(max_group, nv <= 4 ? 4 : nv <= 8 ? 2 : 1);
-    std::size_t s = 0;
-    auto run = [&]<int S>() {
-        if (relu)
-            detail::direct_conv_samples<S, true>(t, bias, xs + s * xs_stride, y + s * y_stride, y_stride);
-        else
-            detail::direct_conv_samples<S, false>(t, bias, xs + s * xs_stride, y + s * y_stride, y_stride);
-        s += S;
-    };
-    if (group == 4)
-        while (s + 4 <= samples) run.template operator()<4>();
-    if (group >= 2)
-        while (s + 2 <= samples) run.template operator()<2>();
-    while (s < samples) run.template operator()<1>();
+/// y = conv(x, W) + b, then max(0, .) if `relu`, for one sample whose shifted planes
+/// (shift_sample) are xs (64-byte aligned for aligned loads); y is c_out x oh x ow.
+/// Channel blocks outermost (see conv_taps::channel_block), then filters, then blocks of at
+/// most 8 vectors of the output plane (as even as possible), each held in registers while
+/// the filter's non-zeros of the channel block stream past.
+inline void direct_sparse_conv(const conv_taps& t, const float* bias, const float* xs, float* y, bool relu) {
+    const std::size_t nv = t.vectors(), plane = t.out_plane(), blocks = (nv + 7) / 8, cb = t.channel_blocks();
+    for (std::size_t c = 0; c < cb; ++c) {
+        const bool last = c + 1 == cb;
+        for (std::size_t o = 0; o < t.filters; ++o) {
+            const std::uint32_t k0 = t.block_start[o * (cb + 1) + c], k1 = t.block_start[o * (cb + 1) + c + 1];
+            if (c > 0 && k0 == k1 && !(last && relu)) continue;  // nothing to add
+            for (std::size_t b = 0, v0 = 0; b < blocks; ++b) {
+                const std::size_t v1 = nv * (b + 1) / blocks;
+                if (relu && last)
+                    detail::direct_conv_block_q<true>(v1 - v0, t.offset.data(), t.value.data(), k0, k1, xs + 16 * v0,
+                                                      c == 0, bias[o], y + o * plane + 16 * v0, plane - 16 * v0);
+                else
+                    detail::direct_conv_block_q<false>(v1 - v0, t.offset.data(), t.value.data(), k0, k1, xs + 16 * v0,
+                                                       c == 0, bias[o], y + o * plane + 16 * v0, plane - 16 * v0);
+                v0 = v1;
+            }
+        }
+    }
 }
 
 }  // namespace dynsparse

@@ -254,12 +254,15 @@ private:
     void run_conv(sparse_op& op, const matrix& x, matrix& y, bool sparse, bool relu) {
         const detail::conv_geometry g = op.geometry();
         if (sparse && op.stride == 1) {  // direct sparse convolution, no unfolded input
-            if (op.taps.filters != op.rows() || op.taps.offset.size() != op.csr.nonzeros())
+            if (op.taps.filters != op.rows() || op.taps.channels != op.in.c || op.taps.offset.size() != op.csr.nonzeros())
                 op.taps = conv_taps::from_csr(op.csr, g);
-            const std::size_t batch = x.shape(0), ss = op.taps.shifted_size();
-            xpad_.resize(batch * ss);
-            for (std::size_t r = 0; r < batch; ++r) op.taps.shift_sample(x.data() + r * g.in_size(), xpad_.data() + r * ss);
-            direct_sparse_conv(op.taps, op.bias.data(), xpad_.data(), batch, y.data(), op.out.size(), relu);
+            const std::size_t batch = x.shape(0);
+            xpad_.resize(op.taps.shifted_size() + 16);
+            float* xs = xpad_.data() + (16 - reinterpret_cast<std::uintptr_t>(xpad_.data()) / sizeof(float) % 16) % 16;
+            for (std::size_t r = 0; r < batch; ++r) {  // one sample at a time: its planes stay in cache
+                op.taps.shift_sample(x.data() + r * g.in_size(), xs);
+                direct_sparse_conv(op.taps, op.bias.data(), xs, y.data() + r * op.out.size(), relu);
+            }
             return;
         }
         const std::size_t batch = x.shape(0), n = g.positions(), kk = g.cols(), out = op.rows();
