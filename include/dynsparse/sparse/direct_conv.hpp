@@ -118,7 +118,7 @@ struct conv_taps {
     /// its row, which the next row, the zeros after the rows or the slack overwrite, as
     /// everything is written in address order. Rows at a padded edge go float by float.
     void shift_sample(const float* __restrict x, float* __restrict xs) const {
-        const std::size_t p = padding, ow = out_width, hp = height + 2 * p;
+        const std::size_t p = padding, ow = out_width;
         const float* const x_end = x + channels * height * width;
         const std::size_t chunks = (ow + 7) / 8;  // 8-float copies per row
         for (std::size_t c = 0; c < channels; ++c)

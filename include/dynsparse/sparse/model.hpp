@@ -414,11 +414,30 @@ private:
     }
 
     template <bool Max>
-    static void pool(const sparse_op& op, const matrix& x, matrix& y) {
+    void pool(const sparse_op& op, const matrix& x, matrix& y) {
         const std::size_t batch = x.shape(0), k = op.kernel, s = op.stride;
         const dims3 in = op.in, out = op.out;
         const float scale = 1.0f / static_cast<float>(k * k);
-        if (Max && k == 2 && s == 2) {  // LeNet's pooling: two input rows per output row
+        if (Max && k == 2 && s == 2 && in.h == 2 * out.h && in.w == 2 * out.w) {
+            // Tiled 2x2 (LeNet-5): two passes that vectorise, as max_pool2d's max2x2_forward
+            // does for training (which also keeps the winners): the larger of each horizontal
+            // pair, over the whole batch at once (pairs are adjacent floats), then of the two
+            // pair results above each other, one sample at a time (pairs are adjacent floats).
+            // The maximum of four is taken in the same order as below (pairs, then rows).
+            const std::size_t pairs = in.c * in.h * out.w, rows = in.c * out.h, ow = out.w;
+            pairs_.resize(pairs);
+            float* __restrict pm = pairs_.data();
+            for (std::size_t r = 0; r < batch; ++r) {
+                const float* __restrict xp = x.data() + r * in.size();
+                for (std::size_t p = 0; p < pairs; ++p) pm[p] = std::max(xp[2 * p], xp[2 * p + 1]);
+                float* __restrict yp = y.data() + r * out.size();
+                for (std::size_t q = 0; q < rows; ++q)
+                    for (std::size_t ox = 0; ox < ow; ++ox)
+                        yp[q * ow + ox] = std::max(pm[2 * q * ow + ox], pm[(2 * q + 1) * ow + ox]);
+            }
+            return;
+        }
+        if (Max && k == 2 && s == 2) {  // 2x2 windows on odd sizes: two input rows per output row
             const std::size_t planes = batch * in.c;
             for (std::size_t p = 0; p < planes; ++p) {
                 const float* xc = x.data() + p * in.h * in.w;
@@ -449,7 +468,7 @@ private:
     }
 
     std::vector<matrix> buffers_;
-    std::vector<float> xt_, yt_, col_, z_, cell_, hidden_, xpad_;
+    std::vector<float> xt_, yt_, col_, z_, cell_, hidden_, xpad_, pairs_;
 };
 
 // --------------------------------------------------------------------------- pruning
