@@ -176,6 +176,11 @@ public:
     }
 
     /// Runs the model on x (batch x input_size()); returns batch x output_size().
+    /// The leading convolutional part (everything before the first dense, lstm or last_step
+    /// operation, if it holds a convolution) runs one sample at a time, so a sample's
+    /// feature maps stay in the L1/L2 cache from one operation to the next (LeNet-5's first
+    /// convolution makes 46 KB per sample, 2.9 MB for a batch of 64); the rest runs on the
+    /// whole batch, where the dense kernels gain from it.
     const matrix& run(const matrix& x, kernel_choice choice = kernel_choice::automatic) {
         if (x.dimension() != 2 || x.shape(1) != input_size())
             throw invalid_argument("sparse_model::run: expected a batch x " + std::to_string(input_size()) +
@@ -184,9 +189,44 @@ public:
         if (choice == kernel_choice::dense) prepare(true);
         const std::size_t batch = x.shape(0);
         buffers_.resize(ops.size());
+        std::size_t split = 0;
+        bool conv = false;
+        for (; split < ops.size(); ++split) {
+            const op_kind k = ops[split].kind;
+            if (k == op_kind::dense || k == op_kind::lstm || k == op_kind::last_step) break;
+            conv = conv || k == op_kind::conv;
+        }
+        const matrix* out = &x;
+        if (batch > 1 && conv) {
+            const std::size_t in_size = input_size(), mid = ops[split - 1].out.size();
+            ensure_shape(sample_in_, 1, in_size);
+            ensure_shape(stage_, batch, mid);
+            for (std::size_t r = 0; r < batch; ++r) {
+                std::copy(x.data() + r * in_size, x.data() + (r + 1) * in_size, sample_in_.data());
+                const matrix& y = run_ops(0, split, sample_in_, choice, batch);
+                std::copy(y.data(), y.data() + mid, stage_.data() + r * mid);
+            }
+            out = &run_ops(split, ops.size(), stage_, choice, batch);
+        } else {
+            out = &run_ops(0, ops.size(), x, choice, batch);
+        }
+        if (out == &x) {  // no operation changed the data
+            buffers_.resize(1);
+            buffers_[0] = x;
+            return buffers_[0];
+        }
+        return *out;
+    }
+
+private:
+    /// Operations [first, last) on x; returns x itself if none of them changes the data.
+    /// `batch` (the whole batch's size) picks the kernels.
+    const matrix& run_ops(std::size_t first, std::size_t last, const matrix& x, kernel_choice choice,
+                          std::size_t batch) {
+        const std::size_t rows = x.shape(0);
         const matrix* cur = &x;
         matrix* own = nullptr;  // cur, when it is one of our buffers
-        for (std::size_t i = 0; i < ops.size(); ++i) {
+        for (std::size_t i = first; i < last; ++i) {
             const sparse_op& op = ops[i];
             if (op.kind == op_kind::reshape) continue;  // rows are already flat
             const bool elementwise = op.kind == op_kind::relu || op.kind == op_kind::tanh || op.kind == op_kind::sigmoid;
@@ -198,13 +238,13 @@ public:
                 continue;
             }
             matrix& y = buffers_[i];
-            ensure_shape(y, batch, op.out.size());
+            ensure_shape(y, rows, op.out.size());
             bool sparse = choice == kernel_choice::sparse ||
                           (choice == kernel_choice::automatic && op.density() < sparse_density_threshold(op.kind, batch));
             if (op.has_weights() && op.dense.size() != op.rows() * op.cols()) sparse = true;
             if (sparse) split_lstm(ops[i]);
             // A relu right after a direct convolution is applied as its output is stored.
-            const bool fuse_relu = op.kind == op_kind::conv && sparse && op.stride == 1 && i + 1 < ops.size() &&
+            const bool fuse_relu = op.kind == op_kind::conv && sparse && op.stride == 1 && i + 1 < last &&
                                    ops[i + 1].kind == op_kind::relu;
             switch (op.kind) {
                 case op_kind::dense: run_dense(op, *cur, y, sparse); break;
@@ -221,15 +261,9 @@ public:
             cur = own = &y;
             if (fuse_relu) ++i;
         }
-        if (cur == &x) {  // no operation changed the data
-            buffers_.resize(1);
-            buffers_[0] = x;
-            return buffers_[0];
-        }
         return *cur;
     }
 
-private:
     void run_dense(const sparse_op& op, const matrix& x, matrix& y, bool sparse) {
         const std::size_t batch = x.shape(0), in = op.cols(), out = op.rows();
         if (!sparse && batch == 1) {
@@ -468,6 +502,7 @@ private:
     }
 
     std::vector<matrix> buffers_;
+    matrix sample_in_, stage_;
     std::vector<float> xt_, yt_, col_, z_, cell_, hidden_, xpad_, pairs_;
 };
 
