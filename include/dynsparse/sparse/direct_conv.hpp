@@ -31,7 +31,19 @@ namespace detail {
 /// into memcpy calls (3-4 us for the 1200 rows of LeNet-5's second convolution).
 template <std::size_t Chunks>
 inline void copy_rows_fixed(const float* src, std::size_t lds, float* dst, std::size_t ldd, std::size_t rows) {
-    for (std::size_t y = 0; y < rows; ++y) std::memcpy(dst + y * ldd, src + y * lds, Chunks * 8 * sizeof(float));
+    using chunk = float __attribute__((vector_size(32)));
+    for (const float* end = src + rows * lds; src != end; src += lds, dst += ldd)
+        for (std::size_t e = 0; e < Chunks; ++e) {
+            chunk v;
+            std::memcpy(&v, src + 8 * e, sizeof v);
+            std::memcpy(dst + 8 * e, &v, sizeof v);
+        }
+}
+/// Zeros [from, to) in 16-float stores; may write up to 15 floats past `to`.
+inline void zero_floats(float* from, const float* to) {
+    using zero16 = float __attribute__((vector_size(64)));
+    const zero16 z{};
+    for (; from < to; from += 16) std::memcpy(from, &z, sizeof z);
 }
 inline void copy_rows(std::size_t chunks, const float* src, std::size_t lds, float* dst, std::size_t ldd,
                       std::size_t rows) {
@@ -116,7 +128,9 @@ struct conv_taps {
     /// Rows that lie inside the input are copied 8 floats at a time (a run-time row length of 8
     /// or 24 floats left GCC with scalar copies); such a copy may write up to 7 floats past
     /// its row, which the next row, the zeros after the rows or the slack overwrite, as
-    /// everything is written in address order. Rows at a padded edge go float by float.
+    /// everything is written in address order. Rows at a padded edge go float by float. The
+    /// zeros before and after a plane's rows are written 16 at a time in the same way (as
+    /// memset calls they were a fifth of this function's time).
     void shift_sample(const float* __restrict x, float* __restrict xs) const {
         const std::size_t p = padding, ow = out_width;
         const float* const x_end = x + channels * height * width;
@@ -129,7 +143,7 @@ struct conv_taps {
                     // Output columns [lo, hi) read input columns ox + j - p inside [0, W).
                     const std::size_t hi = width + p > j ? std::min(ow, width + p - j) : 0;
                     const std::size_t lo = std::min(hi, j >= p ? 0 : p - j);
-                    std::fill(plane, dst + p * ow, 0.0f);
+                    detail::zero_floats(plane, dst + p * ow);
                     const float* src = x + c * height * width + j + lo - p;
                     float* d = dst + p * ow;
                     std::size_t y = 0;
@@ -145,7 +159,7 @@ struct conv_taps {
                         for (std::size_t ox = lo; ox < hi; ++ox) r[ox] = src[y * width + ox - lo];
                         for (std::size_t ox = hi; ox < ow; ++ox) r[ox] = 0.0f;
                     }
-                    std::fill(d + height * ow, plane + plane_stride, 0.0f);
+                    detail::zero_floats(d + height * ow, plane + plane_stride);
                 }
         std::fill(xs + channels * kernel * copies() * plane_stride, xs + shifted_size(), 0.0f);
     }
