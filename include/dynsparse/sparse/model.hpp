@@ -10,7 +10,7 @@
 // convolution or dense layer before it.
 // Weights are kept as CSR and, for layers dense enough that BLAS beats the sparse kernel,
 // also as a dense matrix. Per layer and batch the engine picks the kernel by density:
-// sparse when the layer's density is below sparse_density_threshold(kind, batch), measured on the
+// sparse when the layer's density is below sparse_density_threshold(kind, batch, stride), measured on the
 // development machine (benchmarks/sparse_inference_bench.cpp, docs/benchmarks.md).
 //
 // File: io/binary.hpp's frame (magic "DSMODEL", version, size, CRC-32) around
@@ -77,9 +77,13 @@ struct dims3 {
 /// Densities below this use the sparse kernels, the rest BLAS: about where the sparse kernels
 /// of a 784-300 dense layer and of LeNet-5's second convolution stop winning against GEMV
 /// (batch 1) and GEMM (docs/benchmarks.md, `sparse_inference_bench density`); for an LSTM
-/// 128 -> 128 over 28 steps: 0.1-0.2 at batch 1, 0.2-0.3 at batch 64.
-inline float sparse_density_threshold(op_kind kind, std::size_t batch) {
-    if (kind == op_kind::conv) return 0.6f;
+/// 128 -> 128 over 28 steps: 0.1-0.2 at batch 1, 0.2-0.3 at batch 64. Stride-1 convolutions
+/// run the direct sparse convolution (sparse/direct_conv.hpp), which was faster than the
+/// engine's im2col + GEMM path at every density measured on LeNet-5's two convolutions,
+/// 1% to 100% (1.02-1.4x at 100%), so they always take it; strided ones unfold the input
+/// and use the CSR kernel below 0.6.
+inline float sparse_density_threshold(op_kind kind, std::size_t batch, std::size_t stride = 0) {
+    if (kind == op_kind::conv) return stride == 1 ? 1.01f : 0.6f;
     if (kind == op_kind::lstm) return batch == 1 ? 0.15f : 0.25f;
     return batch == 1 ? 0.15f : 0.5f;
 }
@@ -145,8 +149,8 @@ public:
     void prepare(bool all = false) {
         for (auto& op : ops) {
             if (!op.has_weights()) continue;
-            const bool keep = all || op.density() >= sparse_density_threshold(op.kind, 1) ||
-                              op.density() >= sparse_density_threshold(op.kind, 64);
+            const bool keep = all || op.density() >= sparse_density_threshold(op.kind, 1, op.stride) ||
+                              op.density() >= sparse_density_threshold(op.kind, 64, op.stride);
             if (keep && op.dense.size() != op.rows() * op.cols()) op.dense = op.csr.to_dense();
             if (!keep) std::vector<float>().swap(op.dense);
         }
@@ -240,7 +244,7 @@ private:
             matrix& y = buffers_[i];
             ensure_shape(y, rows, op.out.size());
             bool sparse = choice == kernel_choice::sparse ||
-                          (choice == kernel_choice::automatic && op.density() < sparse_density_threshold(op.kind, batch));
+                          (choice == kernel_choice::automatic && op.density() < sparse_density_threshold(op.kind, batch, op.stride));
             if (op.has_weights() && op.dense.size() != op.rows() * op.cols()) sparse = true;
             if (sparse) split_lstm(ops[i]);
             // A relu right after a direct convolution is applied as its output is stored.
