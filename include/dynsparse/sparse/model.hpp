@@ -24,6 +24,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <string>
 #include <string_view>
@@ -295,7 +296,7 @@ private:
             if (op.taps.filters != op.rows() || op.taps.channels != op.in.c || op.taps.offset.size() != op.csr.nonzeros())
                 op.taps = conv_taps::from_csr(op.csr, g);
             const std::size_t batch = x.shape(0);
-            xpad_.resize(op.taps.shifted_size() + 16);
+            if (xpad_.size() < op.taps.shifted_size() + 16) xpad_.resize(op.taps.shifted_size() + 16);  // only grows: no refill
             float* xs = xpad_.data() + (16 - reinterpret_cast<std::uintptr_t>(xpad_.data()) / sizeof(float) % 16) % 16;
             for (std::size_t r = 0; r < batch; ++r) {  // one sample at a time: its planes stay in cache
                 op.taps.shift_sample(x.data() + r * g.in_size(), xs);
@@ -457,21 +458,33 @@ private:
         const dims3 in = op.in, out = op.out;
         const float scale = 1.0f / static_cast<float>(k * k);
         if (Max && k == 2 && s == 2 && in.h == 2 * out.h && in.w == 2 * out.w) {
-            // Tiled 2x2 (LeNet-5): two passes that vectorise, as max_pool2d's max2x2_forward
-            // does for training (which also keeps the winners): the larger of each horizontal
-            // pair, over the whole batch at once (pairs are adjacent floats), then of the two
-            // pair results above each other, one sample at a time (pairs are adjacent floats).
-            // The maximum of four is taken in the same order as below (pairs, then rows).
-            const std::size_t pairs = in.c * in.h * out.w, rows = in.c * out.h, ow = out.w;
-            pairs_.resize(pairs);
-            float* __restrict pm = pairs_.data();
+            // Tiled 2x2 (LeNet-5): two passes that vectorise, one sample at a time: the larger
+            // of the two input rows of each output row (8 floats at a time when the width is
+            // a multiple of 8: with a run-time width GCC left these loops scalar), then of
+            // each horizontal pair, over the whole sample (pairs are adjacent floats).
+            // (max2x2_forward in layers/pooling.hpp does the same for training, where it also
+            // keeps the winners and has the sizes as constants.)
+            const std::size_t rows = in.c * out.h, w = in.w, pairs = rows * out.w;
+            if (pairs_.size() < rows * w) pairs_.resize(rows * w);
+            float* __restrict v = pairs_.data();
             for (std::size_t r = 0; r < batch; ++r) {
                 const float* __restrict xp = x.data() + r * in.size();
-                for (std::size_t p = 0; p < pairs; ++p) pm[p] = std::max(xp[2 * p], xp[2 * p + 1]);
+                if (w % 8 == 0) {
+                    using f8 = float __attribute__((vector_size(32)));
+                    for (std::size_t q = 0; q < rows; ++q)
+                        for (std::size_t e = 0; e < w; e += 8) {
+                            f8 top, bottom;
+                            std::memcpy(&top, xp + 2 * q * w + e, sizeof top);
+                            std::memcpy(&bottom, xp + (2 * q + 1) * w + e, sizeof bottom);
+                            const f8 m = bottom > top ? bottom : top;
+                            std::memcpy(v + q * w + e, &m, sizeof m);
+                        }
+                } else {
+                    for (std::size_t q = 0; q < rows; ++q)
+                        for (std::size_t e = 0; e < w; ++e) v[q * w + e] = std::max(xp[2 * q * w + e], xp[(2 * q + 1) * w + e]);
+                }
                 float* __restrict yp = y.data() + r * out.size();
-                for (std::size_t q = 0; q < rows; ++q)
-                    for (std::size_t ox = 0; ox < ow; ++ox)
-                        yp[q * ow + ox] = std::max(pm[2 * q * ow + ox], pm[(2 * q + 1) * ow + ox]);
+                for (std::size_t p = 0; p < pairs; ++p) yp[p] = std::max(v[2 * p], v[2 * p + 1]);
             }
             return;
         }
