@@ -64,6 +64,7 @@ inline void copy_rows(std::size_t chunks, const float* src, std::size_t lds, flo
 /// it, so each plane is stored once per residue of i * OW modulo 16 among i = 0..k-1 (LeNet's
 /// OW of 24 and 8: residues 0 and 8, two copies), each copy shifted so that the slices
 /// that use it start on a 16-float boundary (the sample's planes must start on a 64-byte one).
+/// Other widths (more than two residues) keep one copy and load unaligned.
 struct conv_taps {
     std::size_t filters = 0, channels = 0, kernel = 0, padding = 0, height = 0, width = 0;
     std::size_t out_height = 0, out_width = 0;
@@ -76,6 +77,10 @@ struct conv_taps {
     std::vector<float> value;
 
     std::size_t copies() const { return lead.size(); }
+    /// Floats of one sample's shifted planes for geometry g, at most (before from_csr).
+    static std::size_t shifted_bound(const detail::conv_geometry& g) {
+        return g.channels * g.kernel * 2 * ((g.height + 2 * g.padding) * g.out_width + 30) + 16;
+    }
     /// The channels are taken in blocks whose planes fit in 48 KiB, so they stay in the L1
     /// cache while every filter reads them (LeNet-5's second convolution: 90 KiB of planes
     /// for 20 channels, 3 blocks; the first, 1 channel, 1 block). Each filter's partial sums
@@ -104,6 +109,10 @@ struct conv_taps {
             const auto at = std::find(t.lead.begin(), t.lead.end(), lead);
             t.copy_of.push_back(static_cast<std::size_t>(at - t.lead.begin()));
             if (at == t.lead.end()) t.lead.push_back(lead);
+        }
+        if (t.lead.size() > 2) {  // OW not a multiple of 8: one copy, unaligned loads
+            t.lead = {0};
+            t.copy_of.assign(k, 0);
         }
         t.plane_stride = (15 + (g.height + 2 * g.padding) * ow + 15) / 16 * 16;
         const std::size_t per_channel = k * t.copies() * t.plane_stride * sizeof(float);

@@ -64,6 +64,12 @@ inline const char* op_name(op_kind k) {
     return "?";
 }
 
+namespace detail {
+// Bounds the loader puts on shapes (and the engine on its scratch).
+inline constexpr std::size_t max_model_dim = std::size_t{1} << 20;
+inline constexpr std::size_t max_model_elements = std::size_t{1} << 24;
+}  // namespace detail
+
 struct dims3 {
     std::size_t c = 1, h = 1, w = 1;
     std::size_t size() const { return c * h * w; }
@@ -99,7 +105,7 @@ struct sparse_op {
     std::vector<float> dense;  ///< row-major rows x cols, kept when the layer is dense enough (or while exporting)
     csr_matrix csr;            ///< always present for dense, conv and lstm
     csr_matrix csr_input, csr_recurrent;  ///< lstm: csr split into W_ih and W_hh (made by the engine)
-    conv_taps taps;  ///< stride-1 conv: the non-zeros as input offsets (made by the engine)
+    conv_taps taps;  ///< stride-1 conv: the non-zeros as input offsets (made by the engine on first use; clear it after changing csr)
 
     bool has_weights() const { return kind == op_kind::dense || kind == op_kind::conv || kind == op_kind::lstm; }
     std::size_t rows() const { return csr.rows; }
@@ -292,7 +298,9 @@ private:
 
     void run_conv(sparse_op& op, const matrix& x, matrix& y, bool sparse, bool relu) {
         const detail::conv_geometry g = op.geometry();
-        if (sparse && op.stride == 1) {  // direct sparse convolution, no unfolded input
+        // Direct sparse convolution, no unfolded input, unless its shifted planes would take
+        // more than 64 MiB (the bound the loader puts on the unfolded input).
+        if (sparse && op.stride == 1 && conv_taps::shifted_bound(g) <= detail::max_model_elements) {
             if (op.taps.filters != op.rows() || op.taps.channels != op.in.c || op.taps.offset.size() != op.csr.nonzeros())
                 op.taps = conv_taps::from_csr(op.csr, g);
             const std::size_t batch = x.shape(0);
@@ -670,9 +678,6 @@ inline void compress(sparse_model& m) {
 // --------------------------------------------------------------------------- file format
 
 namespace detail {
-
-inline constexpr std::size_t max_model_dim = std::size_t{1} << 20;
-inline constexpr std::size_t max_model_elements = std::size_t{1} << 24;
 
 inline void write_matrix(byte_writer& out, const csr_matrix& m) {
     const std::size_t nnz = m.nonzeros();
