@@ -2,10 +2,10 @@
 // medians).
 //
 //   sparse_inference_bench density [--reps N]
-//       the sparse and the dense (BLAS) kernel of one 300 x 784 dense layer, of one
-//       50 x (20*5*5) convolution on 12 x 12 inputs and of one LSTM 128 -> 128 over 28 steps,
-//       at densities from 1% to 90%, batch 1 and 64: where the sparse kernel stops winning
-//       (sparse_density_threshold).
+//       the sparse and the dense (BLAS) kernel of one 300 x 784 dense layer, of LeNet-5's two
+//       convolutions (1 -> 20 on 28 x 28, 20 -> 50 on 12 x 12, 5 x 5) and of one LSTM
+//       128 -> 128 over 28 steps, at densities from 1% to 100%, batch 1 and 64: where the
+//       sparse kernel stops winning (sparse_density_threshold).
 //   sparse_inference_bench lenet300 CHECKPOINT [--data DIR]
 //   sparse_inference_bench lenet5 CHECKPOINT [--data DIR]
 //       loads a checkpoint written by examples/lenet_300_100 or lenet5_caffe --save (default
@@ -59,20 +59,34 @@ double thread_seconds() {
     return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
 }
 
-/// Median thread CPU seconds of f() over `reps` calls, after a warm-up.
+/// Median thread CPU seconds of f() over `reps` timings of `calls` calls each (per call),
+/// after a warm-up. Reading the thread CPU clock is a system call on the development VM
+/// (~1.2 us, measured by clock_read_seconds), so microsecond-long calls are timed in groups.
 template <class F>
-double time_median(F&& f, std::size_t reps) {
+double time_median(F&& f, std::size_t reps, std::size_t calls = 1) {
     f();
     std::vector<double> t;
     for (std::size_t i = 0; i < reps; ++i) {
         const double t0 = thread_seconds();
-        f();
+        for (std::size_t c = 0; c < calls; ++c) f();
+        t.push_back((thread_seconds() - t0) / static_cast<double>(calls));
+    }
+    return median(t);
+}
+
+/// Median of an empty interval of the thread CPU clock: what one timing adds.
+double clock_read_seconds() {
+    std::vector<double> t;
+    for (int i = 0; i < 1001; ++i) {
+        const double t0 = thread_seconds();
         t.push_back(thread_seconds() - t0);
     }
     return median(t);
 }
 
-ds::sparse_model one_layer(ds::op_kind kind, double density, ds::rng& gen) {
+/// One layer: dense 784-300, LeNet-5's second convolution (20->50 5x5 on 12x12), its first
+/// (`first_conv`: 1->20 5x5 on 28x28), or an LSTM 128 -> 128 over 28 steps.
+ds::sparse_model one_layer(ds::op_kind kind, double density, ds::rng& gen, bool first_conv = false) {
     ds::sparse_op op;
     op.kind = kind;
     std::size_t rows = 0, cols = 0;
@@ -84,6 +98,12 @@ ds::sparse_model one_layer(ds::op_kind kind, double density, ds::rng& gen) {
         op.in = {28, 128, 1};
         op.out = {28, 128, 1};
         rows = 512, cols = 256;
+    } else if (first_conv) {
+        op.in = {1, 28, 28};
+        op.out = {20, 24, 24};
+        op.kernel = 5;
+        op.stride = 1;
+        rows = 20, cols = 25;
     } else {
         op.in = {20, 12, 12};
         op.out = {50, 8, 8};
@@ -107,25 +127,30 @@ ds::sparse_model one_layer(ds::op_kind kind, double density, ds::rng& gen) {
 int density_sweep(std::size_t reps) {
     std::printf("| layer | batch | density | sparse (us) | dense BLAS (us) | dense / sparse |\n|---|---|---|---|---|---|\n");
     ds::rng gen(1);
-    for (auto kind : {ds::op_kind::dense, ds::op_kind::conv, ds::op_kind::lstm})
+    for (int layer = 0; layer < 4; ++layer) {
+        const ds::op_kind kind = layer == 0 ? ds::op_kind::dense : layer == 3 ? ds::op_kind::lstm : ds::op_kind::conv;
+        const bool first_conv = layer == 1;
+        const char* name = layer == 0   ? "dense 784-300"
+                           : layer == 1 ? "conv 1->20 5x5 on 28x28"
+                           : layer == 2 ? "conv 20->50 5x5 on 12x12"
+                                        : "lstm 128->128, 28 steps";
         for (std::size_t batch : {1, 64}) {
             double crossover = -1;
-            for (double d : {0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.9}) {
-                ds::sparse_model m = one_layer(kind, d, gen);
+            for (double d : {0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.9, 1.0}) {
+                ds::sparse_model m = one_layer(kind, d, gen, first_conv);
                 ds::matrix x = ds::make_matrix(batch, m.input_size());
                 for (auto& v : x) v = gen.uniform(-1.0f, 1.0f);
                 const double ts = time_median([&] { m.run(x, ds::kernel_choice::sparse); }, reps);
                 const double td = time_median([&] { m.run(x, ds::kernel_choice::dense); }, reps);
-                std::printf("| %s | %zu | %.2f | %.1f | %.1f | %.2f |\n",
-                            kind == ds::op_kind::dense  ? "dense 784-300"
-                            : kind == ds::op_kind::lstm ? "lstm 128->128, 28 steps"
-                                                        : "conv 20->50 5x5 on 12x12",
-                            batch, d, ts * 1e6,
-                            td * 1e6, td / ts);
+                std::printf("| %s | %zu | %.2f | %.1f | %.1f | %.2f |\n", name, batch, d, ts * 1e6, td * 1e6, td / ts);
                 if (crossover < 0 && ts > td) crossover = d;
             }
-            std::printf("|  | %zu | sparse slower from density %.2f on | | | |\n", batch, crossover);
+            if (crossover < 0)
+                std::printf("|  | %zu | sparse faster at every density | | | |\n", batch);
+            else
+                std::printf("|  | %zu | sparse slower from density %.2f on | | | |\n", batch, crossover);
         }
+    }
     return 0;
 }
 
@@ -204,14 +229,16 @@ int compare(const char* title, const std::string& checkpoint, const std::string&
         std::copy(x.data() + next64 * x.shape(1), x.data() + (next64 + nb) * x.shape(1), x64.data());
         next64 = (next64 + nb + nb <= n) ? next64 + nb : 0;
     };
-    // Interleave the three paths so load changes on the shared machine hit all of them.
+    // Interleave the paths so load changes on the shared machine hit all of them. Batch 1:
+    // each timing covers batch1_calls runs on the same sample (one clock read per group).
+    constexpr std::size_t batch1_calls = 10;
     std::vector<double> s1, d1, n1, g1, s64, d64, n64, g64;
     for (std::size_t rep = 0; rep < reps; ++rep) {
         fill1();
-        s1.push_back(time_median([&] { model.run(x1); }, 5));
-        d1.push_back(time_median([&] { dense.run(x1, ds::kernel_choice::dense); }, 5));
-        n1.push_back(time_median([&] { net.forward(x1, false); }, 5));
-        g1.push_back(time_median([&] { dense_net.forward(x1, false); }, 5));
+        s1.push_back(time_median([&] { model.run(x1); }, 5, batch1_calls));
+        d1.push_back(time_median([&] { dense.run(x1, ds::kernel_choice::dense); }, 5, batch1_calls));
+        n1.push_back(time_median([&] { net.forward(x1, false); }, 5, batch1_calls));
+        g1.push_back(time_median([&] { dense_net.forward(x1, false); }, 5, batch1_calls));
         if (rep % 4 == 0) {
             fill64();
             s64.push_back(time_median([&] { model.run(x64); }, 3));
@@ -226,11 +253,14 @@ int compare(const char* title, const std::string& checkpoint, const std::string&
     // Back to back: one path many times in a row (caches hold only its data), as a server
     // answering single requests would run.
     fill1();
-    const double bs1 = time_median([&] { model.run(x1); }, 10 * reps), bg1 = time_median([&] { dense_net.forward(x1, false); }, 10 * reps);
+    const double bs1 = time_median([&] { model.run(x1); }, reps, batch1_calls),
+                 bg1 = time_median([&] { dense_net.forward(x1, false); }, reps, batch1_calls);
 
     std::printf("## %s (%s)\n\n", title, checkpoint.c_str());
     std::printf("exported model: %s", model.summary().c_str());
-    std::printf("BLAS kernels: %s\n\n", ds::blas_core_name().c_str());
+    std::printf("BLAS kernels: %s\n", ds::blas_core_name().c_str());
+    std::printf("thread CPU time, medians; batch-1 timings cover %zu runs each (one clock read: %.2f us)\n\n",
+                batch1_calls, clock_read_seconds() * 1e6);
     std::printf("| | value |\n|---|---|\n");
     std::printf("| test accuracy, masked network | %.2f%% |\n", 100.0 * static_cast<double>(correct_net) / n);
     std::printf("| test accuracy, exported model | %.2f%% |\n", 100.0 * static_cast<double>(correct_model) / n);

@@ -10,7 +10,7 @@
 // convolution or dense layer before it.
 // Weights are kept as CSR and, for layers dense enough that BLAS beats the sparse kernel,
 // also as a dense matrix. Per layer and batch the engine picks the kernel by density:
-// sparse when the layer's density is below sparse_density_threshold(kind, batch), measured on the
+// sparse when the layer's density is below sparse_density_threshold(kind, batch, stride), measured on the
 // development machine (benchmarks/sparse_inference_bench.cpp, docs/benchmarks.md).
 //
 // File: io/binary.hpp's frame (magic "DSMODEL", version, size, CRC-32) around
@@ -24,6 +24,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <string>
 #include <string_view>
@@ -38,6 +39,7 @@
 #include "dynsparse/io/binary.hpp"
 #include "dynsparse/layers/activations.hpp"
 #include "dynsparse/sparse/csr.hpp"
+#include "dynsparse/sparse/direct_conv.hpp"
 
 namespace dynsparse {
 
@@ -62,6 +64,12 @@ inline const char* op_name(op_kind k) {
     return "?";
 }
 
+namespace detail {
+// Bounds the loader puts on shapes (and the engine on its scratch).
+inline constexpr std::size_t max_model_dim = std::size_t{1} << 20;
+inline constexpr std::size_t max_model_elements = std::size_t{1} << 24;
+}  // namespace detail
+
 struct dims3 {
     std::size_t c = 1, h = 1, w = 1;
     std::size_t size() const { return c * h * w; }
@@ -76,9 +84,13 @@ struct dims3 {
 /// Densities below this use the sparse kernels, the rest BLAS: about where the sparse kernels
 /// of a 784-300 dense layer and of LeNet-5's second convolution stop winning against GEMV
 /// (batch 1) and GEMM (docs/benchmarks.md, `sparse_inference_bench density`); for an LSTM
-/// 128 -> 128 over 28 steps: 0.1-0.2 at batch 1, 0.2-0.3 at batch 64.
-inline float sparse_density_threshold(op_kind kind, std::size_t batch) {
-    if (kind == op_kind::conv) return 0.6f;
+/// 128 -> 128 over 28 steps: 0.1-0.2 at batch 1, 0.2-0.3 at batch 64. Stride-1 convolutions
+/// run the direct sparse convolution (sparse/direct_conv.hpp), which was faster than the
+/// engine's im2col + GEMM path at every density measured on LeNet-5's two convolutions,
+/// 1% to 100% (1.02-1.4x at 100%), so they always take it; strided ones unfold the input
+/// and use the CSR kernel below 0.6.
+inline float sparse_density_threshold(op_kind kind, std::size_t batch, std::size_t stride = 0) {
+    if (kind == op_kind::conv) return stride == 1 ? 1.01f : 0.6f;
     if (kind == op_kind::lstm) return batch == 1 ? 0.15f : 0.25f;
     return batch == 1 ? 0.15f : 0.5f;
 }
@@ -93,6 +105,7 @@ struct sparse_op {
     std::vector<float> dense;  ///< row-major rows x cols, kept when the layer is dense enough (or while exporting)
     csr_matrix csr;            ///< always present for dense, conv and lstm
     csr_matrix csr_input, csr_recurrent;  ///< lstm: csr split into W_ih and W_hh (made by the engine)
+    conv_taps taps;  ///< stride-1 conv: the non-zeros as input offsets (made by the engine on first use; clear it after changing csr)
 
     bool has_weights() const { return kind == op_kind::dense || kind == op_kind::conv || kind == op_kind::lstm; }
     std::size_t rows() const { return csr.rows; }
@@ -143,8 +156,8 @@ public:
     void prepare(bool all = false) {
         for (auto& op : ops) {
             if (!op.has_weights()) continue;
-            const bool keep = all || op.density() >= sparse_density_threshold(op.kind, 1) ||
-                              op.density() >= sparse_density_threshold(op.kind, 64);
+            const bool keep = all || op.density() >= sparse_density_threshold(op.kind, 1, op.stride) ||
+                              op.density() >= sparse_density_threshold(op.kind, 64, op.stride);
             if (keep && op.dense.size() != op.rows() * op.cols()) op.dense = op.csr.to_dense();
             if (!keep) std::vector<float>().swap(op.dense);
         }
@@ -174,6 +187,11 @@ public:
     }
 
     /// Runs the model on x (batch x input_size()); returns batch x output_size().
+    /// The leading convolutional part (everything before the first dense, lstm or last_step
+    /// operation, if it holds a convolution) runs one sample at a time, so a sample's
+    /// feature maps stay in the L1/L2 cache from one operation to the next (LeNet-5's first
+    /// convolution makes 46 KB per sample, 2.9 MB for a batch of 64); the rest runs on the
+    /// whole batch, where the dense kernels gain from it.
     const matrix& run(const matrix& x, kernel_choice choice = kernel_choice::automatic) {
         if (x.dimension() != 2 || x.shape(1) != input_size())
             throw invalid_argument("sparse_model::run: expected a batch x " + std::to_string(input_size()) +
@@ -182,9 +200,44 @@ public:
         if (choice == kernel_choice::dense) prepare(true);
         const std::size_t batch = x.shape(0);
         buffers_.resize(ops.size());
+        std::size_t split = 0;
+        bool conv = false;
+        for (; split < ops.size(); ++split) {
+            const op_kind k = ops[split].kind;
+            if (k == op_kind::dense || k == op_kind::lstm || k == op_kind::last_step) break;
+            conv = conv || k == op_kind::conv;
+        }
+        const matrix* out = &x;
+        if (batch > 1 && conv) {
+            const std::size_t in_size = input_size(), mid = ops[split - 1].out.size();
+            ensure_shape(sample_in_, 1, in_size);
+            ensure_shape(stage_, batch, mid);
+            for (std::size_t r = 0; r < batch; ++r) {
+                std::copy(x.data() + r * in_size, x.data() + (r + 1) * in_size, sample_in_.data());
+                const matrix& y = run_ops(0, split, sample_in_, choice, batch);
+                std::copy(y.data(), y.data() + mid, stage_.data() + r * mid);
+            }
+            out = &run_ops(split, ops.size(), stage_, choice, batch);
+        } else {
+            out = &run_ops(0, ops.size(), x, choice, batch);
+        }
+        if (out == &x) {  // no operation changed the data
+            buffers_.resize(1);
+            buffers_[0] = x;
+            return buffers_[0];
+        }
+        return *out;
+    }
+
+private:
+    /// Operations [first, last) on x; returns x itself if none of them changes the data.
+    /// `batch` (the whole batch's size) picks the kernels.
+    const matrix& run_ops(std::size_t first, std::size_t last, const matrix& x, kernel_choice choice,
+                          std::size_t batch) {
+        const std::size_t rows = x.shape(0);
         const matrix* cur = &x;
         matrix* own = nullptr;  // cur, when it is one of our buffers
-        for (std::size_t i = 0; i < ops.size(); ++i) {
+        for (std::size_t i = first; i < last; ++i) {
             const sparse_op& op = ops[i];
             if (op.kind == op_kind::reshape) continue;  // rows are already flat
             const bool elementwise = op.kind == op_kind::relu || op.kind == op_kind::tanh || op.kind == op_kind::sigmoid;
@@ -196,14 +249,17 @@ public:
                 continue;
             }
             matrix& y = buffers_[i];
-            ensure_shape(y, batch, op.out.size());
+            ensure_shape(y, rows, op.out.size());
             bool sparse = choice == kernel_choice::sparse ||
-                          (choice == kernel_choice::automatic && op.density() < sparse_density_threshold(op.kind, batch));
+                          (choice == kernel_choice::automatic && op.density() < sparse_density_threshold(op.kind, batch, op.stride));
             if (op.has_weights() && op.dense.size() != op.rows() * op.cols()) sparse = true;
             if (sparse) split_lstm(ops[i]);
+            // A relu right after a direct convolution is applied as its output is stored.
+            const bool fuse_relu = op.kind == op_kind::conv && sparse && op.stride == 1 && i + 1 < last &&
+                                   ops[i + 1].kind == op_kind::relu;
             switch (op.kind) {
                 case op_kind::dense: run_dense(op, *cur, y, sparse); break;
-                case op_kind::conv: run_conv(op, *cur, y, sparse); break;
+                case op_kind::conv: run_conv(ops[i], *cur, y, sparse, fuse_relu); break;
                 case op_kind::relu: map<detail::relu_fn>(*cur, y); break;
                 case op_kind::tanh: map<detail::tanh_fn>(*cur, y); break;
                 case op_kind::sigmoid: map<detail::sigmoid_fn>(*cur, y); break;
@@ -214,16 +270,11 @@ public:
                 case op_kind::reshape: break;
             }
             cur = own = &y;
-        }
-        if (cur == &x) {  // no operation changed the data
-            buffers_.resize(1);
-            buffers_[0] = x;
-            return buffers_[0];
+            if (fuse_relu) ++i;
         }
         return *cur;
     }
 
-private:
     void run_dense(const sparse_op& op, const matrix& x, matrix& y, bool sparse) {
         const std::size_t batch = x.shape(0), in = op.cols(), out = op.rows();
         if (!sparse && batch == 1) {
@@ -245,8 +296,22 @@ private:
         }
     }
 
-    void run_conv(const sparse_op& op, const matrix& x, matrix& y, bool sparse) {
+    void run_conv(sparse_op& op, const matrix& x, matrix& y, bool sparse, bool relu) {
         const detail::conv_geometry g = op.geometry();
+        // Direct sparse convolution, no unfolded input, unless its shifted planes would take
+        // more than 64 MiB (the bound the loader puts on the unfolded input).
+        if (sparse && op.stride == 1 && conv_taps::shifted_bound(g) <= detail::max_model_elements) {
+            if (op.taps.filters != op.rows() || op.taps.channels != op.in.c || op.taps.offset.size() != op.csr.nonzeros())
+                op.taps = conv_taps::from_csr(op.csr, g);
+            const std::size_t batch = x.shape(0);
+            if (xpad_.size() < op.taps.shifted_size() + 16) xpad_.resize(op.taps.shifted_size() + 16);  // only grows: no refill
+            float* xs = xpad_.data() + (16 - reinterpret_cast<std::uintptr_t>(xpad_.data()) / sizeof(float) % 16) % 16;
+            for (std::size_t r = 0; r < batch; ++r) {  // one sample at a time: its planes stay in cache
+                op.taps.shift_sample(x.data() + r * g.in_size(), xs);
+                direct_sparse_conv(op.taps, op.bias.data(), xs, y.data() + r * op.out.size(), relu);
+            }
+            return;
+        }
         const std::size_t batch = x.shape(0), n = g.positions(), kk = g.cols(), out = op.rows();
         col_.resize(kk * n);
         for (std::size_t r = 0; r < batch; ++r) {
@@ -396,11 +461,42 @@ private:
     }
 
     template <bool Max>
-    static void pool(const sparse_op& op, const matrix& x, matrix& y) {
+    void pool(const sparse_op& op, const matrix& x, matrix& y) {
         const std::size_t batch = x.shape(0), k = op.kernel, s = op.stride;
         const dims3 in = op.in, out = op.out;
         const float scale = 1.0f / static_cast<float>(k * k);
-        if (Max && k == 2 && s == 2) {  // LeNet's pooling: two input rows per output row
+        if (Max && k == 2 && s == 2 && in.h == 2 * out.h && in.w == 2 * out.w) {
+            // Tiled 2x2 (LeNet-5): two passes that vectorise, one sample at a time: the larger
+            // of the two input rows of each output row (8 floats at a time when the width is
+            // a multiple of 8: with a run-time width GCC left these loops scalar), then of
+            // each horizontal pair, over the whole sample (pairs are adjacent floats).
+            // (max2x2_forward in layers/pooling.hpp does the same for training, where it also
+            // keeps the winners and has the sizes as constants.)
+            const std::size_t rows = in.c * out.h, w = in.w, pairs = rows * out.w;
+            if (pairs_.size() < rows * w) pairs_.resize(rows * w);
+            float* __restrict v = pairs_.data();
+            for (std::size_t r = 0; r < batch; ++r) {
+                const float* __restrict xp = x.data() + r * in.size();
+                if (w % 8 == 0) {
+                    using f8 = float __attribute__((vector_size(32)));
+                    for (std::size_t q = 0; q < rows; ++q)
+                        for (std::size_t e = 0; e < w; e += 8) {
+                            f8 top, bottom;
+                            std::memcpy(&top, xp + 2 * q * w + e, sizeof top);
+                            std::memcpy(&bottom, xp + (2 * q + 1) * w + e, sizeof bottom);
+                            const f8 m = bottom > top ? bottom : top;
+                            std::memcpy(v + q * w + e, &m, sizeof m);
+                        }
+                } else {
+                    for (std::size_t q = 0; q < rows; ++q)
+                        for (std::size_t e = 0; e < w; ++e) v[q * w + e] = std::max(xp[2 * q * w + e], xp[(2 * q + 1) * w + e]);
+                }
+                float* __restrict yp = y.data() + r * out.size();
+                for (std::size_t p = 0; p < pairs; ++p) yp[p] = std::max(v[2 * p], v[2 * p + 1]);
+            }
+            return;
+        }
+        if (Max && k == 2 && s == 2) {  // 2x2 windows on odd sizes: two input rows per output row
             const std::size_t planes = batch * in.c;
             for (std::size_t p = 0; p < planes; ++p) {
                 const float* xc = x.data() + p * in.h * in.w;
@@ -431,7 +527,8 @@ private:
     }
 
     std::vector<matrix> buffers_;
-    std::vector<float> xt_, yt_, col_, z_, cell_, hidden_;
+    matrix sample_in_, stage_;
+    std::vector<float> xt_, yt_, col_, z_, cell_, hidden_, xpad_, pairs_;
 };
 
 // --------------------------------------------------------------------------- pruning
@@ -581,9 +678,6 @@ inline void compress(sparse_model& m) {
 // --------------------------------------------------------------------------- file format
 
 namespace detail {
-
-inline constexpr std::size_t max_model_dim = std::size_t{1} << 20;
-inline constexpr std::size_t max_model_elements = std::size_t{1} << 24;
 
 inline void write_matrix(byte_writer& out, const csr_matrix& m) {
     const std::size_t nnz = m.nonzeros();
