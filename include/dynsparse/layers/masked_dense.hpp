@@ -40,7 +40,8 @@ public:
     void backward(const matrix& x, const matrix& /*y*/, const matrix& dy, matrix* dx) {
         // grad_weight_ first receives dL/dWm, then the mask pass turns it into dL/dW.
         detail::linear_backward(x, this->masked_weight_.data(), dy, Out, In,
-                                this->grad_weight_.data(), this->grad_bias_.data(), dx);
+                                this->grad_weight_.data(), this->grad_bias_.data(), dx,
+                                this->weight_gradient_zeroed());
         this->finish_weight_gradient();
     }
 };
