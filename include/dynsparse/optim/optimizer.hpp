@@ -8,7 +8,6 @@
 // the same optimizer must not be shared between networks. state()/set_state() expose
 // that state as flat float vectors; visit_state(v) lists it for checkpoints (io/checkpoint.hpp).
 #include <cmath>
-#include <cstdlib>
 #include <concepts>
 #include <cstddef>
 #include <span>
@@ -54,7 +53,6 @@ public:
     /// thresholds with their weights' rows (see parameter): the trainer may defer masked
     /// layers' surrogate passes into this step.
     static constexpr bool completes_gradients = true;
-    static std::size_t coupled_chunk_target() { static std::size_t t = std::getenv("DS_CT") ? std::atoi(std::getenv("DS_CT")) : 4096; return t; }
 
     void step(std::span<const parameter> params, float lr) {
         if (opt_.momentum != 0) detail::ensure_state(buffers_, params);
@@ -69,7 +67,7 @@ public:
                     prm.complete(b / cols, e / cols);
                     update(p, prm, b / cols, e / cols, lr);
                     update(p + 1, weights, b, e, lr);
-                }, coupled_chunk_target());
+                });
                 ++p;
                 continue;
             }
