@@ -64,12 +64,14 @@ inline void mask_piece(const float* __restrict wr, float* __restrict mr, std::si
 }
 
 /// masked = W * M(|W| - t) for rows [row_begin, row_end) of the rows x cols matrices w and
-/// masked (full-matrix pointers); returns the number of mask entries that are non-zero.
+/// masked (full-matrix pointers); returns the number of mask entries that are non-zero,
+/// and writes each row's count into row_kept[i] (full-matrix row index) unless null.
 /// Written in blocks of 16 lanes so that it vectorises even at -O2.
 template <Surrogate S, ThresholdGranularity G, bool Smooth>
 [[gnu::noinline]] std::size_t apply_mask(const float* __restrict w, const float* __restrict t,
                                          std::size_t row_begin, std::size_t row_end,
-                                         std::size_t cols, float* __restrict masked) {
+                                         std::size_t cols, float* __restrict masked,
+                                         std::uint32_t* __restrict row_kept = nullptr) {
     constexpr std::size_t lanes = mask_lanes;
     std::size_t kept = 0;
     for (std::size_t i = row_begin; i < row_end; ++i) {
@@ -86,7 +88,10 @@ template <Surrogate S, ThresholdGranularity G, bool Smooth>
         } else {
             mask_piece<S, Smooth>(wr, mr, 0, cols, t[G::index(i, 0, cols)], count);
         }
-        for (std::uint32_t c : count) kept += c;
+        std::uint32_t row = 0;
+        for (std::uint32_t c : count) row += c;
+        if (row_kept != nullptr) row_kept[i] = row;
+        kept += row;
     }
     return kept;
 }

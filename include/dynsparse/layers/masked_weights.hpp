@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <vector>
 
@@ -114,6 +115,9 @@ public:
     /// True between a deferred backward and the optimizer step that completes it.
     bool surrogate_backward_pending() const { return pending_; }
 
+    /// Weights kept in row r of the current mask.
+    std::size_t kept_in_row(std::size_t r) const { return row_kept_[r]; }
+
     /// Turns the 1% reset rule on (the default) or off.
     void set_reset_rule(bool on) { reset_rule_ = on; }
     bool reset_rule() const { return reset_rule_; }
@@ -154,6 +158,9 @@ protected:
     /// next backward may then accumulate its product into it (GEMM beta = 1) instead of
     /// having the BLAS zero it in a separate pass.
     bool weight_gradient_zeroed() const { return gradient_zeroed_; }
+
+    /// Weights kept in each row of masked_weight_ (a row with none is all zeros).
+    const std::uint32_t* row_kept() const { return row_kept_.data(); }
     float* bias_gradient_data() { return Bias ? grad_bias_.data() : nullptr; }
 
     /// Before a forward pass uses masked_weight_: the optimizer's mask is used once.
@@ -217,9 +224,11 @@ private:
     /// already have added its term: a sum of two terms, so the same value either way).
     template <bool Smooth>
     void surrogate_rows(std::size_t r0, std::size_t r1) {
-        detail::mask_backward_rows<S, G, Smooth>(weight_.data(), threshold_.data(), r0, r1, Cols,
-                                                 grad_weight_.data(), row_shares_.data());
-        for (std::size_t r = r0; r < r1; ++r) grad_threshold_[r] -= row_shares_[r];
+        if constexpr (row_thresholds) {
+            detail::mask_backward_rows<S, G, Smooth>(weight_.data(), threshold_.data(), r0, r1, Cols,
+                                                     grad_weight_.data(), row_shares_.data());
+            for (std::size_t r = r0; r < r1; ++r) grad_threshold_[r] -= row_shares_[r];
+        }
     }
 
     /// parameter::complete of the weights: the optimizer is about to read W's gradient and
@@ -268,9 +277,9 @@ private:
     std::size_t mask_rows(std::size_t r0, std::size_t r1) {
         return smooth_forward_
                    ? detail::apply_mask<S, G, true>(weight_.data(), threshold_.data(), r0, r1, Cols,
-                                                    masked_weight_.data())
+                                                    masked_weight_.data(), row_kept_.data())
                    : detail::apply_mask<S, G, false>(weight_.data(), threshold_.data(), r0, r1, Cols,
-                                                     masked_weight_.data());
+                                                     masked_weight_.data(), row_kept_.data());
     }
 
     /// The reference code's rule: a layer keeping <= 1% of its weights gets its thresholds
@@ -299,6 +308,7 @@ private:
     };
 
     std::vector<float> row_shares_;  // one threshold-gradient share per row (piece)
+    std::vector<std::uint32_t> row_kept_ = std::vector<std::uint32_t>(Rows, Cols);  // per row of masked_weight_
     std::size_t kept_ = Rows * Cols;
     update_progress progress_;
     std::size_t resets_ = 0;
