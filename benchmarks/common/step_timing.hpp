@@ -75,6 +75,7 @@ struct phased {
         loss.value_and_gradient(out, y, grad);
         t[1] += since(t0);
         t0 = clock_type::now();
+        ds::defer_surrogate_backward<Opt>(net);  // as trainer::step does
         net.backward(grad);
         t[2] += since(t0);
         t0 = clock_type::now();

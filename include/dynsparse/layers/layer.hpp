@@ -50,6 +50,16 @@ inline constexpr bool no_bias = false;
 /// recompute the mask of those rows there, saving a pass over W per step). Reports of
 /// disjoint ranges may come from several threads at once (for_each_chunk). Optimizers
 /// that ignore it stay correct: the layer then recomputes in its next forward pass.
+///
+/// Deferred gradients (optional, for optimizers declaring `completes_gradients = true`):
+/// a masked layer may then leave its surrogate pass out of backward, so that one pass over
+/// W per step does the surrogate gradients, the update and the next mask. Such an optimizer
+/// calls complete(begin, end) before it reads gradient[begin, end), and updates a
+/// threshold parameter marked `thresholds_per_row` together with the parameter listed
+/// right after it (its weights): for each block of whole rows, complete the block (this
+/// also finishes those rows' threshold gradients), update the rows' thresholds (value i
+/// belongs to row i), then the rows' weights. The trainer asks for deferral only when its
+/// optimizer declares that, so other optimizers always see complete gradients.
 struct parameter {
     std::string_view name;
     parameter_kind kind;
@@ -58,9 +68,14 @@ struct parameter {
     void (*on_update)(void* context, std::size_t begin, std::size_t end) = nullptr;
     void* context = nullptr;
     std::size_t granule = 1;
+    void (*on_complete)(void* context, std::size_t begin, std::size_t end) = nullptr;
+    bool thresholds_per_row = false;
 
     void updated(std::size_t begin, std::size_t end) const {
         if (on_update != nullptr) on_update(context, begin, end);
+    }
+    void complete(std::size_t begin, std::size_t end) const {
+        if (on_complete != nullptr) on_complete(context, begin, end);
     }
 };
 

@@ -8,7 +8,9 @@
 // where H is the Surrogate's derivative and the group of a threshold is set by the
 // Granularity. If a forward pass keeps <= 1% of the weights, the thresholds are reset
 // to 0 and the mask recomputed (the reference code's rule; switchable, counted).
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "dynsparse/core/shape.hpp"
 #include "dynsparse/detail/linear_kernels.hpp"
@@ -34,15 +36,30 @@ public:
 
     void forward(const matrix& x, matrix& y, bool /*training*/) {
         this->prepare_mask();
-        detail::linear_forward(x, this->masked_weight_.data(), this->bias_.data(), Out, In, y);
+        // DST empties whole rows (neurons): when an eighth or more of them hold no weight,
+        // the product runs on the others only.
+        live_rows_.clear();
+        const std::uint32_t* kept = this->row_kept();
+        for (std::size_t r = 0; r < Out; ++r)
+            if (kept[r] != 0) live_rows_.push_back(r);
+        if (live_rows_.size() * 8 <= Out * 7)
+            detail::linear_forward_rows(x, this->masked_weight_.data(), this->bias_.data(), Out, In,
+                                        live_rows_, compact_, scratch_, y);
+        else
+            detail::linear_forward(x, this->masked_weight_.data(), this->bias_.data(), Out, In, y);
     }
 
     void backward(const matrix& x, const matrix& /*y*/, const matrix& dy, matrix* dx) {
         // grad_weight_ first receives dL/dWm, then the mask pass turns it into dL/dW.
         detail::linear_backward(x, this->masked_weight_.data(), dy, Out, In,
-                                this->grad_weight_.data(), this->grad_bias_.data(), dx);
+                                this->grad_weight_.data(), this->grad_bias_.data(), dx,
+                                this->weight_gradient_zeroed());
         this->finish_weight_gradient();
     }
+
+private:
+    std::vector<std::size_t> live_rows_;
+    std::vector<float> compact_, scratch_;
 };
 
 /// Spec: a DST masked fully connected layer with Out outputs.

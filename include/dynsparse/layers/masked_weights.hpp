@@ -13,8 +13,10 @@
 // any other forward recomputes it, so parameters written any other way are always seen.
 // The passes over W (mask, surrogate backward) share rows between the library's threads
 // (core/parallel.hpp) with the same result for any thread count.
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <vector>
 
@@ -35,6 +37,10 @@ public:
     using granularity = G;
     static constexpr std::size_t threshold_count = G::count(Rows, Cols);
     static constexpr bool has_bias = Bias;
+    /// One threshold per row, threshold i for row i (per_neuron, per_filter): the
+    /// surrogate pass can then be deferred into the optimizer step row block by row block.
+    static constexpr bool row_thresholds =
+        !G::varies_along_row && !detail::SplitRowGranularity<G> && threshold_count == Rows;
 
     masked_weights()
         : weight_(make_matrix(Rows, Cols)), bias_(make_vector(Bias ? Rows : 0)),
@@ -54,10 +60,13 @@ public:
 
     template <class F>
     void for_each_parameter(F&& f) {
+        gradient_zeroed_ = false;  // the caller may write into the gradient spans
         f(parameter{"threshold", parameter_kind::threshold, {threshold_.data(), threshold_.size()},
-                    {grad_threshold_.data(), grad_threshold_.size()}});
+                    {grad_threshold_.data(), grad_threshold_.size()}, nullptr, nullptr, 1, nullptr,
+                    row_thresholds});
         f(parameter{"weight", parameter_kind::weight, {weight_.data(), weight_.size()},
-                    {grad_weight_.data(), grad_weight_.size()}, &weights_updated, this, Cols});
+                    {grad_weight_.data(), grad_weight_.size()}, &weights_updated, this, Cols,
+                    row_thresholds ? &complete_rows : nullptr});
         if constexpr (Bias)
             f(parameter{"bias", parameter_kind::bias, {bias_.data(), bias_.size()},
                         {grad_bias_.data(), grad_bias_.size()}});
@@ -96,6 +105,19 @@ public:
         v("resets", resets_);
     }
 
+    /// The next backward leaves its surrogate pass (dL/dWm -> dL/dW, dL/dt) to the optimizer
+    /// step, which completes it row block by row block through parameter::complete just
+    /// before updating those rows (see parameter). Only the trainer should call this, right
+    /// before backward, and only with an optimizer declaring `completes_gradients`; a
+    /// forward pass before that step completes the pass itself. No effect unless
+    /// row_thresholds.
+    void defer_surrogate_backward() { defer_next_ = row_thresholds; }
+    /// True between a deferred backward and the optimizer step that completes it.
+    bool surrogate_backward_pending() const { return pending_; }
+
+    /// Weights kept in row r of the current mask.
+    std::size_t kept_in_row(std::size_t r) const { return row_kept_[r]; }
+
     /// Turns the 1% reset rule on (the default) or off.
     void set_reset_rule(bool on) { reset_rule_ = on; }
     bool reset_rule() const { return reset_rule_; }
@@ -130,10 +152,20 @@ public:
 
 protected:
     const float* bias_data() const { return Bias ? bias_.data() : nullptr; }
+
+    /// True when grad_weight_ holds zeros left by the last (deferred) optimizer step, which
+    /// clears each block of rows once it has used it, while the block is in cache: the
+    /// next backward may then accumulate its product into it (GEMM beta = 1) instead of
+    /// having the BLAS zero it in a separate pass.
+    bool weight_gradient_zeroed() const { return gradient_zeroed_; }
+
+    /// Weights kept in each row of masked_weight_ (a row with none is all zeros).
+    const std::uint32_t* row_kept() const { return row_kept_.data(); }
     float* bias_gradient_data() { return Bias ? grad_bias_.data() : nullptr; }
 
     /// Before a forward pass uses masked_weight_: the optimizer's mask is used once.
     void prepare_mask() {
+        if (pending_) complete_pending();
         if (mask_fresh_)
             mask_fresh_ = false;
         else
@@ -143,13 +175,21 @@ protected:
     /// After the layer wrote dL/dWm into grad_weight_: turns it into dL/dW and writes
     /// dL/dt (performance + structure gradients through the surrogate).
     void finish_weight_gradient() {
+        gradient_zeroed_ = false;
         grad_threshold_.fill(0.0f);
+        mask_fresh_ = false;
+        progress_.reset();
+        if constexpr (row_thresholds) {
+            if (defer_next_) {
+                defer_next_ = false;
+                pending_ = true;
+                return;
+            }
+        }
         if (smooth_forward_)
             surrogate_backward<true>();
         else
             surrogate_backward<false>();
-        mask_fresh_ = false;
-        progress_.reset();
     }
 
     matrix weight_;
@@ -179,6 +219,42 @@ private:
         }
     }
 
+    /// Deferred surrogate pass of rows [r0, r1): dL/dW in place and each row's threshold
+    /// share subtracted from its own threshold gradient (to which the regulariser may
+    /// already have added its term: a sum of two terms, so the same value either way).
+    template <bool Smooth>
+    void surrogate_rows(std::size_t r0, std::size_t r1) {
+        if constexpr (row_thresholds) {
+            detail::mask_backward_rows<S, G, Smooth>(weight_.data(), threshold_.data(), r0, r1, Cols,
+                                                     grad_weight_.data(), row_shares_.data());
+            for (std::size_t r = r0; r < r1; ++r) grad_threshold_[r] -= row_shares_[r];
+        }
+    }
+
+    /// parameter::complete of the weights: the optimizer is about to read W's gradient and
+    /// update t and W of rows [begin / Cols, end / Cols). Ranges from several threads are
+    /// disjoint.
+    static void complete_rows(void* self_ptr, std::size_t begin, std::size_t end) {
+        auto& self = *static_cast<masked_weights*>(self_ptr);
+        if (!self.pending_) return;
+        if (self.smooth_forward_)
+            self.template surrogate_rows<true>(begin / Cols, end / Cols);
+        else
+            self.template surrogate_rows<false>(begin / Cols, end / Cols);
+    }
+
+    /// A deferred pass nobody completed (no optimizer step came between backward and this
+    /// forward): run it whole.
+    void complete_pending() {
+        if constexpr (row_thresholds) {
+            pending_ = false;
+            if (smooth_forward_)
+                surrogate_rows<true>(0, Rows);
+            else
+                surrogate_rows<false>(0, Rows);
+        }
+    }
+
     /// The optimizer has updated W[begin, end) (whole rows) after t: mask them. Reports of
     /// disjoint ranges may come from several threads at once; the one that completes the
     /// matrix finishes the step's mask (the acquire-release count makes the other reports'
@@ -186,10 +262,14 @@ private:
     static void weights_updated(void* self_ptr, std::size_t begin, std::size_t end) {
         auto& self = *static_cast<masked_weights*>(self_ptr);
         self.progress_.kept.fetch_add(self.mask_rows(begin / Cols, end / Cols), std::memory_order_relaxed);
+        if (self.pending_)  // a deferred step: the optimizer is done with these rows' gradient
+            std::fill(self.grad_weight_.data() + begin, self.grad_weight_.data() + end, 0.0f);
         const std::size_t done = self.progress_.elements.fetch_add(end - begin, std::memory_order_acq_rel);
         if (done + (end - begin) != Rows * Cols) return;
         self.kept_ = self.progress_.kept.load(std::memory_order_relaxed);
         self.progress_.reset();
+        if (self.pending_) self.gradient_zeroed_ = true;
+        self.pending_ = false;  // every row was completed before its update
         self.apply_reset_rule();
         self.mask_fresh_ = true;
     }
@@ -197,9 +277,9 @@ private:
     std::size_t mask_rows(std::size_t r0, std::size_t r1) {
         return smooth_forward_
                    ? detail::apply_mask<S, G, true>(weight_.data(), threshold_.data(), r0, r1, Cols,
-                                                    masked_weight_.data())
+                                                    masked_weight_.data(), row_kept_.data())
                    : detail::apply_mask<S, G, false>(weight_.data(), threshold_.data(), r0, r1, Cols,
-                                                     masked_weight_.data());
+                                                     masked_weight_.data(), row_kept_.data());
     }
 
     /// The reference code's rule: a layer keeping <= 1% of its weights gets its thresholds
@@ -228,10 +308,14 @@ private:
     };
 
     std::vector<float> row_shares_;  // one threshold-gradient share per row (piece)
+    std::vector<std::uint32_t> row_kept_ = std::vector<std::uint32_t>(Rows, Cols);  // per row of masked_weight_
     std::size_t kept_ = Rows * Cols;
     update_progress progress_;
     std::size_t resets_ = 0;
     bool mask_fresh_ = false;
+    bool defer_next_ = false;
+    bool pending_ = false;
+    bool gradient_zeroed_ = false;
     bool reset_rule_ = true;
     bool smooth_forward_ = false;
 };

@@ -49,38 +49,32 @@ public:
             throw invalid_argument("sgd: Nesterov momentum needs momentum > 0");
     }
 
+    /// Calls parameter::complete before reading a range's gradient and updates row-coupled
+    /// thresholds with their weights' rows (see parameter): the trainer may defer masked
+    /// layers' surrogate passes into this step.
+    static constexpr bool completes_gradients = true;
+
     void step(std::span<const parameter> params, float lr) {
         if (opt_.momentum != 0) detail::ensure_state(buffers_, params);
         for (std::size_t p = 0; p < params.size(); ++p) {
             const parameter& prm = params[p];
-            const float wd = decays(prm.kind) ? opt_.weight_decay : 0.0f;
-            float* __restrict v = prm.value.data();
-            const float* __restrict g = prm.gradient.data();
-            if (opt_.momentum == 0) {
-                for_each_chunk(prm, [&](std::size_t b, std::size_t e) {
-                    for (std::size_t i = b; i < e; ++i) v[i] -= lr * (g[i] + wd * v[i]);
+            if (prm.thresholds_per_row && p + 1 < params.size()) {
+                // Thresholds and weights row block by row block, one pass over W.
+                const parameter& weights = params[p + 1];
+                const std::size_t cols = weights.granule == 0 ? 1 : weights.granule;
+                for_each_chunk(weights, [&](std::size_t b, std::size_t e) {
+                    weights.complete(b, e);
+                    prm.complete(b / cols, e / cols);
+                    update(p, prm, b / cols, e / cols, lr);
+                    update(p + 1, weights, b, e, lr);
                 });
+                ++p;
                 continue;
             }
-            float* __restrict buf = buffers_[p].data();
-            const float m = opt_.momentum;
-            const float keep = started_ ? m : 0.0f;  // first step: b = g
-            if (opt_.nesterov) {
-                for_each_chunk(prm, [&](std::size_t b, std::size_t e) {
-                    for (std::size_t i = b; i < e; ++i) {
-                        const float gi = g[i] + wd * v[i];
-                        buf[i] = keep * buf[i] + gi;
-                        v[i] -= lr * (gi + m * buf[i]);
-                    }
-                });
-            } else {
-                for_each_chunk(prm, [&](std::size_t b, std::size_t e) {
-                    for (std::size_t i = b; i < e; ++i) {
-                        buf[i] = keep * buf[i] + (g[i] + wd * v[i]);
-                        v[i] -= lr * buf[i];
-                    }
-                });
-            }
+            for_each_chunk(prm, [&](std::size_t b, std::size_t e) {
+                prm.complete(b, e);
+                update(p, prm, b, e, lr);
+            });
         }
         started_ = true;
     }
@@ -93,6 +87,33 @@ public:
         v("sgd.momentum_buffers", buffers_);
     }
     bool& started() { return started_; }
+
+private:
+    /// The update of elements [b, e) of parameter p (the p-th of the step).
+    void update(std::size_t p, const parameter& prm, std::size_t b, std::size_t e, float lr) {
+        const float wd = decays(prm.kind) ? opt_.weight_decay : 0.0f;
+        float* __restrict v = prm.value.data();
+        const float* __restrict g = prm.gradient.data();
+        if (opt_.momentum == 0) {
+            for (std::size_t i = b; i < e; ++i) v[i] -= lr * (g[i] + wd * v[i]);
+            return;
+        }
+        float* __restrict buf = buffers_[p].data();
+        const float m = opt_.momentum;
+        const float keep = started_ ? m : 0.0f;  // first step: b = g
+        if (opt_.nesterov) {
+            for (std::size_t i = b; i < e; ++i) {
+                const float gi = g[i] + wd * v[i];
+                buf[i] = keep * buf[i] + gi;
+                v[i] -= lr * (gi + m * buf[i]);
+            }
+        } else {
+            for (std::size_t i = b; i < e; ++i) {
+                buf[i] = keep * buf[i] + (g[i] + wd * v[i]);
+                v[i] -= lr * buf[i];
+            }
+        }
+    }
 
 private:
     bool decays(parameter_kind k) const {

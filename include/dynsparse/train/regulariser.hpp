@@ -19,7 +19,11 @@ inline double apply_sparse_regulariser(std::span<const parameter> params, float 
         for (std::size_t i = 0; i < p.value.size(); ++i) {
             const float e = std::exp(-p.value[i]);
             total += e;
-            p.gradient[i] -= alpha * e;
+            // The term is rounded on its own (an fma with 0 is never fused with the
+            // subtraction), so the sum is the same whether the surrogate's share of dL/dt
+            // is already in the gradient or is subtracted later (a masked layer's deferred
+            // surrogate pass, layers/masked_weights.hpp).
+            p.gradient[i] -= std::fma(alpha, e, 0.0f);
         }
     }
     return alpha * total;

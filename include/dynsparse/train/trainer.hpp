@@ -126,6 +126,20 @@ inline void print_epoch_report(std::ostream& os, const epoch_report& r, std::siz
     os.flush();
 }
 
+/// Call right before net.backward when an optimizer of type O will step next: if O
+/// completes gradients (layers/layer.hpp, parameter), the masked layers leave their
+/// surrogate pass to that step, which does it row block by row block while it updates
+/// the rows (one pass over W per step instead of two). Otherwise does nothing.
+template <Optimizer O, class Net>
+void defer_surrogate_backward(Net& net) {
+    if constexpr (requires { O::completes_gradients; }) {
+        if constexpr (O::completes_gradients)
+            net.for_each_masked_layer([](auto& l, std::size_t) {
+                if constexpr (requires { l.defer_surrogate_backward(); }) l.defer_surrogate_backward();
+            });
+    }
+}
+
 template <Network Net, Loss L = softmax_cross_entropy, Optimizer O = sgd>
 class trainer {
 public:
@@ -219,6 +233,7 @@ public:
         const matrix& out = net_.forward(x, true);
         const double loss = loss_.value_and_gradient(out, y, grad_out_);
         if (!std::isfinite(loss)) return loss;
+        defer_surrogate_backward<O>(net_);
         net_.backward(grad_out_);
         apply_sparse_regulariser(params_, cfg_.alpha);
         opt_.step(params_, lr);
