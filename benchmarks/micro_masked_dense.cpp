@@ -74,14 +74,18 @@ template <class S>
 void bm_surrogate_backward(benchmark::State& state) {
     const std::size_t rows = 300, cols = 784;
     const ds::matrix w = random_batch(rows, cols, 5), g0 = random_batch(rows, cols, 6);
-    std::vector<float> t(rows, 0.3f), gt(rows);
+    std::vector<float> t(rows, 0.3f), gt(rows), shares(rows);
     ds::matrix g = g0;
     const ds::flush_denormals_scope ftz;
     for (auto _ : state) {
         state.PauseTiming();
         g = g0;  // fresh gradients each time, as in training
         state.ResumeTiming();
-        ds::detail::mask_backward<S, ds::per_neuron, false>(w.data(), t.data(), 0, rows, cols, g.data(), gt.data());
+        // What a per-neuron masked layer runs: the rows (shared out between threads in
+        // training), then the threshold shares in row order.
+        ds::detail::mask_backward_rows<S, ds::per_neuron, false>(w.data(), t.data(), 0, rows, cols, g.data(),
+                                                                 shares.data());
+        ds::detail::subtract_row_shares<ds::per_neuron>(shares.data(), rows, cols, gt.data());
         benchmark::DoNotOptimize(gt.data());
     }
     state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * rows * cols));

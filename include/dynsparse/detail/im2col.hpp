@@ -72,6 +72,16 @@ inline void for_each_constant(F&& f) {
     }(std::make_index_sequence<N>{});
 }
 
+/// Calls f(c, i, j) for every input channel c and kernel offset (i, j) of g in im2col's row
+/// order, the offsets as integral constants so that their valid ranges are constants too.
+template <conv_geometry g, class F>
+inline void for_each_kernel_tap(F&& f) {
+    for (std::size_t c = 0; c < g.channels; ++c)
+        for_each_constant<g.kernel>([&](auto kernel_row) {
+            for_each_constant<g.kernel>([&](auto kernel_column) { f(c, kernel_row, kernel_column); });
+        });
+}
+
 /// Unfolds one sample x (C*H*W) into col (C*k*k x oh*ow, rows `ld` floats apart).
 /// The geometry is a template argument and the kernel offsets (i, j) constants
 /// (for_each_constant), so every row copy and fill has a fixed length and compiles to a few vector moves. (With the
@@ -81,25 +91,21 @@ template <conv_geometry g>
 inline void im2col(const float* __restrict x, float* __restrict col, std::size_t ld) {
     constexpr std::size_t k = g.kernel, s = g.stride, p = g.padding;
     constexpr std::size_t oh = g.out_height, ow = g.out_width, hw = g.height * g.width;
-    for (std::size_t c = 0; c < g.channels; ++c)
-        for_each_constant<k>([&](auto kernel_row) {
-            constexpr std::size_t i = decltype(kernel_row)::value;
-            constexpr std::size_t ylo = g.y_range(i).first, yhi = g.y_range(i).second;
-            for_each_constant<k>([&](auto kernel_column) {
-                constexpr std::size_t j = decltype(kernel_column)::value;
-                constexpr std::size_t xlo = g.x_range(j).first, xhi = g.x_range(j).second;
-                float* __restrict row = col + ((c * k + i) * k + j) * ld;
-                for (std::size_t e = 0; e < ylo * ow; ++e) row[e] = 0.0f;
-                for (std::size_t oy = ylo; oy < yhi; ++oy) {
-                    float* __restrict r = row + oy * ow;
-                    const float* __restrict src = x + c * hw + (oy * s + i - p) * g.width + j - p;
-                    for (std::size_t ox = 0; ox < xlo; ++ox) r[ox] = 0.0f;
-                    for (std::size_t ox = xlo; ox < xhi; ++ox) r[ox] = src[ox * s];
-                    for (std::size_t ox = xhi; ox < ow; ++ox) r[ox] = 0.0f;
-                }
-                for (std::size_t e = yhi * ow; e < oh * ow; ++e) row[e] = 0.0f;
-            });
-        });
+    for_each_kernel_tap<g>([&](std::size_t c, auto kernel_row, auto kernel_column) {
+        constexpr std::size_t i = decltype(kernel_row)::value, j = decltype(kernel_column)::value;
+        constexpr std::size_t ylo = g.y_range(i).first, yhi = g.y_range(i).second;
+        constexpr std::size_t xlo = g.x_range(j).first, xhi = g.x_range(j).second;
+        float* __restrict row = col + ((c * k + i) * k + j) * ld;
+        for (std::size_t e = 0; e < ylo * ow; ++e) row[e] = 0.0f;
+        for (std::size_t oy = ylo; oy < yhi; ++oy) {
+            float* __restrict r = row + oy * ow;
+            const float* __restrict src = x + c * hw + (oy * s + i - p) * g.width + j - p;
+            for (std::size_t ox = 0; ox < xlo; ++ox) r[ox] = 0.0f;
+            for (std::size_t ox = xlo; ox < xhi; ++ox) r[ox] = src[ox * s];
+            for (std::size_t ox = xhi; ox < ow; ++ox) r[ox] = 0.0f;
+        }
+        for (std::size_t e = yhi * ow; e < oh * ow; ++e) row[e] = 0.0f;
+    });
 }
 
 /// Folds col (C*k*k x oh*ow, rows `ld` floats apart) back into one sample dx (C*H*W),
@@ -109,21 +115,17 @@ inline void col2im(const float* __restrict col, float* __restrict dx, std::size_
     constexpr std::size_t k = g.kernel, s = g.stride, p = g.padding;
     constexpr std::size_t ow = g.out_width, hw = g.height * g.width;
     std::fill(dx, dx + g.in_size(), 0.0f);
-    for (std::size_t c = 0; c < g.channels; ++c)
-        for_each_constant<k>([&](auto kernel_row) {
-            constexpr std::size_t i = decltype(kernel_row)::value;
-            constexpr std::size_t ylo = g.y_range(i).first, yhi = g.y_range(i).second;
-            for_each_constant<k>([&](auto kernel_column) {
-                constexpr std::size_t j = decltype(kernel_column)::value;
-                constexpr std::size_t xlo = g.x_range(j).first, xhi = g.x_range(j).second;
-                const float* __restrict row = col + ((c * k + i) * k + j) * ld;
-                for (std::size_t oy = ylo; oy < yhi; ++oy) {
-                    const float* __restrict r = row + oy * ow;
-                    float* __restrict dst = dx + c * hw + (oy * s + i - p) * g.width + j - p;
-                    for (std::size_t ox = xlo; ox < xhi; ++ox) dst[ox * s] += r[ox];
-                }
-            });
-        });
+    for_each_kernel_tap<g>([&](std::size_t c, auto kernel_row, auto kernel_column) {
+        constexpr std::size_t i = decltype(kernel_row)::value, j = decltype(kernel_column)::value;
+        constexpr std::size_t ylo = g.y_range(i).first, yhi = g.y_range(i).second;
+        constexpr std::size_t xlo = g.x_range(j).first, xhi = g.x_range(j).second;
+        const float* __restrict row = col + ((c * k + i) * k + j) * ld;
+        for (std::size_t oy = ylo; oy < yhi; ++oy) {
+            const float* __restrict r = row + oy * ow;
+            float* __restrict dst = dx + c * hw + (oy * s + i - p) * g.width + j - p;
+            for (std::size_t ox = xlo; ox < xhi; ++ox) dst[ox * s] += r[ox];
+        }
+    });
 }
 
 /// Tuning of the convolution kernels (process-wide; read at every forward/backward).

@@ -56,7 +56,7 @@ template <Surrogate S, bool Smooth>
 inline void mask_piece(const float* __restrict wr, float* __restrict mr, std::size_t j0,
                        std::size_t j1, float ti, std::uint32_t* count) {
     constexpr std::size_t lanes = mask_lanes;
-    const std::size_t body = j0 + (j1 - j0) - (j1 - j0) % lanes;
+    const std::size_t body = j1 - (j1 - j0) % lanes;
     for (std::size_t j = j0; j < body; j += lanes)
         for (std::size_t l = 0; l < lanes; ++l)
             mr[j + l] = masked_value<S, Smooth>(wr[j + l], ti, count[l]);
@@ -125,7 +125,7 @@ inline float gradient_piece(const float* __restrict wr, float* __restrict gr, st
                             std::size_t j1, float ti) {
     constexpr std::size_t lanes = mask_lanes;
     float acc[lanes] = {};
-    const std::size_t body = j0 + (j1 - j0) - (j1 - j0) % lanes;
+    const std::size_t body = j1 - (j1 - j0) % lanes;
     for (std::size_t j = j0; j < body; j += lanes)
         for (std::size_t l = 0; l < lanes; ++l) {
             float share;
@@ -142,29 +142,23 @@ inline float gradient_piece(const float* __restrict wr, float* __restrict gr, st
     return sum;
 }
 
+/// The surrogate pass for granularities whose thresholds vary along a row (per_weight):
+/// thresholds may be shared between rows, so each share goes straight into grad_t, in
+/// order, on one thread. Row-shared thresholds use mask_backward_rows and
+/// subtract_row_shares below, which the layers run on several threads.
 template <Surrogate S, ThresholdGranularity G, bool Smooth>
+    requires G::varies_along_row
 [[gnu::noinline]] void mask_backward(const float* __restrict w, const float* __restrict t,
                                      std::size_t row_begin, std::size_t row_end, std::size_t cols,
                                      float* __restrict grad, float* __restrict grad_t) {
     for (std::size_t i = row_begin; i < row_end; ++i) {
         const float* __restrict wr = w + i * cols;
         float* __restrict gr = grad + i * cols;
-        if constexpr (SplitRowGranularity<G>) {
-            constexpr std::size_t split = G::row_split;
-            grad_t[G::index(i, 0, cols)] -=
-                gradient_piece<S, Smooth>(wr, gr, 0, split, t[G::index(i, 0, cols)]);
-            grad_t[G::index(i, split, cols)] -=
-                gradient_piece<S, Smooth>(wr, gr, split, cols, t[G::index(i, split, cols)]);
-        } else if constexpr (G::varies_along_row) {
-            for (std::size_t j = 0; j < cols; ++j) {
-                const std::size_t k = G::index(i, j, cols);
-                float share;
-                gr[j] = weight_gradient<S, Smooth>(wr[j], t[k], gr[j], share);
-                grad_t[k] -= share;  // several rows may share a threshold
-            }
-        } else {
-            grad_t[G::index(i, 0, cols)] -=
-                gradient_piece<S, Smooth>(wr, gr, 0, cols, t[G::index(i, 0, cols)]);
+        for (std::size_t j = 0; j < cols; ++j) {
+            const std::size_t k = G::index(i, j, cols);
+            float share;
+            gr[j] = weight_gradient<S, Smooth>(wr[j], t[k], gr[j], share);
+            grad_t[k] -= share;  // several rows may share a threshold
         }
     }
 }

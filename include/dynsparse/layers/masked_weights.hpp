@@ -246,13 +246,8 @@ private:
     /// A deferred pass nobody completed (no optimizer step came between backward and this
     /// forward): run it whole.
     void complete_pending() {
-        if constexpr (row_thresholds) {
-            pending_ = false;
-            if (smooth_forward_)
-                surrogate_rows<true>(0, Rows);
-            else
-                surrogate_rows<false>(0, Rows);
-        }
+        complete_rows(this, 0, Rows * Cols);
+        pending_ = false;
     }
 
     /// The optimizer has updated W[begin, end) (whole rows) after t: mask them. Reports of

@@ -115,7 +115,6 @@ private:
         }
     }
 
-private:
     bool decays(parameter_kind k) const {
         return k == parameter_kind::weight || (k == parameter_kind::bias && opt_.decay_biases) ||
                (k == parameter_kind::threshold && opt_.decay_thresholds);
