@@ -118,7 +118,7 @@ run_result train(const run_options& o, const ds::dataset& train_set, const ds::d
     // [train]
     Net net;
     net.initialize(o.seed);
-    net.for_each_masked_layer([&](auto& layer, std::size_t) { layer.set_reset_rule(o.reset_rule); });
+    for (const auto& layer : ds::masked_layers(net)) layer.set_reset_rule(o.reset_rule);
 
     ds::train_config cfg;
     cfg.eval_batch_size = o.eval_batch;
@@ -161,13 +161,13 @@ run_result train(const run_options& o, const ds::dataset& train_set, const ds::d
     run_result r;
     const auto start = std::chrono::steady_clock::now();
     r.history = trainer.fit(train_set, eval_set, [&](const ds::epoch_report& e) {
-        if (csv) csv->record_epoch(net, e, steps_per_epoch);
+        if (csv) csv->record_epoch(trainer.masked_layers(), e, steps_per_epoch);
         if (!o.save.empty()) ds::save_checkpoint(trainer, o.save);
     });
     r.final_alpha = trainer.alpha();
     r.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     r.test = eval_is_test ? r.history.back().eval : trainer.evaluate(test_set);
-    r.layers = ds::sparsity_report(net);
+    r.layers = ds::layer_reports(trainer.masked_layers());
     if (!o.export_path.empty()) {
         if constexpr (ds::ExportableNetwork<Net>) {
             const ds::sparse_model model = ds::export_sparse(net);

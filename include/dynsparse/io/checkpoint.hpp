@@ -23,12 +23,18 @@
 // Each field is stored as name, type tag, value; loading checks all of them and names the
 // first difference. Loading reads everything twice: once to validate, once to store, so a
 // failed load leaves the trainer untouched. Writing goes through write_file_atomically.
+//
+// The visitors are one abstract field_visitor, so each layer's and optimizer's
+// visit_state is compiled once per type; reading and writing are ordinary functions over
+// a run-time list of the network's layers (detail::checkpoint_subject), of which only the
+// list's construction is compiled per network type.
 #include <array>
 #include <cstdint>
 #include <filesystem>
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "dynsparse/core/error.hpp"
@@ -36,6 +42,7 @@
 #include "dynsparse/io/atomic_file.hpp"
 #include "dynsparse/io/binary.hpp"
 #include "dynsparse/layers/layer.hpp"
+#include "dynsparse/network/masked_layer_view.hpp"
 
 namespace dynsparse {
 
@@ -55,35 +62,55 @@ inline const char* field_tag_name(std::uint8_t t) {
     }
 }
 
+}  // namespace detail
+
+/// What visit_state(v) of a layer, optimizer or trainer hands its fields to: v(name, field)
+/// for each of the types a checkpoint stores.
+class field_visitor {
+public:
+    virtual void operator()(std::string_view name, std::size_t& v) = 0;
+    virtual void operator()(std::string_view name, float& v) = 0;
+    virtual void operator()(std::string_view name, bool& v) = 0;
+    virtual void operator()(std::string_view name, rng& g) = 0;
+    virtual void operator()(std::string_view name, std::span<float> v) = 0;
+    virtual void operator()(std::string_view name, std::vector<std::vector<float>>& buffers) = 0;
+
+protected:
+    ~field_visitor() = default;
+};
+
+namespace detail {
+
 /// Writes fields: name, tag, value.
-struct state_writer {
+struct state_writer final : field_visitor {
     byte_writer& out;
+    explicit state_writer(byte_writer& o) : out(o) {}
 
     void head(std::string_view name, field_tag t) {
         out.text(name);
         out.u8(static_cast<std::uint8_t>(t));
     }
-    void operator()(std::string_view name, std::size_t& v) {
+    void operator()(std::string_view name, std::size_t& v) override {
         head(name, field_tag::count);
         out.u64(v);
     }
-    void operator()(std::string_view name, float& v) {
+    void operator()(std::string_view name, float& v) override {
         head(name, field_tag::real);
         out.f32(v);
     }
-    void operator()(std::string_view name, bool& v) {
+    void operator()(std::string_view name, bool& v) override {
         head(name, field_tag::flag);
         out.u8(v ? 1 : 0);
     }
-    void operator()(std::string_view name, rng& g) {
+    void operator()(std::string_view name, rng& g) override {
         head(name, field_tag::generator);
         for (std::uint32_t w : g.state()) out.u32(w);
     }
-    void operator()(std::string_view name, std::span<float> v) {
+    void operator()(std::string_view name, std::span<float> v) override {
         head(name, field_tag::tensor);
         out.floats(v);
     }
-    void operator()(std::string_view name, std::vector<std::vector<float>>& buffers) {
+    void operator()(std::string_view name, std::vector<std::vector<float>>& buffers) override {
         head(name, field_tag::buffers);
         out.u64(buffers.size());
         for (const auto& b : buffers) out.floats(b);
@@ -92,11 +119,14 @@ struct state_writer {
 
 /// Reads and checks fields in the order state_writer wrote them; stores them only when
 /// `store` is set (the second pass).
-struct state_reader {
+struct state_reader final : field_visitor {
     byte_reader& in;
     bool store;
     std::span<const std::size_t> parameter_sizes;  ///< the network's, in for_each_parameter order
     std::string where;                             ///< "layer 2 (masked_dense<100, ...>)"
+
+    state_reader(byte_reader& i, bool s, std::span<const std::size_t> sizes)
+        : in(i), store(s), parameter_sizes(sizes) {}
 
     void head(std::string_view name, field_tag t) {
         const std::string found = in.text("field name");
@@ -110,30 +140,30 @@ struct state_reader {
     }
     std::string field(std::string_view name) const { return where + ": field '" + std::string(name) + "'"; }
 
-    void operator()(std::string_view name, std::size_t& v) {
+    void operator()(std::string_view name, std::size_t& v) override {
         head(name, field_tag::count);
         const std::uint64_t x = in.u64("integer");
         if (store) v = static_cast<std::size_t>(x);
     }
-    void operator()(std::string_view name, float& v) {
+    void operator()(std::string_view name, float& v) override {
         head(name, field_tag::real);
         const float x = in.f32("float");
         if (store) v = x;
     }
-    void operator()(std::string_view name, bool& v) {
+    void operator()(std::string_view name, bool& v) override {
         head(name, field_tag::flag);
         const std::uint8_t x = in.u8("bool");
         if (x > 1) in.fail(field(name) + " is not a bool (" + std::to_string(x) + ")");
         if (store) v = x != 0;
     }
-    void operator()(std::string_view name, rng& g) {
+    void operator()(std::string_view name, rng& g) override {
         head(name, field_tag::generator);
         std::array<std::uint32_t, 4> s{};
         for (auto& w : s) w = in.u32("generator state");
         if (s == std::array<std::uint32_t, 4>{}) in.fail(field(name) + ": all-zero generator state");
         if (store) g.set_state(s);
     }
-    void operator()(std::string_view name, std::span<float> v) {
+    void operator()(std::string_view name, std::span<float> v) override {
         head(name, field_tag::tensor);
         if (store) {
             in.floats_into(v, field(name));
@@ -142,7 +172,7 @@ struct state_reader {
             in.floats_into(scratch, field(name));
         }
     }
-    void operator()(std::string_view name, std::vector<std::vector<float>>& buffers) {
+    void operator()(std::string_view name, std::vector<std::vector<float>>& buffers) override {
         head(name, field_tag::buffers);
         const std::uint64_t n = in.length("buffer count", 8);
         if (n != 0 && n != parameter_sizes.size())
@@ -160,38 +190,101 @@ struct state_reader {
 /// Visits one layer's fields: its trainable tensors, its non-trainable tensors
 /// (for_each_state: batch norm's running statistics, also inside blocks), then its
 /// visit_state, if any.
-template <class L, class V>
-void visit_layer_state(L& layer, V& v) {
+template <class L>
+void visit_layer_state(void* layer_ptr, field_visitor& v) {
+    L& layer = *static_cast<L*>(layer_ptr);
     layer.for_each_parameter([&](const parameter& p) { v(p.name, p.value); });
     if constexpr (requires { layer.for_each_state(v); }) layer.for_each_state(v);
     if constexpr (requires { layer.visit_state(v); }) layer.visit_state(v);
+}
+
+/// A network and its trainer as a checkpoint reads and writes them.
+struct checkpoint_subject {
+    struct layer_entry {
+        std::string (*describe)();
+        void* layer;
+        void (*visit)(void* layer, field_visitor& v);
+    };
+    std::string network;                  ///< Net::describe()
+    std::vector<layer_entry> layers;      ///< top-level layers, in order
+    std::vector<std::size_t> parameter_sizes;
+    void* trainer;
+    void (*visit_trainer)(void* trainer, field_visitor& v);
+    std::vector<masked_layer_view> masked;
+};
+
+template <class T>
+checkpoint_subject subject_of(T& trainer) {
+    auto& net = trainer.network();
+    using Net = std::remove_cvref_t<decltype(net)>;
+    checkpoint_subject s;
+    s.network = Net::describe();
+    net.for_each_layer([&](auto& layer, std::size_t) {
+        using L = std::remove_cvref_t<decltype(layer)>;
+        s.layers.push_back({[] { return std::string(L::describe()); }, &layer, &visit_layer_state<L>});
+    });
+    net.for_each_parameter([&](const parameter& p) { s.parameter_sizes.push_back(p.value.size()); });
+    s.trainer = &trainer;
+    s.visit_trainer = [](void* t, field_visitor& v) { static_cast<T*>(t)->visit_state(v); };
+    s.masked = masked_layers(net);
+    return s;
+}
+
+inline std::string checkpoint_bytes(const checkpoint_subject& s) {
+    byte_writer out;
+    out.text(s.network);
+    out.u64(s.layers.size());
+    state_writer w{out};
+    for (const auto& l : s.layers) {
+        out.text(l.describe());
+        l.visit(l.layer, w);
+    }
+    out.text("trainer");
+    s.visit_trainer(s.trainer, w);
+    return frame(checkpoint_kind.magic, checkpoint_kind.version, out.bytes());
+}
+
+inline void restore_checkpoint(const checkpoint_subject& s, std::string_view bytes, const std::string& file) {
+    const std::string_view payload = unframe(bytes, file, checkpoint_kind, known_file_kinds);
+    for (const bool store : {false, true}) {
+        byte_reader in(payload, file);
+        const std::string written_for = in.text("network description");
+        if (written_for != s.network)
+            in.fail("the checkpoint was written for the network\n" + written_for +
+                    "but is being loaded into\n" + s.network);
+        const std::uint64_t layers = in.u64("layer count");
+        if (layers != s.layers.size())
+            in.fail("the checkpoint has " + std::to_string(layers) + " layers, the network " +
+                    std::to_string(s.layers.size()));
+        state_reader r{in, store, s.parameter_sizes};
+        for (std::size_t i = 0; i < s.layers.size(); ++i) {
+            const std::string name = s.layers[i].describe();
+            r.where = "layer " + std::to_string(i) + " (" + name + ")";
+            if (in.text("layer description") != name) in.fail(r.where + ": the checkpoint holds another layer");
+            s.layers[i].visit(s.layers[i].layer, r);
+        }
+        r.where = "trainer";
+        if (in.text("section") != "trainer") in.fail("expected the trainer's section");
+        s.visit_trainer(s.trainer, r);
+        in.expect_end();
+    }
+    // Parameters were written through their spans: masks must be recomputed.
+    for (const auto& m : s.masked) m.invalidate_mask();
 }
 
 }  // namespace detail
 
 /// What a checkpoint needs from a trainer: its network and its resumable state.
 template <class T>
-concept Checkpointable = requires(T& t, detail::state_writer& w) {
+concept Checkpointable = requires(T& t, field_visitor& v) {
     t.network();
-    t.visit_state(w);
+    t.visit_state(v);
 };
 
 /// The checkpoint of a trainer (and its network) as bytes.
 template <Checkpointable T>
 std::string checkpoint_bytes(T& trainer) {
-    auto& net = trainer.network();
-    using Net = std::remove_cvref_t<decltype(net)>;
-    byte_writer out;
-    out.text(Net::describe());
-    out.u64(Net::layer_count);
-    detail::state_writer w{out};
-    net.for_each_layer([&](auto& layer, std::size_t) {
-        out.text(std::remove_cvref_t<decltype(layer)>::describe());
-        detail::visit_layer_state(layer, w);
-    });
-    out.text("trainer");
-    trainer.visit_state(w);
-    return frame(checkpoint_kind.magic, checkpoint_kind.version, out.bytes());
+    return detail::checkpoint_bytes(detail::subject_of(trainer));
 }
 
 /// Restores a trainer from checkpoint bytes; `file` names them in messages. Throws
@@ -199,38 +292,7 @@ std::string checkpoint_bytes(T& trainer) {
 /// network type.
 template <Checkpointable T>
 void restore_checkpoint(T& trainer, std::string_view bytes, const std::string& file) {
-    auto& net = trainer.network();
-    using Net = std::remove_cvref_t<decltype(net)>;
-    const std::string_view payload = unframe(bytes, file, checkpoint_kind, known_file_kinds);
-    std::vector<std::size_t> sizes;
-    net.for_each_parameter([&](const parameter& p) { sizes.push_back(p.value.size()); });
-
-    for (const bool store : {false, true}) {
-        byte_reader in(payload, file);
-        const std::string written_for = in.text("network description");
-        if (written_for != Net::describe())
-            in.fail("the checkpoint was written for the network\n" + written_for +
-                    "but is being loaded into\n" + Net::describe());
-        const std::uint64_t layers = in.u64("layer count");
-        if (layers != Net::layer_count)
-            in.fail("the checkpoint has " + std::to_string(layers) + " layers, the network " +
-                    std::to_string(Net::layer_count));
-        detail::state_reader r{in, store, sizes, {}};
-        net.for_each_layer([&](auto& layer, std::size_t i) {
-            const std::string name = std::remove_cvref_t<decltype(layer)>::describe();
-            r.where = "layer " + std::to_string(i) + " (" + name + ")";
-            if (in.text("layer description") != name) in.fail(r.where + ": the checkpoint holds another layer");
-            detail::visit_layer_state(layer, r);
-        });
-        r.where = "trainer";
-        if (in.text("section") != "trainer") in.fail("expected the trainer's section");
-        trainer.visit_state(r);
-        in.expect_end();
-    }
-    // Parameters were written through their spans: masks must be recomputed.
-    net.for_each_layer([](auto& layer, std::size_t) {
-        if constexpr (requires { layer.invalidate_mask(); }) layer.invalidate_mask();
-    });
+    detail::restore_checkpoint(detail::subject_of(trainer), bytes, file);
 }
 
 /// Writes the checkpoint atomically (temporary file, fsync, rename, fsync of the directory):

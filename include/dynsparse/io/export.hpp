@@ -50,12 +50,11 @@ dims3 dims_of() {
     return d;
 }
 
-template <class L>
-sparse_op weighted_op(op_kind kind, const matrix& w, const vector& b) {
+inline sparse_op make_weighted_op(op_kind kind, dims3 in, dims3 out, const matrix& w, const vector& b) {
     sparse_op op;
     op.kind = kind;
-    op.in = dims_of<typename L::input_shape>();
-    op.out = dims_of<typename L::output_shape>();
+    op.in = in;
+    op.out = out;
     op.dense.assign(w.data(), w.data() + w.size());
     op.bias.assign(b.data(), b.data() + b.size());
     op.bias.resize(w.shape(0), 0.0f);  // a layer without bias: zeros
@@ -64,13 +63,22 @@ sparse_op weighted_op(op_kind kind, const matrix& w, const vector& b) {
     return op;
 }
 
-template <class L>
-sparse_op plain_op(op_kind kind) {
+inline sparse_op make_plain_op(op_kind kind, dims3 in, dims3 out) {
     sparse_op op;
     op.kind = kind;
-    op.in = dims_of<typename L::input_shape>();
-    op.out = dims_of<typename L::output_shape>();
+    op.in = in;
+    op.out = out;
     return op;
+}
+
+template <class L>
+sparse_op weighted_op(op_kind kind, const matrix& w, const vector& b) {
+    return make_weighted_op(kind, dims_of<typename L::input_shape>(), dims_of<typename L::output_shape>(), w, b);
+}
+
+template <class L>
+sparse_op plain_op(op_kind kind) {
+    return make_plain_op(kind, dims_of<typename L::input_shape>(), dims_of<typename L::output_shape>());
 }
 
 template <std::size_t In, std::size_t Out>

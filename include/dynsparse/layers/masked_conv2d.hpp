@@ -33,8 +33,9 @@ public:
     static constexpr std::size_t fan_in = geo::channels * K * K;
 
     static std::string describe() {
-        return "masked_conv2d<" + std::to_string(Out) + ", " + detail::window_args<K, Stride, Pad>() +
-               ", " + std::string(S::name) + ", " + std::string(G::name) + (Bias ? "" : ", no_bias") + ">";
+        return detail::masked_layer_name("masked_conv2d",
+                                         std::to_string(Out) + ", " + detail::window_args<K, Stride, Pad>(),
+                                         S::name, G::name, Bias ? "" : "no_bias");
     }
 
     void forward(const matrix& x, matrix& y, bool /*training*/) {

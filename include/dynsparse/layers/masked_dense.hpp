@@ -29,10 +29,7 @@ public:
     using input_shape = shape<In>;
     using output_shape = shape<Out>;
 
-    static std::string describe() {
-        return "masked_dense<" + std::to_string(Out) + ", " + std::string(S::name) + ", " +
-               std::string(G::name) + ">";
-    }
+    static std::string describe() { return detail::masked_layer_name("masked_dense", std::to_string(Out), S::name, G::name); }
 
     void forward(const matrix& x, matrix& y, bool /*training*/) {
         this->prepare_mask();

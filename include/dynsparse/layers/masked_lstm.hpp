@@ -75,8 +75,7 @@ public:
     static constexpr std::size_t fan_in = F + H;
 
     static std::string describe() {
-        return "masked_lstm<" + std::to_string(H) + ", " + std::string(S::name) + ", " +
-               std::string(G::name) + ">";
+        return detail::masked_layer_name("masked_lstm", std::to_string(H), S::name, G::name);
     }
 
     /// PyTorch's nn.LSTM initialisation (see lstm_layer); thresholds 0, so it starts dense.

@@ -13,11 +13,19 @@
 // any other forward recomputes it, so parameters written any other way are always seen.
 // The passes over W (mask, surrogate backward) share rows between the library's threads
 // (core/parallel.hpp) with the same result for any thread count.
+//
+// Compiled in three parts, so that a program with many masked layer types compiles each
+// piece of code as few times as it can: detail::masked_storage (the tensors and counters:
+// no template), detail::masked_weights_impl<S, G> (the mask and surrogate passes, with the
+// shape a run-time value: once per policy pair), and masked_weights itself (the shape as
+// constants for the layers and their users).
 #include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "dynsparse/core/parallel.hpp"
@@ -30,57 +38,37 @@
 
 namespace dynsparse {
 
-template <std::size_t Rows, std::size_t Cols, Surrogate S, ThresholdGranularity G, bool Bias = true>
-class masked_weights {
+namespace detail {
+
+/// A masked layer's name for reports: "kind<args, surrogate, granularity[, tail]>".
+inline std::string masked_layer_name(std::string_view kind, const std::string& args,
+                                     std::string_view surrogate, std::string_view granularity,
+                                     std::string_view tail = {}) {
+    std::string s(kind);
+    s += '<';
+    s += args;
+    s += ", ";
+    s += surrogate;
+    s += ", ";
+    s += granularity;
+    if (!tail.empty()) {
+        s += ", ";
+        s += tail;
+    }
+    return s + '>';
+}
+
+/// The tensors and counters of a masked weight matrix (rows x cols), with the operations
+/// that depend on neither its shape nor its policies.
+class masked_storage {
 public:
-    using surrogate = S;
-    using granularity = G;
-    static constexpr std::size_t threshold_count = G::count(Rows, Cols);
-    static constexpr bool has_bias = Bias;
-    /// One threshold per row, threshold i for row i (per_neuron, per_filter): the
-    /// surrogate pass can then be deferred into the optimizer step row block by row block.
-    static constexpr bool row_thresholds =
-        !G::varies_along_row && !detail::SplitRowGranularity<G> && threshold_count == Rows;
-
-    masked_weights()
-        : weight_(make_matrix(Rows, Cols)), bias_(make_vector(Bias ? Rows : 0)),
-          threshold_(make_vector(threshold_count)), masked_weight_(make_matrix(Rows, Cols)),
-          grad_weight_(make_matrix(Rows, Cols)), grad_bias_(make_vector(Bias ? Rows : 0)),
-          grad_threshold_(make_vector(threshold_count)),
-          row_shares_(G::varies_along_row ? 0 : Rows * detail::row_pieces<G>) {}
-
-    /// PyTorch's Linear/Conv initialisation, U(-1/sqrt(Cols), 1/sqrt(Cols)) for W and b;
-    /// thresholds at 0, so the layer starts dense.
+    /// Thresholds at 0, so the layer starts dense; W and b from PyTorch's Linear/Conv
+    /// initialisation, U(-1/sqrt(cols), 1/sqrt(cols)).
     void initialize(rng& gen) {
-        detail::init_fan_in_uniform({weight_.data(), weight_.size()}, Cols, gen);
-        if constexpr (Bias) detail::init_fan_in_uniform({bias_.data(), bias_.size()}, Cols, gen);
+        init_fan_in_uniform({weight_.data(), weight_.size()}, cols_, gen);
+        if (has_bias_) init_fan_in_uniform({bias_.data(), bias_.size()}, cols_, gen);
         threshold_.fill(0);
         invalidate_mask();
-    }
-
-    template <class F>
-    void for_each_parameter(F&& f) {
-        gradient_zeroed_ = false;  // the caller may write into the gradient spans
-        f(parameter{"threshold", parameter_kind::threshold, {threshold_.data(), threshold_.size()},
-                    {grad_threshold_.data(), grad_threshold_.size()}, nullptr, nullptr, 1, nullptr,
-                    row_thresholds});
-        f(parameter{"weight", parameter_kind::weight, {weight_.data(), weight_.size()},
-                    {grad_weight_.data(), grad_weight_.size()}, &weights_updated, this, Cols,
-                    row_thresholds ? &complete_rows : nullptr});
-        if constexpr (Bias)
-            f(parameter{"bias", parameter_kind::bias, {bias_.data(), bias_.size()},
-                        {grad_bias_.data(), grad_bias_.size()}});
-    }
-
-    /// Recomputes the mask and masked weights from W and t, applying the reset rule.
-    void update_mask() {
-        progress_.reset();
-        std::atomic<std::size_t> kept{0};
-        parallel_for(Rows, [&](std::size_t, std::size_t r0, std::size_t r1) {
-            kept.fetch_add(mask_rows(r0, r1), std::memory_order_relaxed);
-        }, grain_for(Cols));
-        kept_ = kept.load(std::memory_order_relaxed);
-        apply_reset_rule();
     }
 
     /// Drops a mask made during the last optimizer step (the next forward recomputes it).
@@ -93,9 +81,9 @@ public:
     mask_statistics statistics() const {
         mask_statistics s;
         s.kept = kept_;
-        s.total = Rows * Cols;
+        s.total = rows_ * cols_;
         s.resets = resets_;
-        detail::threshold_summary(threshold_.data(), threshold_.size(), s);
+        threshold_summary(threshold_.data(), threshold_.size(), s);
         return s;
     }
 
@@ -109,9 +97,9 @@ public:
     /// step, which completes it row block by row block through parameter::complete just
     /// before updating those rows (see parameter). Only the trainer should call this, right
     /// before backward, and only with an optimizer declaring `completes_gradients`; a
-    /// forward pass before that step completes the pass itself. No effect unless
-    /// row_thresholds.
-    void defer_surrogate_backward() { defer_next_ = row_thresholds; }
+    /// forward pass before that step completes the pass itself. No effect unless the
+    /// layer has one threshold per row (masked_weights::row_thresholds).
+    void defer_surrogate_backward() { defer_next_ = row_thresholds_; }
     /// True between a deferred backward and the optimizer step that completes it.
     bool surrogate_backward_pending() const { return pending_; }
 
@@ -151,7 +139,17 @@ public:
     const vector& threshold_gradient() const { return grad_threshold_; }
 
 protected:
-    const float* bias_data() const { return Bias ? bias_.data() : nullptr; }
+    /// row_shares: threshold-gradient shares kept per row (0 when thresholds vary along rows).
+    masked_storage(std::size_t rows, std::size_t cols, std::size_t thresholds, bool bias,
+                   std::size_t row_shares, bool row_thresholds)
+        : weight_(make_matrix(rows, cols)), bias_(make_vector(bias ? rows : 0)),
+          threshold_(make_vector(thresholds)), masked_weight_(make_matrix(rows, cols)),
+          grad_weight_(make_matrix(rows, cols)), grad_bias_(make_vector(bias ? rows : 0)),
+          grad_threshold_(make_vector(thresholds)), row_shares_(row_shares),
+          row_kept_(rows, static_cast<std::uint32_t>(cols)), kept_(rows * cols), rows_(rows),
+          cols_(cols), has_bias_(bias), row_thresholds_(row_thresholds) {}
+
+    const float* bias_data() const { return has_bias_ ? bias_.data() : nullptr; }
 
     /// True when grad_weight_ holds zeros left by the last (deferred) optimizer step, which
     /// clears each block of rows once it has used it, while the block is in cache: the
@@ -161,36 +159,7 @@ protected:
 
     /// Weights kept in each row of masked_weight_ (a row with none is all zeros).
     const std::uint32_t* row_kept() const { return row_kept_.data(); }
-    float* bias_gradient_data() { return Bias ? grad_bias_.data() : nullptr; }
-
-    /// Before a forward pass uses masked_weight_: the optimizer's mask is used once.
-    void prepare_mask() {
-        if (pending_) complete_pending();
-        if (mask_fresh_)
-            mask_fresh_ = false;
-        else
-            update_mask();
-    }
-
-    /// After the layer wrote dL/dWm into grad_weight_: turns it into dL/dW and writes
-    /// dL/dt (performance + structure gradients through the surrogate).
-    void finish_weight_gradient() {
-        gradient_zeroed_ = false;
-        grad_threshold_.fill(0.0f);
-        mask_fresh_ = false;
-        progress_.reset();
-        if constexpr (row_thresholds) {
-            if (defer_next_) {
-                defer_next_ = false;
-                pending_ = true;
-                return;
-            }
-        }
-        if (smooth_forward_)
-            surrogate_backward<true>();
-        else
-            surrogate_backward<false>();
-    }
+    float* bias_gradient_data() { return has_bias_ ? grad_bias_.data() : nullptr; }
 
     matrix weight_;
     vector bias_;
@@ -199,92 +168,6 @@ protected:
     matrix grad_weight_;
     vector grad_bias_;
     vector grad_threshold_;
-
-private:
-    /// Rows in parallel; with thresholds shared along rows, each row's threshold-gradient
-    /// share is summed on its own and the shares are subtracted in row order afterwards,
-    /// so dL/dt is the same for any thread count. (A granularity whose thresholds vary
-    /// along rows may share them between rows: that pass stays on one thread.)
-    template <bool Smooth>
-    void surrogate_backward() {
-        if constexpr (G::varies_along_row) {
-            detail::mask_backward<S, G, Smooth>(weight_.data(), threshold_.data(), 0, Rows, Cols,
-                                                grad_weight_.data(), grad_threshold_.data());
-        } else {
-            parallel_for(Rows, [&](std::size_t, std::size_t r0, std::size_t r1) {
-                detail::mask_backward_rows<S, G, Smooth>(weight_.data(), threshold_.data(), r0, r1,
-                                                         Cols, grad_weight_.data(), row_shares_.data());
-            }, grain_for(Cols));
-            detail::subtract_row_shares<G>(row_shares_.data(), Rows, Cols, grad_threshold_.data());
-        }
-    }
-
-    /// Deferred surrogate pass of rows [r0, r1): dL/dW in place and each row's threshold
-    /// share subtracted from its own threshold gradient (to which the regulariser may
-    /// already have added its term: a sum of two terms, so the same value either way).
-    template <bool Smooth>
-    void surrogate_rows(std::size_t r0, std::size_t r1) {
-        if constexpr (row_thresholds) {
-            detail::mask_backward_rows<S, G, Smooth>(weight_.data(), threshold_.data(), r0, r1, Cols,
-                                                     grad_weight_.data(), row_shares_.data());
-            for (std::size_t r = r0; r < r1; ++r) grad_threshold_[r] -= row_shares_[r];
-        }
-    }
-
-    /// parameter::complete of the weights: the optimizer is about to read W's gradient and
-    /// update t and W of rows [begin / Cols, end / Cols). Ranges from several threads are
-    /// disjoint.
-    static void complete_rows(void* self_ptr, std::size_t begin, std::size_t end) {
-        auto& self = *static_cast<masked_weights*>(self_ptr);
-        if (!self.pending_) return;
-        if (self.smooth_forward_)
-            self.template surrogate_rows<true>(begin / Cols, end / Cols);
-        else
-            self.template surrogate_rows<false>(begin / Cols, end / Cols);
-    }
-
-    /// A deferred pass nobody completed (no optimizer step came between backward and this
-    /// forward): run it whole.
-    void complete_pending() {
-        complete_rows(this, 0, Rows * Cols);
-        pending_ = false;
-    }
-
-    /// The optimizer has updated W[begin, end) (whole rows) after t: mask them. Reports of
-    /// disjoint ranges may come from several threads at once; the one that completes the
-    /// matrix finishes the step's mask (the acquire-release count makes the other reports'
-    /// rows and counts visible to it).
-    static void weights_updated(void* self_ptr, std::size_t begin, std::size_t end) {
-        auto& self = *static_cast<masked_weights*>(self_ptr);
-        self.progress_.kept.fetch_add(self.mask_rows(begin / Cols, end / Cols), std::memory_order_relaxed);
-        if (self.pending_)  // a deferred step: the optimizer is done with these rows' gradient
-            std::fill(self.grad_weight_.data() + begin, self.grad_weight_.data() + end, 0.0f);
-        const std::size_t done = self.progress_.elements.fetch_add(end - begin, std::memory_order_acq_rel);
-        if (done + (end - begin) != Rows * Cols) return;
-        self.kept_ = self.progress_.kept.load(std::memory_order_relaxed);
-        self.progress_.reset();
-        if (self.pending_) self.gradient_zeroed_ = true;
-        self.pending_ = false;  // every row was completed before its update
-        self.apply_reset_rule();
-        self.mask_fresh_ = true;
-    }
-
-    std::size_t mask_rows(std::size_t r0, std::size_t r1) {
-        return smooth_forward_
-                   ? detail::apply_mask<S, G, true>(weight_.data(), threshold_.data(), r0, r1, Cols,
-                                                    masked_weight_.data(), row_kept_.data())
-                   : detail::apply_mask<S, G, false>(weight_.data(), threshold_.data(), r0, r1, Cols,
-                                                     masked_weight_.data(), row_kept_.data());
-    }
-
-    /// The reference code's rule: a layer keeping <= 1% of its weights gets its thresholds
-    /// reset to 0 and its mask recomputed.
-    void apply_reset_rule() {
-        if (!reset_rule_ || kept_ * 100 > Rows * Cols) return;
-        threshold_.fill(0);
-        ++resets_;
-        kept_ = mask_rows(0, Rows);
-    }
 
     /// The optimizer step's reports so far (elements masked, weights kept); a copy starts
     /// afresh.
@@ -302,17 +185,191 @@ private:
         }
     };
 
-    std::vector<float> row_shares_;  // one threshold-gradient share per row (piece)
-    std::vector<std::uint32_t> row_kept_ = std::vector<std::uint32_t>(Rows, Cols);  // per row of masked_weight_
-    std::size_t kept_ = Rows * Cols;
+    std::vector<float> row_shares_;       // one threshold-gradient share per row (piece)
+    std::vector<std::uint32_t> row_kept_;  // per row of masked_weight_
+    std::size_t kept_;
     update_progress progress_;
     std::size_t resets_ = 0;
+    std::size_t rows_, cols_;
+    bool has_bias_;
+    bool row_thresholds_;
     bool mask_fresh_ = false;
     bool defer_next_ = false;
     bool pending_ = false;
     bool gradient_zeroed_ = false;
     bool reset_rule_ = true;
     bool smooth_forward_ = false;
+};
+
+/// The passes of masked_weights that depend on its policies: mask, surrogate backward,
+/// the optimizer's hooks and the reset rule, for a shape given at run time.
+template <Surrogate S, ThresholdGranularity G>
+class masked_weights_impl : public masked_storage {
+public:
+    template <class F>
+    void for_each_parameter(F&& f) {
+        gradient_zeroed_ = false;  // the caller may write into the gradient spans
+        f(parameter{"threshold", parameter_kind::threshold, {threshold_.data(), threshold_.size()},
+                    {grad_threshold_.data(), grad_threshold_.size()}, nullptr, nullptr, 1, nullptr,
+                    row_thresholds_});
+        f(parameter{"weight", parameter_kind::weight, {weight_.data(), weight_.size()},
+                    {grad_weight_.data(), grad_weight_.size()}, &weights_updated, this, cols_,
+                    row_thresholds_ ? &complete_rows : nullptr});
+        if (has_bias_)
+            f(parameter{"bias", parameter_kind::bias, {bias_.data(), bias_.size()},
+                        {grad_bias_.data(), grad_bias_.size()}});
+    }
+
+    /// Recomputes the mask and masked weights from W and t, applying the reset rule.
+    void update_mask() {
+        progress_.reset();
+        std::atomic<std::size_t> kept{0};
+        parallel_for(rows_, [&](std::size_t, std::size_t r0, std::size_t r1) {
+            kept.fetch_add(mask_rows(r0, r1), std::memory_order_relaxed);
+        }, grain_for(cols_));
+        kept_ = kept.load(std::memory_order_relaxed);
+        apply_reset_rule();
+    }
+
+protected:
+    using masked_storage::masked_storage;
+
+    /// Before a forward pass uses masked_weight_: the optimizer's mask is used once.
+    void prepare_mask() {
+        if (pending_) complete_pending();
+        if (mask_fresh_)
+            mask_fresh_ = false;
+        else
+            update_mask();
+    }
+
+    /// After the layer wrote dL/dWm into grad_weight_: turns it into dL/dW and writes
+    /// dL/dt (performance + structure gradients through the surrogate).
+    void finish_weight_gradient() {
+        gradient_zeroed_ = false;
+        grad_threshold_.fill(0.0f);
+        mask_fresh_ = false;
+        progress_.reset();
+        if (row_thresholds_ && defer_next_) {
+            defer_next_ = false;
+            pending_ = true;
+            return;
+        }
+        if (smooth_forward_)
+            surrogate_backward<true>();
+        else
+            surrogate_backward<false>();
+    }
+
+private:
+    /// Rows in parallel; with thresholds shared along rows, each row's threshold-gradient
+    /// share is summed on its own and the shares are subtracted in row order afterwards,
+    /// so dL/dt is the same for any thread count. (A granularity whose thresholds vary
+    /// along rows may share them between rows: that pass stays on one thread.)
+    template <bool Smooth>
+    void surrogate_backward() {
+        if constexpr (G::varies_along_row) {
+            mask_backward<S, G, Smooth>(weight_.data(), threshold_.data(), 0, rows_, cols_,
+                                        grad_weight_.data(), grad_threshold_.data());
+        } else {
+            parallel_for(rows_, [&](std::size_t, std::size_t r0, std::size_t r1) {
+                mask_backward_rows<S, G, Smooth>(weight_.data(), threshold_.data(), r0, r1, cols_,
+                                                 grad_weight_.data(), row_shares_.data());
+            }, grain_for(cols_));
+            subtract_row_shares<G>(row_shares_.data(), rows_, cols_, grad_threshold_.data());
+        }
+    }
+
+    /// Deferred surrogate pass of rows [r0, r1): dL/dW in place and each row's threshold
+    /// share subtracted from its own threshold gradient (to which the regulariser may
+    /// already have added its term: a sum of two terms, so the same value either way).
+    /// Only reached when row_thresholds_.
+    template <bool Smooth>
+    void surrogate_rows(std::size_t r0, std::size_t r1) {
+        if constexpr (!G::varies_along_row && !SplitRowGranularity<G>) {
+            mask_backward_rows<S, G, Smooth>(weight_.data(), threshold_.data(), r0, r1, cols_,
+                                             grad_weight_.data(), row_shares_.data());
+            for (std::size_t r = r0; r < r1; ++r) grad_threshold_[r] -= row_shares_[r];
+        }
+    }
+
+    /// parameter::complete of the weights: the optimizer is about to read W's gradient and
+    /// update t and W of rows [begin / cols, end / cols). Ranges from several threads are
+    /// disjoint.
+    static void complete_rows(void* self_ptr, std::size_t begin, std::size_t end) {
+        auto& self = *static_cast<masked_weights_impl*>(self_ptr);
+        if (!self.pending_) return;
+        if (self.smooth_forward_)
+            self.template surrogate_rows<true>(begin / self.cols_, end / self.cols_);
+        else
+            self.template surrogate_rows<false>(begin / self.cols_, end / self.cols_);
+    }
+
+    /// A deferred pass nobody completed (no optimizer step came between backward and this
+    /// forward): run it whole.
+    void complete_pending() {
+        complete_rows(this, 0, rows_ * cols_);
+        pending_ = false;
+    }
+
+    /// The optimizer has updated W[begin, end) (whole rows) after t: mask them. Reports of
+    /// disjoint ranges may come from several threads at once; the one that completes the
+    /// matrix finishes the step's mask (the acquire-release count makes the other reports'
+    /// rows and counts visible to it).
+    static void weights_updated(void* self_ptr, std::size_t begin, std::size_t end) {
+        auto& self = *static_cast<masked_weights_impl*>(self_ptr);
+        const std::size_t cols = self.cols_;
+        self.progress_.kept.fetch_add(self.mask_rows(begin / cols, end / cols), std::memory_order_relaxed);
+        if (self.pending_)  // a deferred step: the optimizer is done with these rows' gradient
+            std::fill(self.grad_weight_.data() + begin, self.grad_weight_.data() + end, 0.0f);
+        const std::size_t done = self.progress_.elements.fetch_add(end - begin, std::memory_order_acq_rel);
+        if (done + (end - begin) != self.rows_ * cols) return;
+        self.kept_ = self.progress_.kept.load(std::memory_order_relaxed);
+        self.progress_.reset();
+        if (self.pending_) self.gradient_zeroed_ = true;
+        self.pending_ = false;  // every row was completed before its update
+        self.apply_reset_rule();
+        self.mask_fresh_ = true;
+    }
+
+    std::size_t mask_rows(std::size_t r0, std::size_t r1) {
+        return smooth_forward_
+                   ? apply_mask<S, G, true>(weight_.data(), threshold_.data(), r0, r1, cols_,
+                                            masked_weight_.data(), row_kept_.data())
+                   : apply_mask<S, G, false>(weight_.data(), threshold_.data(), r0, r1, cols_,
+                                             masked_weight_.data(), row_kept_.data());
+    }
+
+    /// The reference code's rule: a layer keeping <= 1% of its weights gets its thresholds
+    /// reset to 0 and its mask recomputed.
+    void apply_reset_rule() {
+        if (!reset_rule_ || kept_ * 100 > rows_ * cols_) return;
+        threshold_.fill(0);
+        ++resets_;
+        kept_ = mask_rows(0, rows_);
+    }
+};
+
+}  // namespace detail
+
+/// The DST state of a masked layer with a Rows x Cols weight matrix (see the top of this
+/// file); the layer derives from it.
+template <std::size_t Rows, std::size_t Cols, Surrogate S, ThresholdGranularity G, bool Bias = true>
+class masked_weights : public detail::masked_weights_impl<S, G> {
+public:
+    using surrogate = S;
+    using granularity = G;
+    static constexpr std::size_t threshold_count = G::count(Rows, Cols);
+    static constexpr bool has_bias = Bias;
+    /// One threshold per row, threshold i for row i (per_neuron, per_filter): the
+    /// surrogate pass can then be deferred into the optimizer step row block by row block.
+    static constexpr bool row_thresholds =
+        !G::varies_along_row && !detail::SplitRowGranularity<G> && threshold_count == Rows;
+
+    masked_weights()
+        : detail::masked_weights_impl<S, G>(Rows, Cols, threshold_count, Bias,
+                                            G::varies_along_row ? 0 : Rows * detail::row_pieces<G>,
+                                            row_thresholds) {}
 };
 
 }  // namespace dynsparse

@@ -11,6 +11,7 @@
 //       ds::masked_dense<10>> {};
 #include <array>
 #include <cstddef>
+#include <span>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -52,6 +53,30 @@ struct input_shape_of<sequence_input<T, F>> {
 /// themselves; sequential's walks descend into them.
 template <class L>
 concept CompositeLayer = requires { requires L::composite; };
+
+/// One line of sequential::describe(): the layer's name and its output shape. The lines
+/// are a constant table per network; formatting them is one ordinary function.
+struct layer_line {
+    std::string (*describe)();
+    const std::size_t* dims;
+    std::size_t rank;
+};
+
+template <class L>
+std::string describe_of() {
+    return std::string(L::describe());
+}
+
+inline void describe_lines(std::string& s, std::span<const layer_line> lines) {
+    for (std::size_t i = 0; i < lines.size(); ++i) {
+        s += "  [" + std::to_string(i) + "] " + lines[i].describe() + " -> (";
+        for (std::size_t d = 0; d < lines[i].rank; ++d) {
+            if (d > 0) s += ',';  // (not `(d ? "," : "") + ...`: GCC 12's false -Wrestrict)
+            s += std::to_string(lines[i].dims[d]);
+        }
+        s += ")\n";
+    }
+}
 
 template <class In, class... Specs>
 struct bind_chain {
@@ -246,24 +271,19 @@ private:
 
     template <std::size_t... Is>
     static void describe_impl(std::string& s, std::index_sequence<Is...>) {
-        ((s += "  [" + std::to_string(Is) + "] " + layer_type<Is>::describe() + " -> " +
-               shape_string<typename layer_type<Is>::output_shape>() + "\n"),
-         ...);
+        static constexpr detail::layer_line lines[] = {
+            {&detail::describe_of<layer_type<Is>>, layer_type<Is>::output_shape::dims.data(),
+             layer_type<Is>::output_shape::rank}...};
+        detail::describe_lines(s, lines);
     }
 
     template <std::size_t... Is>
     static void inline_impl(std::string& s, std::index_sequence<Is...>) {
-        ((s += (Is ? ", " : "") + layer_type<Is>::describe()), ...);
-    }
-
-    template <class Sh>
-    static std::string shape_string() {
-        std::string s = "(";
-        for (std::size_t i = 0; i < Sh::rank; ++i) {
-            if (i > 0) s += ',';  // (not `(i ? "," : "") + ...`: GCC 12's false -Wrestrict)
-            s += std::to_string(Sh::dims[i]);
+        static constexpr std::string (*names[])() = {&detail::describe_of<layer_type<Is>>...};
+        for (std::size_t i = 0; i < layer_count; ++i) {
+            if (i > 0) s += ", ";
+            s += names[i]();
         }
-        return s + ")";
     }
 
     layers_type layers_;

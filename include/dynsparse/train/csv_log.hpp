@@ -30,10 +30,12 @@
 //   ds::csv_log log("run.csv", "test", 100);   // epoch rows + a row every 100 steps
 //   log.attach(trainer);                       // step rows (needs every_steps > 0)
 //   trainer.fit(train, test, [&](const ds::epoch_report& r) { log.record_epoch(net, r); });
+#include <concepts>
 #include <cstddef>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -55,16 +57,21 @@ public:
 
     /// Registers a step callback on the trainer that writes a step row every every_steps
     /// steps. The trainer and its network must outlive the log's use.
-    template <class Trainer>
-    void attach(Trainer& trainer) {
+    template <Loss L, Optimizer O>
+    void attach(detail::training_loop<L, O>& trainer) {
         if (every_ == 0) return;
         trainer.add_step_callback([this, &trainer](const step_report& s) {
-            if (s.global_step % every_ == 0) record_step(trainer.network(), s);
+            if (s.global_step % every_ == 0) record_step(trainer.masked_layers(), s);
         });
     }
 
+    /// A step row (of a network, or of views of its masked layers).
     template <class Net>
+        requires(!std::convertible_to<const Net&, std::span<const masked_layer_view>>)
     void record_step(const Net& net, const step_report& s) {
+        record_step(masked_layers(net), s);
+    }
+    void record_step(std::span<const masked_layer_view> layers, const step_report& s) {
         row r;
         r.kind = "step";
         r.epoch = s.epoch;
@@ -73,13 +80,18 @@ public:
         r.lr = s.learning_rate;
         r.alpha = s.alpha;
         last_step_ = s.global_step;
-        write(net, r);
+        write(layers, r);
     }
 
     /// An epoch row; the step column is the last step seen by a step row or, without step
     /// rows, epoch * steps_per_epoch when steps_per_epoch is given.
     template <class Net>
+        requires(!std::convertible_to<const Net&, std::span<const masked_layer_view>>)
     void record_epoch(const Net& net, const epoch_report& e, std::size_t steps_per_epoch = 0) {
+        record_epoch(masked_layers(net), e, steps_per_epoch);
+    }
+    void record_epoch(std::span<const masked_layer_view> layers, const epoch_report& e,
+                      std::size_t steps_per_epoch = 0) {
         row r;
         r.kind = "epoch";
         r.epoch = e.epoch;
@@ -90,7 +102,7 @@ public:
         r.has_eval = true;
         r.eval_loss = e.eval.loss;
         r.eval_accuracy = e.eval.accuracy;
-        write(net, r);
+        write(layers, r);
     }
 
     const std::filesystem::path& path() const { return path_; }
@@ -110,12 +122,11 @@ private:
         std::size_t resets = 0;
     };
 
-    template <class Net>
-    void write(const Net& net, const row& r) {
+    void write(std::span<const masked_layer_view> layers, const row& r) {
         std::string layers_text;
         std::size_t kept = 0, total = 0, resets = 0, n = 0;
         char buf[256];
-        net.for_each_masked_layer([&](const auto& l, std::size_t) {
+        for (const masked_layer_view& l : layers) {
             const mask_statistics st = l.statistics();
             if (layers_.size() <= n) layers_.push_back({});
             layer_state& prev = layers_[n];
@@ -129,14 +140,12 @@ private:
                           static_cast<double>(st.threshold_min),
                           static_cast<double>(st.threshold_max));
             layers_text += buf;
-            if constexpr (requires { l.masked_weight(); }) {
-                const auto& wm = l.masked_weight();
+            if (const std::span<const float> wm = l.masked_weight(); !wm.empty()) {
                 const std::size_t size = wm.size();
                 if (prev.kept.size() != size) prev.kept.assign(size, 1);  // layers start dense
                 std::size_t revived = 0, pruned = 0;
-                const float* w = wm.data();
                 for (std::size_t i = 0; i < size; ++i) {
-                    const bool now = w[i] != 0.0f;
+                    const bool now = wm[i] != 0.0f;
                     const bool before = prev.kept[i] != 0;
                     revived += (now && !before) ? 1 : 0;
                     pruned += (before && !now) ? 1 : 0;
@@ -148,7 +157,7 @@ private:
             }
             layers_text += buf;
             ++n;
-        });
+        }
         if (rows_ == 0) {
             out_ << "kind,epoch,step,loss,lr,alpha,eval_set,eval_loss,eval_accuracy,remaining,resets";
             for (std::size_t i = 0; i < n; ++i)

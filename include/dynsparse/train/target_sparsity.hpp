@@ -36,6 +36,7 @@
 #include <string>
 
 #include "dynsparse/core/error.hpp"
+#include "dynsparse/train/trainer.hpp"
 
 namespace dynsparse {
 
@@ -129,32 +130,25 @@ private:
 /// update (cheap: no strings, no pass over the weights).
 template <class Net>
 double current_remaining(const Net& net, std::size_t* resets = nullptr) {
-    std::size_t kept = 0, total = 0, r = 0;
-    net.for_each_masked_layer([&](const auto& l, std::size_t) {
-        const auto s = l.statistics();
-        kept += s.kept;
-        total += s.total;
-        r += s.resets;
-    });
-    if (resets) *resets = r;
-    return total ? static_cast<double>(kept) / static_cast<double>(total) : 1.0;
+    const mask_totals t = totals(masked_layers(net));
+    if (resets) *resets = t.resets;
+    return t.remaining();
 }
 
 /// Connects a controller to a trainer: after every step it reads the model's remaining
 /// ratio and sets the trainer's alpha. The trainer's current alpha is the starting value;
 /// `train_size` is the number of training samples (for the step counts). Returns the
 /// controller, shared with the callback, so the caller can read its state.
-template <class Trainer>
+template <Loss L, Optimizer O>
 std::shared_ptr<target_remaining_controller> attach_target_remaining(
-    Trainer& trainer, const target_remaining_options& o, std::size_t train_size) {
+    detail::training_loop<L, O>& trainer, const target_remaining_options& o, std::size_t train_size) {
     const std::size_t batch = trainer.config().batch_size;
     const std::size_t steps_per_epoch = (train_size + batch - 1) / batch;
     auto ctl = std::make_shared<target_remaining_controller>(
         o, trainer.alpha(), steps_per_epoch * trainer.config().epochs, steps_per_epoch);
-    trainer.add_step_callback([&trainer, ctl](const auto& s) {
-        std::size_t resets = 0;
-        const double r = current_remaining(trainer.network(), &resets);
-        trainer.set_alpha(ctl->update(s.global_step, r, resets));
+    trainer.add_step_callback([&trainer, ctl](const step_report& s) {
+        const mask_totals t = totals(trainer.masked_layers());
+        trainer.set_alpha(ctl->update(s.global_step, t.remaining(), t.resets));
     });
     return ctl;
 }

@@ -5,6 +5,12 @@
 // epoch: evaluation and a report with the sparsity of every masked layer. Step callbacks
 // (add_step_callback) observe every step and may change alpha (set_alpha): train/csv_log.hpp
 // and train/target_sparsity.hpp are built on them.
+//
+// Only the network's forward and backward are compiled per network type: the loop, the
+// evaluation and the reports live in detail::training_loop<Loss, Optimizer>, which reaches
+// the network through two virtual calls per step and its masked layers through
+// masked_layer_view (network/masked_layer_view.hpp). A program training several network
+// types compiles the loop once.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -17,11 +23,13 @@
 #include <string>
 #include <vector>
 
+#include "dynsparse/core/attributes.hpp"
 #include "dynsparse/core/denormals.hpp"
 #include "dynsparse/core/error.hpp"
 #include "dynsparse/core/rng.hpp"
 #include "dynsparse/data/dataset.hpp"
 #include "dynsparse/loss/softmax_cross_entropy.hpp"
+#include "dynsparse/network/masked_layer_view.hpp"
 #include "dynsparse/network/sequential.hpp"
 #include "dynsparse/optim/optimizer.hpp"
 #include "dynsparse/optim/schedule.hpp"
@@ -84,14 +92,18 @@ struct step_report {
     float alpha = 0;                  ///< the alpha this step used
 };
 
+/// Sparsity of every masked layer, from views of them (masked_layers(net)).
+inline std::vector<layer_report> layer_reports(std::span<const masked_layer_view> layers) {
+    std::vector<layer_report> out;
+    out.reserve(layers.size());
+    for (const auto& l : layers) out.push_back({l.index(), l.name(), l.statistics()});
+    return out;
+}
+
 /// Sparsity of every masked layer of a network, and of the whole model.
 template <class Net>
 std::vector<layer_report> sparsity_report(const Net& net) {
-    std::vector<layer_report> out;
-    net.for_each_masked_layer([&](const auto& layer, std::size_t i) {
-        out.push_back({i, std::remove_cvref_t<decltype(layer)>::describe(), layer.statistics()});
-    });
-    return out;
+    return layer_reports(dynsparse::masked_layers(net));
 }
 
 inline double model_remaining(const std::vector<layer_report>& layers) {
@@ -140,22 +152,23 @@ void defer_surrogate_backward(Net& net) {
     }
 }
 
-template <Network Net, Loss L = softmax_cross_entropy, Optimizer O = sgd>
-class trainer {
+namespace detail {
+
+/// Everything of trainer<Net, L, O> that does not depend on the network type. The network
+/// is reached through run_forward / run_backward (one virtual call each per batch) and
+/// its masked layers through views. The loops are kept out of line (DYNSPARSE_COMPILE_ONCE): inlined
+/// into each caller, they would again be compiled once per network type.
+template <Loss L, Optimizer O>
+class training_loop {
 public:
-    trainer(Net& net, L loss, O optimizer, train_config config)
-        : net_(net), loss_(std::move(loss)), opt_(std::move(optimizer)), cfg_(std::move(config)),
-          shuffle_rng_(cfg_.seed), augment_rng_(cfg_.seed ^ 0xA5A5A5A5A5A5A5A5ULL),
-          progress_(cfg_.progress) {
-        if (cfg_.batch_size == 0) throw invalid_argument("trainer: batch_size must be positive");
-        if (cfg_.eval_batch_size == 0) cfg_.eval_batch_size = cfg_.batch_size;
-        net_.for_each_parameter([&](const parameter& p) { params_.push_back(p); });
-    }
+    training_loop(const training_loop&) = delete;
+    training_loop& operator=(const training_loop&) = delete;
 
     /// Trains for config.epochs epochs, evaluating on `eval` after each; calls
     /// on_epoch(report) after each epoch's report is printed.
-    std::vector<epoch_report> fit(const dataset& train, const dataset& eval,
-                                  const std::function<void(const epoch_report&)>& on_epoch = {}) {
+    DYNSPARSE_COMPILE_ONCE std::vector<epoch_report> fit(
+        const dataset& train, const dataset& eval,
+        const std::function<void(const epoch_report&)>& on_epoch = {}) {
         check_dataset(train, "training set");
         check_dataset(eval, "evaluation set");
         std::vector<epoch_report> history;
@@ -164,7 +177,7 @@ public:
             const auto t0 = std::chrono::steady_clock::now();
             r.eval = evaluate(eval);
             r.eval_seconds = seconds_since(t0);
-            r.layers = sparsity_report(net_);
+            r.layers = layer_reports(masked_);
             r.remaining = model_remaining(r.layers);
             if (cfg_.log) print_epoch_report(*cfg_.log, r, cfg_.epochs);
             if (on_epoch) on_epoch(r);
@@ -174,7 +187,7 @@ public:
     }
 
     /// One pass over the shuffled training set; returns its report without evaluation.
-    epoch_report train_epoch(const dataset& train) {
+    DYNSPARSE_COMPILE_ONCE epoch_report train_epoch(const dataset& train) {
         check_dataset(train, "training set");
         const flush_denormals_scope ftz(cfg_.flush_denormals);
         epoch_report r;
@@ -216,9 +229,7 @@ public:
         progress_.finish();
         // A mask made during the last optimizer step must not outlive the epoch (users may
         // write parameters before the next forward).
-        net_.for_each_masked_layer([](auto& l, std::size_t) {
-            if constexpr (requires { l.invalidate_mask(); }) l.invalidate_mask();
-        });
+        for (const auto& l : masked_) l.invalidate_mask();
         r.train_seconds = seconds_since(t0);
         r.train_loss = loss_sum / static_cast<double>(steps);
         r.regulariser = regulariser_value();
@@ -230,11 +241,10 @@ public:
     /// One optimisation step on a batch; returns the mean cross-entropy (without the
     /// regulariser).
     double step(const matrix& x, std::span<const std::uint8_t> y, float lr) {
-        const matrix& out = net_.forward(x, true);
+        const matrix& out = run_forward(x, true);
         const double loss = loss_.value_and_gradient(out, y, grad_out_);
         if (!std::isfinite(loss)) return loss;
-        defer_surrogate_backward<O>(net_);
-        net_.backward(grad_out_);
+        run_backward(grad_out_);
         apply_sparse_regulariser(params_, cfg_.alpha);
         opt_.step(params_, lr);
         ++global_step_;
@@ -243,7 +253,7 @@ public:
 
     /// Loss and accuracy on a dataset, in evaluation mode, without changing any parameter
     /// other than through the masked layers' reset rule.
-    evaluation evaluate(const dataset& data) {
+    DYNSPARSE_COMPILE_ONCE evaluation evaluate(const dataset& data) {
         const flush_denormals_scope ftz(cfg_.flush_denormals);
         evaluation ev;
         ev.samples = data.size();
@@ -255,7 +265,7 @@ public:
             eval_index_.resize(count);
             std::iota(eval_index_.begin(), eval_index_.end(), first);
             gather_batch(data, eval_index_, x_, y_);
-            const matrix& out = net_.forward(x_, false);
+            const matrix& out = run_forward(x_, false);
             loss_sum += loss_.value_and_gradient(out, y_, grad_out_) * static_cast<double>(count);
             correct += count_correct(out, y_);
         }
@@ -272,11 +282,10 @@ public:
         return cfg_.alpha * total;
     }
 
-    std::size_t total_resets() const {
-        std::size_t n = 0;
-        net_.for_each_masked_layer([&](const auto& l, std::size_t) { n += l.statistics().resets; });
-        return n;
-    }
+    std::size_t total_resets() const { return totals(masked_).resets; }
+
+    /// The network's masked layers, as views (network order).
+    std::span<const masked_layer_view> masked_layers() const { return masked_; }
 
     /// Calls f(step_report) after every optimisation step, in the order added. f may call
     /// set_alpha (the next step uses the new value) and read the network's statistics
@@ -295,7 +304,6 @@ public:
     }
     float alpha() const { return cfg_.alpha; }
 
-    Net& network() { return net_; }
     O& optimizer() { return opt_; }
     const train_config& config() const { return cfg_; }
     std::size_t epoch() const { return epoch_; }
@@ -313,24 +321,42 @@ public:
         if constexpr (requires { opt_.visit_state(v); }) opt_.visit_state(v);
     }
 
+protected:
+    /// inputs, outputs: the network's input features and output classes (checked against
+    /// datasets); parameters and masked: the network's, in network order.
+    training_loop(L loss, O optimizer, train_config config, std::size_t inputs, std::size_t outputs,
+                  std::vector<parameter> parameters, std::vector<masked_layer_view> masked)
+        : loss_(std::move(loss)), opt_(std::move(optimizer)), cfg_(std::move(config)),
+          shuffle_rng_(cfg_.seed), augment_rng_(cfg_.seed ^ 0xA5A5A5A5A5A5A5A5ULL),
+          progress_(cfg_.progress), params_(std::move(parameters)), masked_(std::move(masked)),
+          inputs_(inputs), outputs_(outputs) {
+        if (cfg_.batch_size == 0) throw invalid_argument("trainer: batch_size must be positive");
+        if (cfg_.eval_batch_size == 0) cfg_.eval_batch_size = cfg_.batch_size;
+    }
+    ~training_loop() = default;
+
+    /// The network's forward pass on a batch.
+    virtual const matrix& run_forward(const matrix& x, bool training) = 0;
+    /// Its backward pass from dL/d(output), right before an optimizer step.
+    virtual void run_backward(const matrix& d_output) = 0;
+
 private:
     void check_dataset(const dataset& d, const char* what) const {
-        if (d.size() > 0 && d.features() != Net::input_shape::size)
+        if (d.size() > 0 && d.features() != inputs_)
             throw invalid_argument(std::string("trainer: the ") + what + " has " +
                                    std::to_string(d.features()) +
                                    " features per sample but the network's input takes " +
-                                   std::to_string(Net::input_shape::size));
-        if (d.classes > Net::output_shape::size)
+                                   std::to_string(inputs_));
+        if (d.classes > outputs_)
             throw invalid_argument(std::string("trainer: the ") + what + " has " +
                                    std::to_string(d.classes) + " classes but the network has " +
-                                   std::to_string(Net::output_shape::size) + " outputs");
+                                   std::to_string(outputs_) + " outputs");
     }
 
     static double seconds_since(std::chrono::steady_clock::time_point t0) {
         return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     }
 
-    Net& net_;
     L loss_;
     O opt_;
     train_config cfg_;
@@ -338,11 +364,45 @@ private:
     rng augment_rng_;
     progress_bar progress_;
     std::vector<parameter> params_;
+    std::vector<masked_layer_view> masked_;
+    std::size_t inputs_, outputs_;
     std::vector<std::size_t> order_, eval_index_;
     matrix x_, grad_out_;
     std::vector<std::uint8_t> y_;
     std::vector<std::function<void(const step_report&)>> step_callbacks_;
     std::size_t epoch_ = 0, global_step_ = 0;
+};
+
+template <class Net>
+std::vector<parameter> parameters_of(Net& net) {
+    std::vector<parameter> params;
+    net.for_each_parameter([&](const parameter& p) { params.push_back(p); });
+    return params;
+}
+
+}  // namespace detail
+
+/// The trainer of a network type: detail::training_loop (fit, train_epoch, step, evaluate,
+/// step callbacks, visit_state) bound to one network. The network must outlive it.
+template <Network Net, Loss L = softmax_cross_entropy, Optimizer O = sgd>
+class trainer final : public detail::training_loop<L, O> {
+public:
+    trainer(Net& net, L loss, O optimizer, train_config config)
+        : detail::training_loop<L, O>(std::move(loss), std::move(optimizer), std::move(config),
+                                      Net::input_shape::size, Net::output_shape::size,
+                                      detail::parameters_of(net), dynsparse::masked_layers(net)),
+          net_(net) {}
+
+    Net& network() { return net_; }
+
+private:
+    const matrix& run_forward(const matrix& x, bool training) override { return net_.forward(x, training); }
+    void run_backward(const matrix& d_output) override {
+        defer_surrogate_backward<O>(net_);
+        net_.backward(d_output);
+    }
+
+    Net& net_;
 };
 
 }  // namespace dynsparse
