@@ -3,8 +3,11 @@
 #include "common/run.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -81,6 +84,75 @@ ds::lr_schedule make_schedule(const run_options& o) {
     }
     return ds::constant_lr(o.lr);
 }
+
+ds::train_config make_config(const run_options& o) {
+    ds::train_config cfg;
+    cfg.eval_batch_size = o.eval_batch;
+    cfg.augment = o.augment;
+    cfg.epochs = o.epochs;
+    cfg.batch_size = o.batch;
+    cfg.alpha = o.dense ? 0.0f : o.alpha;
+    cfg.schedule = make_schedule(o);
+    cfg.seed = o.seed;
+    cfg.progress = !o.quiet;
+    cfg.log = &std::cout;
+    return cfg;
+}
+
+template <class Opt>
+run_result run_training(const run_options& o, ds::training_loop<ds::softmax_cross_entropy, Opt>& trainer,
+                        const network_session& session, const ds::dataset& train_set,
+                        const ds::dataset& eval_set, const ds::dataset& test_set, bool eval_is_test) {
+    for (const auto& layer : trainer.masked_layers()) layer.set_reset_rule(o.reset_rule);
+    std::cout << "network:\n" << session.description;
+
+    if (o.target_remaining > 0) {
+        if (o.dense) throw std::invalid_argument("--target-remaining needs DST (not --dense)");
+        ds::target_remaining_options t;
+        t.target = o.target_remaining;
+        ds::attach_target_remaining(trainer, t, train_set.size());
+        std::cout << "target-sparsity mode: remaining ratio " << o.target_remaining
+                  << ", alpha adapted from " << trainer.alpha() << "\n";
+    }
+    std::unique_ptr<ds::csv_log> csv;
+    if (!o.csv.empty()) {
+        csv = std::make_unique<ds::csv_log>(o.csv, eval_is_test ? "test" : "validation",
+                                            o.log_every);
+        csv->attach(trainer);
+    }
+    if (!o.resume.empty()) {
+        session.load(session.trainer, o.resume);
+        std::cout << "resumed from " << o.resume << " after epoch " << trainer.epoch() << "\n";
+        if (trainer.epoch() >= o.epochs)
+            throw std::invalid_argument(o.resume + " has already trained " +
+                                        std::to_string(trainer.epoch()) +
+                                        " epochs: ask for more with --epochs");
+    }
+    const std::size_t steps_per_epoch = (train_set.size() + o.batch - 1) / o.batch;
+
+    run_result r;
+    const auto start = std::chrono::steady_clock::now();
+    r.history = trainer.fit(train_set, eval_set, [&](const ds::epoch_report& e) {
+        if (csv) csv->record_epoch(trainer.masked_layers(), e, steps_per_epoch);
+        if (!o.save.empty()) session.save(session.trainer, o.save);
+    });
+    r.final_alpha = trainer.alpha();
+    r.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    r.test = eval_is_test ? r.history.back().eval : trainer.evaluate(test_set);
+    r.layers = ds::layer_reports(trainer.masked_layers());
+    if (!o.export_path.empty() && session.export_to != nullptr)
+        std::cout << "exported " << o.export_path << ": " << session.export_to(session.net, o.export_path);
+    return r;
+}
+
+template run_result run_training<ds::sgd>(const run_options&,
+                                          ds::training_loop<ds::softmax_cross_entropy, ds::sgd>&,
+                                          const network_session&, const ds::dataset&,
+                                          const ds::dataset&, const ds::dataset&, bool);
+template run_result run_training<ds::adam>(const run_options&,
+                                           ds::training_loop<ds::softmax_cross_entropy, ds::adam>&,
+                                           const network_session&, const ds::dataset&,
+                                           const ds::dataset&, const ds::dataset&, bool);
 
 static double median(std::vector<double> v) {
     if (v.empty()) return 0;

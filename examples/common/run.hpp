@@ -107,7 +107,40 @@ Opt make_optimizer(const run_options& o) {
     }
 }
 
-/// The only code instantiated per network type: build, train, evaluate.
+/// The trainer's configuration from the flags.
+ds::train_config make_config(const run_options& o);
+
+/// What the training run needs from the network type, as plain functions over the
+/// trainer's and network's addresses, so that the run itself (run_training, in the
+/// support library) is compiled once for all examples.
+struct network_session {
+    void* trainer;
+    void* net;
+    std::string description;  ///< Net::describe()
+    void (*save)(void* trainer, const std::string& path);
+    void (*load)(void* trainer, const std::string& path);
+    /// Exports the network and writes it to path; returns the model's summary. Null when
+    /// the sparse inference engine cannot run this network.
+    std::string (*export_to)(void* net, const std::string& path) = nullptr;
+};
+
+/// Target mode, CSV log, resume, the epochs with a checkpoint after each, the test-set
+/// evaluation, the sparsity report and the export (support library; for SGD and Adam).
+template <class Opt>
+run_result run_training(const run_options& o, ds::training_loop<ds::softmax_cross_entropy, Opt>& trainer,
+                        const network_session& session, const ds::dataset& train_set,
+                        const ds::dataset& eval_set, const ds::dataset& test_set, bool eval_is_test);
+extern template run_result run_training<ds::sgd>(const run_options&,
+                                                 ds::training_loop<ds::softmax_cross_entropy, ds::sgd>&,
+                                                 const network_session&, const ds::dataset&,
+                                                 const ds::dataset&, const ds::dataset&, bool);
+extern template run_result run_training<ds::adam>(const run_options&,
+                                                  ds::training_loop<ds::softmax_cross_entropy, ds::adam>&,
+                                                  const network_session&, const ds::dataset&,
+                                                  const ds::dataset&, const ds::dataset&, bool);
+
+/// The only code instantiated per network type: build the network and its trainer, and
+/// hand them to run_training.
 template <class Net, class Opt = ds::sgd>
 run_result train(const run_options& o, const ds::dataset& train_set, const ds::dataset& eval_set,
                  const ds::dataset& test_set, bool eval_is_test) {
@@ -118,64 +151,19 @@ run_result train(const run_options& o, const ds::dataset& train_set, const ds::d
     // [train]
     Net net;
     net.initialize(o.seed);
-    for (const auto& layer : ds::masked_layers(net)) layer.set_reset_rule(o.reset_rule);
-
-    ds::train_config cfg;
-    cfg.eval_batch_size = o.eval_batch;
-    cfg.augment = o.augment;
-    cfg.epochs = o.epochs;
-    cfg.batch_size = o.batch;
-    cfg.alpha = o.dense ? 0.0f : o.alpha;
-    cfg.schedule = make_schedule(o);
-    cfg.seed = o.seed;
-    cfg.progress = !o.quiet;
-    cfg.log = &std::cout;
-    ds::trainer<Net, ds::softmax_cross_entropy, Opt> trainer(net, {}, make_optimizer<Opt>(o), cfg);
+    ds::trainer<Net, ds::softmax_cross_entropy, Opt> trainer(net, {}, make_optimizer<Opt>(o), make_config(o));
     // [train]
-    std::cout << "network:\n" << Net::describe();
-
-    if (o.target_remaining > 0) {
-        if (o.dense) throw std::invalid_argument("--target-remaining needs DST (not --dense)");
-        ds::target_remaining_options t;
-        t.target = o.target_remaining;
-        ds::attach_target_remaining(trainer, t, train_set.size());
-        std::cout << "target-sparsity mode: remaining ratio " << o.target_remaining
-                  << ", alpha adapted from " << trainer.alpha() << "\n";
-    }
-    std::unique_ptr<ds::csv_log> csv;
-    if (!o.csv.empty()) {
-        csv = std::make_unique<ds::csv_log>(o.csv, eval_is_test ? "test" : "validation",
-                                            o.log_every);
-        csv->attach(trainer);
-    }
-    if (!o.resume.empty()) {
-        ds::load_checkpoint(trainer, o.resume);
-        std::cout << "resumed from " << o.resume << " after epoch " << trainer.epoch() << "\n";
-        if (trainer.epoch() >= o.epochs)
-            throw std::invalid_argument(o.resume + " has already trained " +
-                                        std::to_string(trainer.epoch()) +
-                                        " epochs: ask for more with --epochs");
-    }
-    const std::size_t steps_per_epoch = (train_set.size() + o.batch - 1) / o.batch;
-
-    run_result r;
-    const auto start = std::chrono::steady_clock::now();
-    r.history = trainer.fit(train_set, eval_set, [&](const ds::epoch_report& e) {
-        if (csv) csv->record_epoch(trainer.masked_layers(), e, steps_per_epoch);
-        if (!o.save.empty()) ds::save_checkpoint(trainer, o.save);
-    });
-    r.final_alpha = trainer.alpha();
-    r.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    r.test = eval_is_test ? r.history.back().eval : trainer.evaluate(test_set);
-    r.layers = ds::layer_reports(trainer.masked_layers());
-    if (!o.export_path.empty()) {
-        if constexpr (ds::ExportableNetwork<Net>) {
-            const ds::sparse_model model = ds::export_sparse(net);
-            ds::save_sparse_model(model, o.export_path);
-            std::cout << "exported " << o.export_path << ": " << model.summary();
-        }
-    }
-    return r;
+    using Trainer = decltype(trainer);
+    network_session s{&trainer, &net, Net::describe(),
+                      [](void* t, const std::string& path) { ds::save_checkpoint(*static_cast<Trainer*>(t), path); },
+                      [](void* t, const std::string& path) { ds::load_checkpoint(*static_cast<Trainer*>(t), path); }};
+    if constexpr (ds::ExportableNetwork<Net>)
+        s.export_to = [](void* n, const std::string& path) {
+            const ds::sparse_model model = ds::export_sparse(*static_cast<Net*>(n));
+            ds::save_sparse_model(model, path);
+            return model.summary();
+        };
+    return run_training<Opt>(o, trainer, s, train_set, eval_set, test_set, eval_is_test);
 }
 
 /// The --help text; the model's name, data, recipe and granularity choices are filled in.

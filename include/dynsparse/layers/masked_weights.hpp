@@ -110,13 +110,6 @@ public:
     void set_reset_rule(bool on) { reset_rule_ = on; }
     bool reset_rule() const { return reset_rule_; }
 
-    /// Testing aid: forward with the surrogate's smooth step instead of the exact step,
-    /// so finite differences of the forward check the backward pass.
-    void set_smooth_forward(bool on) {
-        smooth_forward_ = on;
-        invalidate_mask();
-    }
-
     // Mutable access may change W or t: the next forward recomputes the mask.
     std::span<float> thresholds() {
         invalidate_mask();
@@ -198,7 +191,6 @@ protected:
     bool pending_ = false;
     bool gradient_zeroed_ = false;
     bool reset_rule_ = true;
-    bool smooth_forward_ = false;
 };
 
 /// The passes of masked_weights that depend on its policies: mask, surrogate backward,
@@ -218,6 +210,18 @@ public:
         if (has_bias_)
             f(parameter{"bias", parameter_kind::bias, {bias_.data(), bias_.size()},
                         {grad_bias_.data(), grad_bias_.size()}});
+    }
+
+    /// Testing aid: forward with the surrogate's smooth step instead of the exact step,
+    /// so finite differences of the forward check the backward pass. (The smooth passes
+    /// are compiled only into programs that call this.)
+    void set_smooth_forward(bool on) {
+        smooth_mask_ = on ? &apply_mask<S, G, true> : nullptr;
+        if constexpr (G::varies_along_row)
+            smooth_backward_ = on ? &mask_backward<S, G, true> : nullptr;
+        else
+            smooth_backward_ = on ? &mask_backward_rows<S, G, true> : nullptr;
+        invalidate_mask();
     }
 
     /// Recomputes the mask and masked weights from W and t, applying the reset rule.
@@ -255,10 +259,7 @@ protected:
             pending_ = true;
             return;
         }
-        if (smooth_forward_)
-            surrogate_backward<true>();
-        else
-            surrogate_backward<false>();
+        surrogate_backward();
     }
 
 private:
@@ -266,15 +267,29 @@ private:
     /// share is summed on its own and the shares are subtracted in row order afterwards,
     /// so dL/dt is the same for any thread count. (A granularity whose thresholds vary
     /// along rows may share them between rows: that pass stays on one thread.)
-    template <bool Smooth>
+    using mask_pass = std::size_t (*)(const float*, const float*, std::size_t, std::size_t, std::size_t,
+                                      float*, std::uint32_t*);
+    using backward_pass = void (*)(const float*, const float*, std::size_t, std::size_t, std::size_t,
+                                   float*, float*);
+
+    /// The surrogate pass over [r0, r1): the exact one, or the smooth one of the testing aid.
+    backward_pass backward_kernel() const {
+        if (smooth_backward_ != nullptr) return smooth_backward_;
+        if constexpr (G::varies_along_row)
+            return &mask_backward<S, G, false>;
+        else
+            return &mask_backward_rows<S, G, false>;
+    }
+
     void surrogate_backward() {
+        const backward_pass pass = backward_kernel();
         if constexpr (G::varies_along_row) {
-            mask_backward<S, G, Smooth>(weight_.data(), threshold_.data(), 0, rows_, cols_,
-                                        grad_weight_.data(), grad_threshold_.data());
+            pass(weight_.data(), threshold_.data(), 0, rows_, cols_, grad_weight_.data(),
+                 grad_threshold_.data());
         } else {
             parallel_for(rows_, [&](std::size_t, std::size_t r0, std::size_t r1) {
-                mask_backward_rows<S, G, Smooth>(weight_.data(), threshold_.data(), r0, r1, cols_,
-                                                 grad_weight_.data(), row_shares_.data());
+                pass(weight_.data(), threshold_.data(), r0, r1, cols_, grad_weight_.data(),
+                     row_shares_.data());
             }, grain_for(cols_));
             subtract_row_shares<G>(row_shares_.data(), rows_, cols_, grad_threshold_.data());
         }
@@ -284,11 +299,10 @@ private:
     /// share subtracted from its own threshold gradient (to which the regulariser may
     /// already have added its term: a sum of two terms, so the same value either way).
     /// Only reached when row_thresholds_.
-    template <bool Smooth>
     void surrogate_rows(std::size_t r0, std::size_t r1) {
         if constexpr (!G::varies_along_row && !SplitRowGranularity<G>) {
-            mask_backward_rows<S, G, Smooth>(weight_.data(), threshold_.data(), r0, r1, cols_,
-                                             grad_weight_.data(), row_shares_.data());
+            backward_kernel()(weight_.data(), threshold_.data(), r0, r1, cols_, grad_weight_.data(),
+                              row_shares_.data());
             for (std::size_t r = r0; r < r1; ++r) grad_threshold_[r] -= row_shares_[r];
         }
     }
@@ -298,11 +312,7 @@ private:
     /// disjoint.
     static void complete_rows(void* self_ptr, std::size_t begin, std::size_t end) {
         auto& self = *static_cast<masked_weights_impl*>(self_ptr);
-        if (!self.pending_) return;
-        if (self.smooth_forward_)
-            self.template surrogate_rows<true>(begin / self.cols_, end / self.cols_);
-        else
-            self.template surrogate_rows<false>(begin / self.cols_, end / self.cols_);
+        if (self.pending_) self.surrogate_rows(begin / self.cols_, end / self.cols_);
     }
 
     /// A deferred pass nobody completed (no optimizer step came between backward and this
@@ -333,9 +343,9 @@ private:
     }
 
     std::size_t mask_rows(std::size_t r0, std::size_t r1) {
-        return smooth_forward_
-                   ? apply_mask<S, G, true>(weight_.data(), threshold_.data(), r0, r1, cols_,
-                                            masked_weight_.data(), row_kept_.data())
+        return smooth_mask_ != nullptr
+                   ? smooth_mask_(weight_.data(), threshold_.data(), r0, r1, cols_,
+                                  masked_weight_.data(), row_kept_.data())
                    : apply_mask<S, G, false>(weight_.data(), threshold_.data(), r0, r1, cols_,
                                              masked_weight_.data(), row_kept_.data());
     }
@@ -348,6 +358,9 @@ private:
         ++resets_;
         kept_ = mask_rows(0, rows_);
     }
+
+    mask_pass smooth_mask_ = nullptr;  // set by the testing aid only
+    backward_pass smooth_backward_ = nullptr;
 };
 
 }  // namespace detail

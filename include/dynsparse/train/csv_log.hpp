@@ -58,7 +58,7 @@ public:
     /// Registers a step callback on the trainer that writes a step row every every_steps
     /// steps. The trainer and its network must outlive the log's use.
     template <Loss L, Optimizer O>
-    void attach(detail::training_loop<L, O>& trainer) {
+    void attach(training_loop<L, O>& trainer) {
         if (every_ == 0) return;
         trainer.add_step_callback([this, &trainer](const step_report& s) {
             if (s.global_step % every_ == 0) record_step(trainer.masked_layers(), s);

@@ -141,7 +141,7 @@ double current_remaining(const Net& net, std::size_t* resets = nullptr) {
 /// controller, shared with the callback, so the caller can read its state.
 template <Loss L, Optimizer O>
 std::shared_ptr<target_remaining_controller> attach_target_remaining(
-    detail::training_loop<L, O>& trainer, const target_remaining_options& o, std::size_t train_size) {
+    training_loop<L, O>& trainer, const target_remaining_options& o, std::size_t train_size) {
     const std::size_t batch = trainer.config().batch_size;
     const std::size_t steps_per_epoch = (train_size + batch - 1) / batch;
     auto ctl = std::make_shared<target_remaining_controller>(

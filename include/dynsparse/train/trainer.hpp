@@ -7,7 +7,7 @@
 // and train/target_sparsity.hpp are built on them.
 //
 // Only the network's forward and backward are compiled per network type: the loop, the
-// evaluation and the reports live in detail::training_loop<Loss, Optimizer>, which reaches
+// evaluation and the reports live in training_loop<Loss, Optimizer>, which reaches
 // the network through two virtual calls per step and its masked layers through
 // masked_layer_view (network/masked_layer_view.hpp). A program training several network
 // types compiles the loop once.
@@ -152,9 +152,9 @@ void defer_surrogate_backward(Net& net) {
     }
 }
 
-namespace detail {
-
-/// Everything of trainer<Net, L, O> that does not depend on the network type. The network
+/// Everything of trainer<Net, L, O> that does not depend on the network type (a trainer is
+/// one): code that works with the trainer of any network, such as step callbacks
+/// (csv_log::attach, attach_target_remaining), takes a training_loop<L, O>&. The network
 /// is reached through run_forward / run_backward (one virtual call each per batch) and
 /// its masked layers through views. The loops are kept out of line (DYNSPARSE_COMPILE_ONCE): inlined
 /// into each caller, they would again be compiled once per network type.
@@ -373,6 +373,7 @@ private:
     std::size_t epoch_ = 0, global_step_ = 0;
 };
 
+namespace detail {
 template <class Net>
 std::vector<parameter> parameters_of(Net& net) {
     std::vector<parameter> params;
@@ -382,13 +383,13 @@ std::vector<parameter> parameters_of(Net& net) {
 
 }  // namespace detail
 
-/// The trainer of a network type: detail::training_loop (fit, train_epoch, step, evaluate,
+/// The trainer of a network type: training_loop (fit, train_epoch, step, evaluate,
 /// step callbacks, visit_state) bound to one network. The network must outlive it.
 template <Network Net, Loss L = softmax_cross_entropy, Optimizer O = sgd>
-class trainer final : public detail::training_loop<L, O> {
+class trainer final : public training_loop<L, O> {
 public:
     trainer(Net& net, L loss, O optimizer, train_config config)
-        : detail::training_loop<L, O>(std::move(loss), std::move(optimizer), std::move(config),
+        : training_loop<L, O>(std::move(loss), std::move(optimizer), std::move(config),
                                       Net::input_shape::size, Net::output_shape::size,
                                       detail::parameters_of(net), dynsparse::masked_layers(net)),
           net_(net) {}
