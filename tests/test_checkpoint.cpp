@@ -29,6 +29,32 @@ struct other_dst : ds::sequential<ds::input<8>, ds::masked_dense<12>, ds::relu, 
 struct batch_norm_dst
     : ds::sequential<ds::input<8>, ds::masked_dense<16>, ds::batch_norm, ds::relu, ds::masked_dense<3>> {};
 
+// A user layer whose extra state goes through a non-template visit_state.
+template <class In>
+class counting_layer {
+public:
+    using input_shape = In;
+    using output_shape = In;
+    static std::string describe() { return "counting"; }
+    void initialize(ds::rng&) {}
+    void forward(const ds::matrix& x, ds::matrix& y, bool training) {
+        y = x;
+        if (training) ++calls;
+    }
+    void backward(const ds::matrix&, const ds::matrix&, const ds::matrix& dy, ds::matrix* dx) {
+        if (dx != nullptr) *dx = dy;
+    }
+    template <class F>
+    void for_each_parameter(F&&) {}
+    void visit_state(ds::field_visitor& v) { v("calls", calls); }
+    std::size_t calls = 0;
+};
+struct counting {
+    template <class In>
+    using bind = counting_layer<In>;
+};
+struct counting_dst : ds::sequential<ds::input<8>, ds::masked_dense<12>, counting, ds::relu, ds::masked_dense<3>> {};
+
 ds::train_config config(std::size_t epochs) {
     ds::train_config c;
     c.epochs = epochs;
@@ -131,6 +157,22 @@ TEST_CASE("checkpoints go through files atomically and load back") {
     CHECK_THROWS_WITH_AS(ds::load_checkpoint(tr2, dir / "missing.ckpt"),
                          doctest::Contains("missing.ckpt: cannot open: no such file"), ds::data_error);
     fs::remove_all(dir);
+}
+
+TEST_CASE("a layer's non-template visit_state(field_visitor&) is saved and restored") {
+    const auto data = blobs(64, 1);
+    counting_dst net;
+    net.initialize(1);
+    ds::trainer<counting_dst> tr(net, {}, ds::sgd({.momentum = 0.9f}), config(1));
+    tr.fit(data, data);
+    REQUIRE(net.get<1>().calls == 4);  // 64 samples, batch 16
+    const std::string bytes = ds::checkpoint_bytes(tr);
+    counting_dst copy;
+    copy.initialize(2);
+    ds::trainer<counting_dst> tr2(copy, {}, ds::sgd({.momentum = 0.9f}), config(1));
+    ds::restore_checkpoint(tr2, bytes, "counting.ckpt");
+    CHECK(copy.get<1>().calls == 4);
+    CHECK(all_parameters(copy) == all_parameters(net));
 }
 
 TEST_CASE("a bad checkpoint is refused with a clear message and changes nothing") {

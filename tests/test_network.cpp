@@ -2,11 +2,17 @@
 // network checked by finite differences.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <span>
+#include <vector>
+
 #include "dynsparse/layers/activations.hpp"
 #include "dynsparse/layers/dense.hpp"
 #include "dynsparse/layers/masked_dense.hpp"
 #include "dynsparse/layers/reshape.hpp"
+#include "dynsparse/network/masked_layer_view.hpp"
 #include "dynsparse/network/sequential.hpp"
+#include "dynsparse/optim/optimizer.hpp"
 #include "support/gradient_check.hpp"
 
 namespace ds = dynsparse;
@@ -78,6 +84,67 @@ TEST_CASE("for_each_layer, for_each_masked_layer and get") {
     CHECK(params == (784 * 300 + 300 + 300) + (300 * 100 + 100 + 100) + (100 * 10 + 10 + 10));
     CHECK(lenet_300_100::describe().find("[4] masked_dense<10, long_tailed, per_neuron> -> (10)") !=
           std::string::npos);
+}
+
+TEST_CASE("describe() lists every layer with its output shape, in order") {
+    const std::string d = reshaped::describe();
+    CHECK(d == "  [0] reshape<28, 28> -> (28,28)\n  [1] tanh -> (28,28)\n  [2] reshape<784> -> (784)\n"
+               "  [3] dense<10> -> (10)\n");
+    CHECK(small_net::describe_inline() ==
+          "masked_dense<5, long_tailed, per_neuron>, tanh, masked_dense<4, straight_through, scalar>, "
+          "sigmoid, dense<3>");
+}
+
+TEST_CASE("masked_layers gives views that read and toggle each masked layer") {
+    small_net net;
+    net.initialize(3);
+    const auto views = ds::masked_layers(net);
+    REQUIRE(views.size() == 2);
+    CHECK(views[0].index() == 0);
+    CHECK(views[1].index() == 2);
+    CHECK(views[0].name() == "masked_dense<5, long_tailed, per_neuron>");
+    CHECK(views[1].name() == "masked_dense<4, straight_through, scalar>");
+
+    // Statistics and masked weights are the layers' own, after a forward pass that prunes.
+    for (auto& t : net.get<0>().thresholds()) t = 0.2f;
+    ds::rng gen(4);
+    net.forward(ds::testing::random_matrix(3, 6, gen), false);
+    const ds::mask_statistics s0 = views[0].statistics(), l0 = net.get<0>().statistics();
+    CHECK(s0.kept == l0.kept);
+    CHECK(s0.kept < s0.total);
+    CHECK(s0.total == 30);
+    CHECK(s0.threshold_mean == doctest::Approx(0.2));
+    const auto& wm = net.get<0>().masked_weight();
+    REQUIRE(views[0].masked_weight().size() == wm.size());
+    CHECK(std::equal(wm.begin(), wm.end(), views[0].masked_weight().begin()));
+    const ds::mask_totals t = ds::totals(views);
+    CHECK(t.kept == s0.kept + net.get<2>().statistics().kept);
+    CHECK(t.total == 30 + 20);
+
+    CHECK(net.get<2>().reset_rule());
+    views[1].set_reset_rule(false);
+    CHECK_FALSE(net.get<2>().reset_rule());
+    CHECK(net.get<0>().reset_rule());
+
+    // A mask made by an optimizer step is used by the next forward as it is; after
+    // invalidate_mask that forward recomputes it from thresholds written in between.
+    views[0].set_reset_rule(false);
+    std::vector<ds::parameter> params;
+    net.for_each_parameter([&](const ds::parameter& p) { params.push_back(p); });
+    const std::span<float> thresholds = net.get<0>().thresholds();
+    std::fill(thresholds.begin(), thresholds.end(), 0.0f);
+    const ds::matrix x = ds::testing::random_matrix(3, 6, gen);
+    ds::sgd opt(ds::sgd::options{});
+    for (const bool invalidate : {false, true}) {
+        CAPTURE(invalidate);
+        std::fill(thresholds.begin(), thresholds.end(), 0.0f);
+        net.forward(x, false);
+        opt.step(params, 0.0f);  // lr 0: W unchanged, the step's mask is made
+        std::fill(thresholds.begin(), thresholds.end(), 5.0f);  // behind the layer's back
+        if (invalidate) views[0].invalidate_mask();
+        net.forward(x, false);
+        CHECK(views[0].statistics().kept == (invalidate ? 0u : 30u));
+    }
 }
 
 TEST_CASE("initialisation is deterministic for a seed and differs between seeds") {
