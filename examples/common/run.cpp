@@ -140,8 +140,11 @@ run_result run_training(const run_options& o, ds::training_loop<ds::softmax_cros
     r.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     r.test = eval_is_test ? r.history.back().eval : trainer.evaluate(test_set);
     r.layers = ds::layer_reports(trainer.masked_layers());
-    if (!o.export_path.empty() && session.export_to != nullptr)
-        std::cout << "exported " << o.export_path << ": " << session.export_to(session.net, o.export_path);
+    if (!o.export_path.empty() && session.export_model != nullptr) {
+        const ds::sparse_model model = session.export_model(session.net);
+        ds::save_sparse_model(model, o.export_path);
+        std::cout << "exported " << o.export_path << ": " << model.summary();
+    }
     return r;
 }
 

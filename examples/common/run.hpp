@@ -119,9 +119,9 @@ struct network_session {
     std::string description;  ///< Net::describe()
     void (*save)(void* trainer, const std::string& path);
     void (*load)(void* trainer, const std::string& path);
-    /// Exports the network and writes it to path; returns the model's summary. Null when
-    /// the sparse inference engine cannot run this network.
-    std::string (*export_to)(void* net, const std::string& path) = nullptr;
+    /// The network exported for the sparse inference engine; null when the engine cannot
+    /// run this network.
+    ds::sparse_model (*export_model)(void* net) = nullptr;
 };
 
 /// Target mode, CSV log, resume, the epochs with a checkpoint after each, the test-set
@@ -158,11 +158,7 @@ run_result train(const run_options& o, const ds::dataset& train_set, const ds::d
                       [](void* t, const std::string& path) { ds::save_checkpoint(*static_cast<Trainer*>(t), path); },
                       [](void* t, const std::string& path) { ds::load_checkpoint(*static_cast<Trainer*>(t), path); }};
     if constexpr (ds::ExportableNetwork<Net>)
-        s.export_to = [](void* n, const std::string& path) {
-            const ds::sparse_model model = ds::export_sparse(*static_cast<Net*>(n));
-            ds::save_sparse_model(model, path);
-            return model.summary();
-        };
+        s.export_model = [](void* n) { return ds::export_sparse(*static_cast<Net*>(n)); };
     return run_training<Opt>(o, trainer, s, train_set, eval_set, test_set, eval_is_test);
 }
 
