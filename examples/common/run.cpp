@@ -121,7 +121,7 @@ run_result run_training(const run_options& o, ds::training_loop<ds::softmax_cros
         csv->attach(trainer);
     }
     if (!o.resume.empty()) {
-        session.load(session.trainer, o.resume);
+        ds::load_checkpoint(session.checkpoint, o.resume);
         std::cout << "resumed from " << o.resume << " after epoch " << trainer.epoch() << "\n";
         if (trainer.epoch() >= o.epochs)
             throw std::invalid_argument(o.resume + " has already trained " +
@@ -134,7 +134,7 @@ run_result run_training(const run_options& o, ds::training_loop<ds::softmax_cros
     const auto start = std::chrono::steady_clock::now();
     r.history = trainer.fit(train_set, eval_set, [&](const ds::epoch_report& e) {
         if (csv) csv->record_epoch(trainer.masked_layers(), e, steps_per_epoch);
-        if (!o.save.empty()) session.save(session.trainer, o.save);
+        if (!o.save.empty()) ds::save_checkpoint(session.checkpoint, o.save);
     });
     r.final_alpha = trainer.alpha();
     r.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

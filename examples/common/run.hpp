@@ -114,11 +114,9 @@ ds::train_config make_config(const run_options& o);
 /// trainer's and network's addresses, so that the run itself (run_training, in the
 /// support library) is compiled once for all examples.
 struct network_session {
-    void* trainer;
     void* net;
-    std::string description;  ///< Net::describe()
-    void (*save)(void* trainer, const std::string& path);
-    void (*load)(void* trainer, const std::string& path);
+    std::string description;      ///< Net::describe()
+    ds::checkpoint_view checkpoint;  ///< for --save and --resume
     /// The network exported for the sparse inference engine; null when the engine cannot
     /// run this network.
     ds::sparse_model (*export_model)(void* net) = nullptr;
@@ -153,10 +151,7 @@ run_result train(const run_options& o, const ds::dataset& train_set, const ds::d
     net.initialize(o.seed);
     ds::trainer<Net, ds::softmax_cross_entropy, Opt> trainer(net, {}, make_optimizer<Opt>(o), make_config(o));
     // [train]
-    using Trainer = decltype(trainer);
-    network_session s{&trainer, &net, Net::describe(),
-                      [](void* t, const std::string& path) { ds::save_checkpoint(*static_cast<Trainer*>(t), path); },
-                      [](void* t, const std::string& path) { ds::load_checkpoint(*static_cast<Trainer*>(t), path); }};
+    network_session s{&net, Net::describe(), ds::checkpoint_view_of(trainer)};
     if constexpr (ds::ExportableNetwork<Net>)
         s.export_model = [](void* n) { return ds::export_sparse(*static_cast<Net*>(n)); };
     return run_training<Opt>(o, trainer, s, train_set, eval_set, test_set, eval_is_test);

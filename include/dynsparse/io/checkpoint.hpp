@@ -26,8 +26,8 @@
 //
 // The visitors are one abstract field_visitor, so each layer's and optimizer's
 // visit_state is compiled once per type; reading and writing are ordinary functions over
-// a run-time list of the network's layers (detail::checkpoint_subject), of which only the
-// list's construction is compiled per network type.
+// a run-time list of the network's layers (checkpoint_view), of which only the list's
+// construction is compiled per network type.
 #include <array>
 #include <cstdint>
 #include <filesystem>
@@ -198,43 +198,62 @@ void visit_layer_state(void* layer_ptr, field_visitor& v) {
     if constexpr (requires { layer.visit_state(v); }) layer.visit_state(v);
 }
 
-/// A network and its trainer as a checkpoint reads and writes them.
-struct checkpoint_subject {
+}  // namespace detail
+
+/// A trainer and its network as a checkpoint reads and writes them, at run time: the
+/// network's description, its layers (name, address, state visitor), the sizes of its
+/// trainable tensors, the trainer's state visitor and the masked layers. Made by
+/// checkpoint_view_of(trainer); the functions below that take a view are compiled once
+/// for all network types. Valid while the trainer and its network are.
+struct checkpoint_view {
     struct layer_entry {
         std::string (*describe)();
         void* layer;
         void (*visit)(void* layer, field_visitor& v);
     };
-    std::string network;                  ///< Net::describe()
-    std::vector<layer_entry> layers;      ///< top-level layers, in order
+    std::string network;              ///< Net::describe()
+    std::vector<layer_entry> layers;  ///< top-level layers, in order
     std::vector<std::size_t> parameter_sizes;
-    void* trainer;
-    void (*visit_trainer)(void* trainer, field_visitor& v);
+    void* trainer = nullptr;
+    void (*visit_trainer)(void* trainer, field_visitor& v) = nullptr;
     std::vector<masked_layer_view> masked;
 };
 
+/// What a checkpoint needs from a trainer: its network and its resumable state.
 template <class T>
-checkpoint_subject subject_of(T& trainer) {
+concept Checkpointable = requires(T& t, field_visitor& v) {
+    t.network();
+    t.visit_state(v);
+};
+
+template <Checkpointable T>
+checkpoint_view checkpoint_view_of(T& trainer) {
     auto& net = trainer.network();
     using Net = std::remove_cvref_t<decltype(net)>;
-    checkpoint_subject s;
+    checkpoint_view s;
     s.network = Net::describe();
     net.for_each_layer([&](auto& layer, std::size_t) {
         using L = std::remove_cvref_t<decltype(layer)>;
-        s.layers.push_back({[] { return std::string(L::describe()); }, &layer, &visit_layer_state<L>});
+        s.layers.push_back({[] { return std::string(L::describe()); }, &layer, &detail::visit_layer_state<L>});
     });
     net.for_each_parameter([&](const parameter& p) { s.parameter_sizes.push_back(p.value.size()); });
     s.trainer = &trainer;
     s.visit_trainer = [](void* t, field_visitor& v) { static_cast<T*>(t)->visit_state(v); };
-    s.masked = masked_layers(net);
+    if constexpr (requires { trainer.masked_layers(); }) {
+        const auto masked = trainer.masked_layers();
+        s.masked.assign(masked.begin(), masked.end());
+    } else {
+        s.masked = masked_layers(net);
+    }
     return s;
 }
 
-inline std::string checkpoint_bytes(const checkpoint_subject& s) {
+/// The checkpoint as bytes.
+inline std::string checkpoint_bytes(const checkpoint_view& s) {
     byte_writer out;
     out.text(s.network);
     out.u64(s.layers.size());
-    state_writer w{out};
+    detail::state_writer w{out};
     for (const auto& l : s.layers) {
         out.text(l.describe());
         l.visit(l.layer, w);
@@ -244,7 +263,9 @@ inline std::string checkpoint_bytes(const checkpoint_subject& s) {
     return frame(checkpoint_kind.magic, checkpoint_kind.version, out.bytes());
 }
 
-inline void restore_checkpoint(const checkpoint_subject& s, std::string_view bytes, const std::string& file) {
+/// Restores from checkpoint bytes; `file` names them in messages. Throws data_error (and
+/// changes nothing) when the bytes are not a valid checkpoint of this network type.
+inline void restore_checkpoint(const checkpoint_view& s, std::string_view bytes, const std::string& file) {
     const std::string_view payload = unframe(bytes, file, checkpoint_kind, known_file_kinds);
     for (const bool store : {false, true}) {
         byte_reader in(payload, file);
@@ -256,7 +277,7 @@ inline void restore_checkpoint(const checkpoint_subject& s, std::string_view byt
         if (layers != s.layers.size())
             in.fail("the checkpoint has " + std::to_string(layers) + " layers, the network " +
                     std::to_string(s.layers.size()));
-        state_reader r{in, store, s.parameter_sizes};
+        detail::state_reader r{in, store, s.parameter_sizes};
         for (std::size_t i = 0; i < s.layers.size(); ++i) {
             const std::string name = s.layers[i].describe();
             r.where = "layer " + std::to_string(i) + " (" + name + ")";
@@ -272,19 +293,20 @@ inline void restore_checkpoint(const checkpoint_subject& s, std::string_view byt
     for (const auto& m : s.masked) m.invalidate_mask();
 }
 
-}  // namespace detail
+/// Writes the checkpoint atomically (temporary file, fsync, rename, fsync of the directory):
+/// a crash during the write leaves the previous checkpoint in place.
+inline void save_checkpoint(const checkpoint_view& s, const std::filesystem::path& path) {
+    write_file_atomically(path, checkpoint_bytes(s));
+}
 
-/// What a checkpoint needs from a trainer: its network and its resumable state.
-template <class T>
-concept Checkpointable = requires(T& t, field_visitor& v) {
-    t.network();
-    t.visit_state(v);
-};
+inline void load_checkpoint(const checkpoint_view& s, const std::filesystem::path& path) {
+    restore_checkpoint(s, read_binary_file(path), path.string());
+}
 
 /// The checkpoint of a trainer (and its network) as bytes.
 template <Checkpointable T>
 std::string checkpoint_bytes(T& trainer) {
-    return detail::checkpoint_bytes(detail::subject_of(trainer));
+    return checkpoint_bytes(checkpoint_view_of(trainer));
 }
 
 /// Restores a trainer from checkpoint bytes; `file` names them in messages. Throws
@@ -292,19 +314,19 @@ std::string checkpoint_bytes(T& trainer) {
 /// network type.
 template <Checkpointable T>
 void restore_checkpoint(T& trainer, std::string_view bytes, const std::string& file) {
-    detail::restore_checkpoint(detail::subject_of(trainer), bytes, file);
+    restore_checkpoint(checkpoint_view_of(trainer), bytes, file);
 }
 
 /// Writes the checkpoint atomically (temporary file, fsync, rename, fsync of the directory):
 /// a crash during the write leaves the previous checkpoint in place.
 template <Checkpointable T>
 void save_checkpoint(T& trainer, const std::filesystem::path& path) {
-    write_file_atomically(path, checkpoint_bytes(trainer));
+    save_checkpoint(checkpoint_view_of(trainer), path);
 }
 
 template <Checkpointable T>
 void load_checkpoint(T& trainer, const std::filesystem::path& path) {
-    restore_checkpoint(trainer, read_binary_file(path), path.string());
+    load_checkpoint(checkpoint_view_of(trainer), path);
 }
 
 }  // namespace dynsparse
