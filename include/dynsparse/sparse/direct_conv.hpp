@@ -150,12 +150,12 @@ struct conv_taps {
                 for (std::size_t m = 0; m < copies(); ++m) {
                     float* plane = xs + ((c * kernel + j) * copies() + m) * plane_stride;
                     float* dst = plane + lead[m];
-                    if (m > 0) {  // the first copy's rows, contiguous: whole 16-float moves
+                    if (m > 0) {  // the first copy's rows, contiguous: whole 8-float moves
                         const float* first = xs + (c * kernel + j) * copies() * plane_stride + lead[0];
                         detail::zero_floats(plane, dst);
-                        using move16 = float __attribute__((vector_size(64)));
-                        for (std::size_t e = 0; e < hp * ow; e += 16) {  // reads and writes up to 15 more
-                            move16 v;
+                        using move8 = float __attribute__((vector_size(32)));
+                        for (std::size_t e = 0; e < hp * ow; e += 8) {  // reads and writes up to 7 more
+                            move8 v;
                             std::memcpy(&v, first + e, sizeof v);
                             std::memcpy(dst + e, &v, sizeof v);
                         }
@@ -170,8 +170,8 @@ struct conv_taps {
                     float* d = dst + p * ow;
                     std::size_t y = 0;
                     if (lo == 0 && hi == ow) {  // whole 8-float copies while they stay inside x
-                        std::size_t rows = 0;
-                        while (rows < height && src + rows * width + 8 * chunks <= x_end) ++rows;
+                        const std::size_t room = static_cast<std::size_t>(x_end - src);  // rows r with r * width + 8 * chunks <= room
+                        const std::size_t rows = room < 8 * chunks ? 0 : std::min(height, (room - 8 * chunks) / width + 1);
                         detail::copy_rows(chunks, src, width, d, ow, rows);
                         y = rows;
                     }
