@@ -72,9 +72,16 @@ struct conv_taps {
     std::vector<std::size_t> lead;      ///< per copy: floats of zeros before its rows
     std::vector<std::size_t> copy_of;   ///< per kernel row i: the copy its slices read
     std::size_t channels_per_block = 1;  ///< see channel_blocks()
-    std::vector<std::uint32_t> block_start;  ///< filter o, channel block b: [o * (blocks + 1) + b]
-    std::vector<std::uint32_t> offset;  ///< per non-zero, in the CSR's order: ((c * k + j) * copies + m) * plane_stride + lead[m] + i * OW
-    std::vector<float> value;
+    std::size_t nonzeros = 0;            ///< of the weights this was made from
+    /// Filters run in pairs (see pair_filters): pair p is filters first[p] and second[p]
+    /// (second[p] == filters: first[p] alone). Its non-zeros in channel block b are three
+    /// runs of entries: from segment[(p * blocks + b) * 3] those both filters have (value,
+    /// value_second), then those of the first filter only (value), then those of the second
+    /// only (value); each run ends where the next begins.
+    std::vector<std::uint32_t> first, second;
+    std::vector<std::uint32_t> segment;
+    std::vector<std::uint32_t> offset;  ///< per entry: ((c * k + j) * copies + m) * plane_stride + lead[m] + i * OW
+    std::vector<float> value, value_second;
 
     std::size_t copies() const { return lead.size(); }
     /// Floats of one sample's shifted planes for geometry g, at most (before from_csr).
@@ -91,6 +98,41 @@ struct conv_taps {
     /// Floats of one sample's shifted planes, with the slack the last vector reads past them
     /// (a multiple of 16, so consecutive samples stay aligned).
     std::size_t shifted_size() const { return channels * kernel * copies() * plane_stride + 16; }
+
+    /// Pairs the filters (rows of w) so that the two of a pair share many non-zero positions:
+    /// an input slice both use is loaded once for both (LeNet-5's second convolution: a fifth
+    /// of the loads; its first: a third). Each filter in turn, if still alone, takes the one
+    /// sharing most positions among the next 64 unpaired filters; an odd one out gets
+    /// second == rows.
+    static void pair_filters(const csr_matrix& w, std::vector<std::uint32_t>& first, std::vector<std::uint32_t>& second) {
+        const std::size_t rows = w.rows;
+        std::vector<char> paired(rows, 0);
+        auto shared = [&](std::size_t a, std::size_t b) {
+            std::size_t n = 0;
+            for (std::uint32_t ka = w.row_start[a], kb = w.row_start[b]; ka < w.row_start[a + 1] && kb < w.row_start[b + 1];) {
+                if (w.column[ka] == w.column[kb]) ++n, ++ka, ++kb;
+                else if (w.column[ka] < w.column[kb]) ++ka;
+                else ++kb;
+            }
+            return n;
+        };
+        first.clear();
+        second.clear();
+        for (std::size_t a = 0; a < rows; ++a) {
+            if (paired[a]) continue;
+            paired[a] = 1;
+            std::size_t best = rows, best_shared = 0;
+            for (std::size_t b = a + 1, looked = 0; b < rows && looked < 64; ++b) {
+                if (paired[b]) continue;
+                ++looked;
+                const std::size_t n = shared(a, b);
+                if (best == rows || n > best_shared) best = b, best_shared = n;
+            }
+            if (best < rows) paired[best] = 1;
+            first.push_back(static_cast<std::uint32_t>(a));
+            second.push_back(static_cast<std::uint32_t>(best));
+        }
+    }
 
     /// From the convolution's CSR weights (c_out x c_in*k*k, columns (c, i, j)); stride 1 only.
     static conv_taps from_csr(const csr_matrix& w, const detail::conv_geometry& g) {
@@ -117,19 +159,48 @@ struct conv_taps {
         t.plane_stride = (15 + (g.height + 2 * g.padding) * ow + 15) / 16 * 16;
         const std::size_t per_channel = k * t.copies() * t.plane_stride * sizeof(float);
         t.channels_per_block = std::max<std::size_t>(1, (std::size_t{48} << 10) / per_channel);
-        const std::size_t cb = t.channel_blocks();
-        for (std::size_t o = 0; o < w.rows; ++o)
-            for (std::size_t b = 0; b <= cb; ++b) {  // columns are sorted, channel-major
-                std::uint32_t n = w.row_start[o];
-                while (n < w.row_start[o + 1] && w.column[n] / (k * k) < b * t.channels_per_block) ++n;
-                t.block_start.push_back(n);
+        t.nonzeros = w.nonzeros();
+        pair_filters(w, t.first, t.second);
+        const std::size_t cb = t.channel_blocks(), per_block = t.channels_per_block * k * k;
+        auto offset_of = [&](std::size_t col) {
+            const std::size_t c = col / (k * k), i = col / k % k, j = col % k, m = t.copy_of[i];
+            return static_cast<std::uint32_t>(((c * k + j) * t.copies() + m) * t.plane_stride + t.lead[m] + i * ow);
+        };
+        for (std::size_t p = 0; p < t.first.size(); ++p) {
+            const std::uint32_t a = t.first[p], b = t.second[p];
+            const bool single = b == w.rows;
+            for (std::size_t blk = 0; blk < cb; ++blk) {
+                const std::size_t lo = blk * per_block, hi = lo + per_block;  // columns of the block
+                std::uint32_t ka = w.row_start[a], ea = w.row_start[a + 1];
+                std::uint32_t kb = single ? 0 : w.row_start[b], eb = single ? 0 : w.row_start[b + 1];
+                while (ka < ea && w.column[ka] < lo) ++ka;
+                while (kb < eb && w.column[kb] < lo) ++kb;
+                std::vector<std::uint32_t> only_a, only_b;
+                t.segment.push_back(static_cast<std::uint32_t>(t.offset.size()));
+                while ((ka < ea && w.column[ka] < hi) || (kb < eb && w.column[kb] < hi)) {
+                    const std::uint32_t ca = ka < ea && w.column[ka] < hi ? w.column[ka] : UINT32_MAX;
+                    const std::uint32_t cbb = kb < eb && w.column[kb] < hi ? w.column[kb] : UINT32_MAX;
+                    if (ca == cbb) {
+                        t.offset.push_back(offset_of(ca));
+                        t.value.push_back(w.value[ka++]);
+                        t.value_second.push_back(w.value[kb++]);
+                    } else if (ca < cbb) {
+                        only_a.push_back(ka++);
+                    } else {
+                        only_b.push_back(kb++);
+                    }
+                }
+                for (int side = 0; side < 2; ++side) {
+                    t.segment.push_back(static_cast<std::uint32_t>(t.offset.size()));
+                    for (std::uint32_t n : side == 0 ? only_a : only_b) {
+                        t.offset.push_back(offset_of(w.column[n]));
+                        t.value.push_back(w.value[n]);
+                        t.value_second.push_back(0.0f);
+                    }
+                }
             }
-        t.value = w.value;
-        t.offset.resize(w.column.size());
-        for (std::size_t n = 0; n < w.column.size(); ++n) {
-            const std::size_t col = w.column[n], c = col / (k * k), i = col / k % k, j = col % k, m = t.copy_of[i];
-            t.offset[n] = static_cast<std::uint32_t>(((c * k + j) * t.copies() + m) * t.plane_stride + t.lead[m] + i * ow);
         }
+        t.segment.push_back(static_cast<std::uint32_t>(t.offset.size()));
         return t;
     }
 
@@ -189,18 +260,11 @@ struct conv_taps {
 
 namespace detail {
 
-/// Q vectors of one filter's output plane, starting from `bias` (first channel block) or
-/// from the partial sums in y, plus the non-zeros [k0, k1); `valid` floats of the Q vectors
-/// are stored (the rest belong to the next plane), with max(0, .) if Relu (relu_fn's rule:
-/// NaN stays). With at most 4 accumulators, even and odd non-zeros go to two sets added
-/// at the end: a single set of 4 is 4 chains of dependent multiply-adds, bound by their
-/// latency.
-template <int Q, bool Relu>
-[[gnu::always_inline]] inline void direct_conv_block(const std::uint32_t* __restrict off, const float* __restrict val, std::uint32_t k0,
-                              std::uint32_t k1, const float* __restrict xs, bool from_bias, float bias,
-                              float* __restrict y, std::size_t valid) {
-    constexpr bool two_sets = Q <= 4;
-    float16 a[Q], b[Q];
+/// Q vectors of an output plane from `bias` (first channel block) or from the partial sums
+/// in y, of which `valid` floats belong to this plane.
+template <int Q>
+[[gnu::always_inline]] inline void load_block(float16 (&a)[Q], const float* __restrict y, bool from_bias, float bias,
+                                              std::size_t valid) {
     for (int u = 0; u < Q; ++u) {
         const std::size_t at = 16 * static_cast<std::size_t>(u);
         a[u] = float16{} + bias;
@@ -210,10 +274,35 @@ template <int Q, bool Relu>
             a[u] = float16{};
             if (at < valid) std::memcpy(&a[u], y + at, (valid - at) * sizeof(float));
         }
-        b[u] = float16{};
     }
+}
+
+/// Stores the `valid` floats of a (+ a2 when Two), with max(0, .) if Relu (relu_fn's rule:
+/// NaN stays).
+template <int Q, bool Relu, bool Two>
+[[gnu::always_inline]] inline void store_block(const float16 (&a)[Q], const float16 (&a2)[Q], float* __restrict y,
+                                               std::size_t valid) {
+    for (int u = 0; u < Q; ++u) {
+        float16 r = a[u];
+        if constexpr (Two) r += a2[u];
+        if constexpr (Relu) r = r < 0.0f ? float16{} : r;
+        const std::size_t at = 16 * static_cast<std::size_t>(u);
+        if (at + 16 <= valid)
+            std::memcpy(y + at, &r, sizeof r);
+        else if (at < valid)
+            std::memcpy(y + at, &r, (valid - at) * sizeof(float));
+    }
+}
+
+/// a (and a2, when Two) += val[k] * the Q vectors at xs + off[k], k in [k0, k1). With at
+/// most 4 accumulators, even and odd entries go to the two sets: a single set of 4 is 4
+/// chains of dependent multiply-adds, bound by their latency.
+template <int Q, bool Two>
+[[gnu::always_inline]] inline void accumulate_run(const std::uint32_t* __restrict off, const float* __restrict val,
+                                                  std::uint32_t k0, std::uint32_t k1, const float* __restrict xs,
+                                                  float16 (&a)[Q], float16 (&a2)[Q]) {
     std::uint32_t k = k0;
-    if constexpr (two_sets)
+    if constexpr (Two)
         for (; k + 2 <= k1; k += 2) {
             const float* xr = xs + off[k];
             const float* xq = xs + off[k + 1];
@@ -223,7 +312,7 @@ template <int Q, bool Relu>
                 std::memcpy(&t, xr + 16 * u, sizeof t);
                 std::memcpy(&r, xq + 16 * u, sizeof r);
                 a[u] += v * t;
-                b[u] += w * r;
+                a2[u] += w * r;
             }
         }
     for (; k < k1; ++k) {
@@ -235,31 +324,77 @@ template <int Q, bool Relu>
             a[u] += v * t;
         }
     }
-    for (int u = 0; u < Q; ++u) {
-        float16 r = a[u];
-        if constexpr (two_sets) r += b[u];
-        if constexpr (Relu) r = r < 0.0f ? float16{} : r;
-        const std::size_t at = 16 * static_cast<std::size_t>(u);
-        if (at + 16 <= valid)
-            std::memcpy(y + at, &r, sizeof r);
-        else if (at < valid)
-            std::memcpy(y + at, &r, (valid - at) * sizeof(float));
+}
+
+/// Makes the compiler load v once into a register: without this GCC folded the load into
+/// each multiply-add that uses it, loading shared slices twice.
+[[gnu::always_inline]] inline void keep_in_register(float16& v) { asm("" : "+v"(v)); }
+
+/// The entries both filters of a pair have: each slice loaded once, added to a (val) and
+/// b (val_b); the second sets take odd entries when Two.
+template <int Q, bool Two>
+[[gnu::always_inline]] inline void accumulate_shared(const std::uint32_t* __restrict off, const float* __restrict val,
+                                                     const float* __restrict val_b, std::uint32_t k0, std::uint32_t k1,
+                                                     const float* __restrict xs, float16 (&a)[Q], float16 (&b)[Q],
+                                                     float16 (&a2)[Q], float16 (&b2)[Q]) {
+    std::uint32_t k = k0;
+    if constexpr (Two)
+        for (; k + 2 <= k1; k += 2) {
+            const float* xr = xs + off[k];
+            const float* xq = xs + off[k + 1];
+            const float v = val[k], w = val_b[k], v2 = val[k + 1], w2 = val_b[k + 1];
+            for (int u = 0; u < Q; ++u) {
+                float16 t, r;
+                std::memcpy(&t, xr + 16 * u, sizeof t);
+                std::memcpy(&r, xq + 16 * u, sizeof r);
+                keep_in_register(t);
+                keep_in_register(r);
+                a[u] += v * t;
+                b[u] += w * t;
+                a2[u] += v2 * r;
+                b2[u] += w2 * r;
+            }
+        }
+    for (; k < k1; ++k) {
+        const float* xr = xs + off[k];
+        const float v = val[k], w = val_b[k];
+        for (int u = 0; u < Q; ++u) {
+            float16 t;
+            std::memcpy(&t, xr + 16 * u, sizeof t);
+            keep_in_register(t);
+            a[u] += v * t;
+            b[u] += w * t;
+        }
     }
 }
 
-/// direct_conv_block for every filter: vectors [v0, v0 + Q) of each output plane, channel
-/// block c. One call per block of vectors and channels (a call per filter cost a tenth of
-/// LeNet-5's second convolution).
+/// Vectors [v0, v0 + Q) of every filter's output plane, channel block c, one filter pair at
+/// a time (both planes' vectors in registers). One call per block of vectors and channels:
+/// a call per filter cost a tenth of LeNet-5's second convolution.
 template <int Q, bool Relu>
 [[gnu::noinline]] void direct_conv_filters(const conv_taps& t, std::size_t c, std::size_t v0, const float* bias,
                                            const float* xs, float* y) {
-    const std::size_t cb = t.channel_blocks(), plane = t.out_plane();
-    const std::uint32_t* starts = t.block_start.data() + c;
-    for (std::size_t o = 0; o < t.filters; ++o, starts += cb + 1) {
-        const std::uint32_t k0 = starts[0], k1 = starts[1];
-        if (c > 0 && k0 == k1 && !Relu) continue;  // nothing to add
-        direct_conv_block<Q, Relu>(t.offset.data(), t.value.data(), k0, k1, xs + 16 * v0, c == 0, bias[o],
-                                   y + o * plane + 16 * v0, plane - 16 * v0);
+    constexpr bool two = Q <= 4;
+    const std::size_t cb = t.channel_blocks(), plane = t.out_plane(), valid = plane - 16 * v0;
+    const std::uint32_t* off = t.offset.data();
+    const float* val = t.value.data();
+    xs += 16 * v0;
+    y += 16 * v0;
+    for (std::size_t p = 0; p < t.first.size(); ++p) {
+        const std::uint32_t* seg = t.segment.data() + (p * cb + c) * 3;
+        if (c > 0 && seg[0] == seg[3] && !Relu) continue;  // nothing to add
+        const std::size_t oa = t.first[p], ob = t.second[p];
+        const bool has_b = ob < t.filters;
+        float16 a[Q], b[Q], a2[Q], b2[Q];
+        load_block(a, y + oa * plane, c == 0, bias[oa], valid);
+        if (has_b) load_block(b, y + ob * plane, c == 0, bias[ob], valid);
+        for (int u = 0; u < Q; ++u) a2[u] = b2[u] = float16{};
+        if (has_b) accumulate_shared<Q, two>(off, val, t.value_second.data(), seg[0], seg[1], xs, a, b, a2, b2);
+        accumulate_run<Q, two>(off, val, seg[1], seg[2], xs, a, a2);
+        store_block<Q, Relu, two>(a, a2, y + oa * plane, valid);
+        if (!has_b) continue;
+        accumulate_run<Q, two>(off, val, seg[2], seg[3], xs, b, b2);
+        store_block<Q, Relu, two>(b, b2, y + ob * plane, valid);
     }
 }
 

@@ -301,7 +301,7 @@ private:
         // Direct sparse convolution, no unfolded input, unless its shifted planes would take
         // more than 64 MiB (the bound the loader puts on the unfolded input).
         if (sparse && op.stride == 1 && conv_taps::shifted_bound(g) <= detail::max_model_elements) {
-            if (op.taps.filters != op.rows() || op.taps.channels != op.in.c || op.taps.offset.size() != op.csr.nonzeros())
+            if (op.taps.filters != op.rows() || op.taps.channels != op.in.c || op.taps.nonzeros != op.csr.nonzeros())
                 op.taps = conv_taps::from_csr(op.csr, g);
             const std::size_t batch = x.shape(0);
             if (xpad_.size() < op.taps.shifted_size() + 16) xpad_.resize(op.taps.shifted_size() + 16);  // only grows: no refill
