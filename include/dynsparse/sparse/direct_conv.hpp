@@ -26,34 +26,55 @@
 namespace dynsparse {
 
 namespace detail {
-/// Copies `rows` rows of 8 * Chunks floats (src rows `lds` apart, dst rows `ldd` apart, in
-/// increasing address order). Fixed-length copies: with a run-time count GCC turns them
-/// into memcpy calls (3-4 us for the 1200 rows of LeNet-5's second convolution).
-template <std::size_t Chunks>
-inline void copy_rows_fixed(const float* src, std::size_t lds, float* dst, std::size_t ldd, std::size_t rows) {
+/// Copies `rows` rows of 8 * Chunks floats (src rows `lds` apart) to dst and, if not null,
+/// to dst2 (rows `ldd` apart in both, in increasing address order). Fixed-length copies:
+/// with a run-time count GCC turns them into memcpy calls (3-4 us for the 1200 rows of
+/// LeNet-5's second convolution).
+template <std::size_t Chunks, bool Two>
+inline void copy_rows_fixed(const float* src, std::size_t lds, float* dst, float* dst2, std::size_t ldd,
+                            std::size_t rows) {
     using chunk = float __attribute__((vector_size(32)));
-    for (const float* end = src + rows * lds; src != end; src += lds, dst += ldd)
+    for (std::size_t y = 0; y < rows; ++y, src += lds, dst += ldd, dst2 += Two ? ldd : 0)
         for (std::size_t e = 0; e < Chunks; ++e) {
             chunk v;
             std::memcpy(&v, src + 8 * e, sizeof v);
             std::memcpy(dst + 8 * e, &v, sizeof v);
+            if constexpr (Two) std::memcpy(dst2 + 8 * e, &v, sizeof v);
         }
 }
-/// Zeros [from, to) in 16-float stores; may write up to 15 floats past `to`.
+template <std::size_t Chunks>
+inline void copy_rows_fixed(const float* src, std::size_t lds, float* dst, float* dst2, std::size_t ldd,
+                            std::size_t rows) {
+    if (dst2 != nullptr)
+        copy_rows_fixed<Chunks, true>(src, lds, dst, dst2, ldd, rows);
+    else
+        copy_rows_fixed<Chunks, false>(src, lds, dst, dst2, ldd, rows);
+}
+/// Zeros [from, to): 16 floats per store, then 8, then one at a time.
 inline void zero_floats(float* from, const float* to) {
     using zero16 = float __attribute__((vector_size(64)));
+    using zero8 = float __attribute__((vector_size(32)));
     const zero16 z{};
-    for (; from < to; from += 16) std::memcpy(from, &z, sizeof z);
+    const zero8 z8{};
+    for (; from + 16 <= to; from += 16) std::memcpy(from, &z, sizeof z);
+    if (from + 8 <= to) {
+        std::memcpy(from, &z8, sizeof z8);
+        from += 8;
+    }
+    for (; from < to; ++from) *from = 0.0f;
 }
-inline void copy_rows(std::size_t chunks, const float* src, std::size_t lds, float* dst, std::size_t ldd,
+inline void copy_rows(std::size_t chunks, const float* src, std::size_t lds, float* dst, float* dst2, std::size_t ldd,
                       std::size_t rows) {
     switch (chunks) {
-        case 1: copy_rows_fixed<1>(src, lds, dst, ldd, rows); return;
-        case 2: copy_rows_fixed<2>(src, lds, dst, ldd, rows); return;
-        case 3: copy_rows_fixed<3>(src, lds, dst, ldd, rows); return;
-        case 4: copy_rows_fixed<4>(src, lds, dst, ldd, rows); return;
+        case 1: copy_rows_fixed<1>(src, lds, dst, dst2, ldd, rows); return;
+        case 2: copy_rows_fixed<2>(src, lds, dst, dst2, ldd, rows); return;
+        case 3: copy_rows_fixed<3>(src, lds, dst, dst2, ldd, rows); return;
+        case 4: copy_rows_fixed<4>(src, lds, dst, dst2, ldd, rows); return;
         default:
-            for (std::size_t y = 0; y < rows; ++y) std::memcpy(dst + y * ldd, src + y * lds, chunks * 8 * sizeof(float));
+            for (std::size_t y = 0; y < rows; ++y) {
+                std::memcpy(dst + y * ldd, src + y * lds, chunks * 8 * sizeof(float));
+                if (dst2 != nullptr) std::memcpy(dst2 + y * ldd, src + y * lds, chunks * 8 * sizeof(float));
+            }
     }
 }
 }  // namespace detail
@@ -206,54 +227,49 @@ struct conv_taps {
 
     /// Writes the shifted planes of one sample x (C x H x W) to xs (shifted_size() floats).
     /// Rows that lie inside the input are copied 8 floats at a time (a run-time row length of 8
-    /// or 24 floats left GCC with scalar copies); such a copy may write up to 7 floats past
-    /// its row, which the next row, the zeros after the rows or the slack overwrite, as
-    /// everything is written in address order. Rows at a padded edge go float by float. The
-    /// zeros before and after a plane's rows are written 16 at a time in the same way (as
-    /// memset calls they were a fifth of this function's time). Further copies of a plane
-    /// move the first copy's rows as one contiguous block.
+    /// or 24 floats left GCC with scalar copies), to every copy of the plane as they are
+    /// read; such a copy may write up to 7 floats past its row, which the next row or the
+    /// zeros after the rows overwrite. Rows at a padded edge go float by float. The zeros
+    /// before and after a plane's rows are written 16 at a time (as memset calls they were a
+    /// fifth of this function's time). (Copying the first copy's rows to the second instead
+    /// read 64 bytes just written by 32-byte stores, which the store buffer cannot forward.)
     void shift_sample(const float* __restrict x, float* __restrict xs) const {
-        const std::size_t p = padding, ow = out_width, hp = height + 2 * p;
+        const std::size_t p = padding, ow = out_width, nc = copies();
         const float* const x_end = x + channels * height * width;
         const std::size_t chunks = (ow + 7) / 8;  // 8-float copies per row
         for (std::size_t c = 0; c < channels; ++c)
-            for (std::size_t j = 0; j < kernel; ++j)
-                for (std::size_t m = 0; m < copies(); ++m) {
-                    float* plane = xs + ((c * kernel + j) * copies() + m) * plane_stride;
-                    float* dst = plane + lead[m];
-                    if (m > 0) {  // the first copy's rows, contiguous: whole 8-float moves
-                        const float* first = xs + (c * kernel + j) * copies() * plane_stride + lead[0];
-                        detail::zero_floats(plane, dst);
-                        using move8 = float __attribute__((vector_size(32)));
-                        for (std::size_t e = 0; e < hp * ow; e += 8) {  // reads and writes up to 7 more
-                            move8 v;
-                            std::memcpy(&v, first + e, sizeof v);
-                            std::memcpy(dst + e, &v, sizeof v);
-                        }
-                        detail::zero_floats(dst + hp * ow, plane + plane_stride);
-                        continue;
-                    }
-                    // Output columns [lo, hi) read input columns ox + j - p inside [0, W).
-                    const std::size_t hi = width + p > j ? std::min(ow, width + p - j) : 0;
-                    const std::size_t lo = std::min(hi, j >= p ? 0 : p - j);
-                    detail::zero_floats(plane, dst + p * ow);
-                    const float* src = x + c * height * width + j + lo - p;
-                    float* d = dst + p * ow;
-                    std::size_t y = 0;
-                    if (lo == 0 && hi == ow) {  // whole 8-float copies while they stay inside x
-                        const std::size_t room = static_cast<std::size_t>(x_end - src);  // rows r with r * width + 8 * chunks <= room
-                        const std::size_t rows = room < 8 * chunks ? 0 : std::min(height, (room - 8 * chunks) / width + 1);
-                        detail::copy_rows(chunks, src, width, d, ow, rows);
-                        y = rows;
-                    }
-                    for (; y < height; ++y) {
-                        float* __restrict r = d + y * ow;
+            for (std::size_t j = 0; j < kernel; ++j) {
+                float* plane[2] = {nullptr, nullptr};
+                float* d[2] = {nullptr, nullptr};  // first row inside the input, per copy
+                for (std::size_t m = 0; m < nc; ++m) {
+                    plane[m] = xs + ((c * kernel + j) * nc + m) * plane_stride;
+                    d[m] = plane[m] + lead[m] + p * ow;
+                    detail::zero_floats(plane[m], d[m]);
+                }
+                // Output columns [lo, hi) read input columns ox + j - p inside [0, W).
+                const std::size_t hi = width + p > j ? std::min(ow, width + p - j) : 0;
+                const std::size_t lo = std::min(hi, j >= p ? 0 : p - j);
+                const float* src = x + c * height * width + j + lo - p;
+                std::size_t y0 = 0;
+                if (lo == 0 && hi == ow) {  // whole 8-float copies while they stay inside x
+                    // rows r with r * width + 8 * chunks <= room (all of them but near the end of x)
+                    const std::size_t room = static_cast<std::size_t>(x_end - src);
+                    const std::size_t rows = room >= (height - 1) * width + 8 * chunks ? height
+                                             : room < 8 * chunks                      ? 0
+                                                                                      : (room - 8 * chunks) / width + 1;
+                    detail::copy_rows(chunks, src, width, d[0], d[1], ow, rows);
+                    y0 = rows;
+                }
+                for (std::size_t m = 0; m < nc; ++m) {
+                    for (std::size_t y = y0; y < height; ++y) {
+                        float* __restrict r = d[m] + y * ow;
                         for (std::size_t ox = 0; ox < lo; ++ox) r[ox] = 0.0f;
                         for (std::size_t ox = lo; ox < hi; ++ox) r[ox] = src[y * width + ox - lo];
                         for (std::size_t ox = hi; ox < ow; ++ox) r[ox] = 0.0f;
                     }
-                    detail::zero_floats(d + height * ow, plane + plane_stride);
+                    detail::zero_floats(d[m] + height * ow, plane[m] + plane_stride);
                 }
+            }
         std::fill(xs + channels * kernel * copies() * plane_stride, xs + shifted_size(), 0.0f);
     }
 };
