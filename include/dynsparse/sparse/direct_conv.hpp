@@ -384,21 +384,68 @@ template <int Q, bool Two>
     }
 }
 
+/// 2x2 max pooling, stride 2, of `rows` (even) rows of width w (even) at src into dst
+/// (rows / 2 x w / 2), with the engine's max_pool rules: the larger of the two rows, then
+/// of each horizontal pair. `pairs` holds rows / 2 * w floats.
+inline void pool_2x2_rows(const float* __restrict src, std::size_t rows, std::size_t w, float* __restrict pairs,
+                          float* __restrict dst) {
+    if (w % 8 == 0) {  // 8 floats at a time (with a run-time width GCC left these loops scalar)
+        using f8 = float __attribute__((vector_size(32)));
+        for (std::size_t q = 0; q < rows / 2; ++q)
+            for (std::size_t e = 0; e < w; e += 8) {
+                f8 top, bottom;
+                std::memcpy(&top, src + 2 * q * w + e, sizeof top);
+                std::memcpy(&bottom, src + (2 * q + 1) * w + e, sizeof bottom);
+                const f8 m = bottom > top ? bottom : top;
+                std::memcpy(pairs + q * w + e, &m, sizeof m);
+            }
+        for (std::size_t q = 0, n = rows / 2 * w; q < n; q += 8) {  // pairs of pairs: 8 floats -> 4
+            f8 v;
+            std::memcpy(&v, pairs + q, sizeof v);
+            const f8 even = __builtin_shufflevector(v, v, 0, 2, 4, 6, 0, 2, 4, 6);
+            const f8 odd = __builtin_shufflevector(v, v, 1, 3, 5, 7, 1, 3, 5, 7);
+            const f8 m = even < odd ? odd : even;  // std::max(even, odd)
+            std::memcpy(dst + q / 2, &m, 4 * sizeof(float));
+        }
+        return;
+    }
+    for (std::size_t q = 0; q < rows / 2; ++q)
+        for (std::size_t e = 0; e < w; ++e) {
+            const float top = src[2 * q * w + e], bottom = src[(2 * q + 1) * w + e];
+            pairs[q * w + e] = bottom > top ? bottom : top;
+        }
+    for (std::size_t q = 0, n = rows / 2 * (w / 2); q < n; ++q) dst[q] = std::max(pairs[2 * q], pairs[2 * q + 1]);
+}
+
 /// Vectors [v0, v0 + Q) of every filter's output plane, channel block c, one filter pair at
 /// a time (both planes' vectors in registers). One call per block of vectors and channels:
-/// a call per filter cost a tenth of LeNet-5's second convolution.
+/// a call per filter cost a tenth of LeNet-5's second convolution. If `pooled` is given (last
+/// channel block, blocks starting on even rows), the block is stored 2x2 max pooled there
+/// (c_out x oh / 2 x ow / 2) instead of in y.
 template <int Q, bool Relu>
 [[gnu::noinline]] void direct_conv_filters(const conv_taps& t, std::size_t c, std::size_t v0, const float* bias,
-                                           const float* xs, float* y) {
+                                           const float* xs, float* y, float* pooled) {
     constexpr bool two = Q <= 4;
     const std::size_t cb = t.channel_blocks(), plane = t.out_plane(), valid = plane - 16 * v0;
     const std::uint32_t* off = t.offset.data();
     const float* val = t.value.data();
+    const std::size_t ow = t.out_width, pooled_plane = t.out_height / 2 * (ow / 2);
+    const std::size_t rows = std::min<std::size_t>(16 * Q, valid) / ow;  // whole rows in the block (when pooling)
+    float* const pooled_at = pooled == nullptr ? nullptr : pooled + 16 * v0 / ow / 2 * (ow / 2);
+    alignas(64) float block[16 * Q], pairs[8 * Q];
+    auto store = [&](const float16(&acc)[Q], const float16(&acc2)[Q], std::size_t o) {
+        if (pooled == nullptr) {
+            store_block<Q, Relu, two>(acc, acc2, y + o * plane, valid);
+            return;
+        }
+        store_block<Q, Relu, two>(acc, acc2, block, 16 * Q);
+        pool_2x2_rows(block, rows, ow, pairs, pooled_at + o * pooled_plane);
+    };
     xs += 16 * v0;
     y += 16 * v0;
     for (std::size_t p = 0; p < t.first.size(); ++p) {
         const std::uint32_t* seg = t.segment.data() + (p * cb + c) * 3;
-        if (c > 0 && seg[0] == seg[3] && !Relu) continue;  // nothing to add
+        if (c > 0 && seg[0] == seg[3] && !Relu && pooled == nullptr) continue;  // nothing to add
         const std::size_t oa = t.first[p], ob = t.second[p];
         const bool has_b = ob < t.filters;
         float16 a[Q], b[Q], a2[Q], b2[Q];
@@ -407,29 +454,29 @@ template <int Q, bool Relu>
         for (int u = 0; u < Q; ++u) a2[u] = b2[u] = float16{};
         if (has_b) accumulate_shared<Q, two>(off, val, t.value_second.data(), seg[0], seg[1], xs, a, b, a2, b2);
         accumulate_run<Q, two>(off, val, seg[1], seg[2], xs, a, a2);
-        store_block<Q, Relu, two>(a, a2, y + oa * plane, valid);
+        store(a, a2, oa);
         if (!has_b) continue;
         accumulate_run<Q, two>(off, val, seg[2], seg[3], xs, b, b2);
-        store_block<Q, Relu, two>(b, b2, y + ob * plane, valid);
+        store(b, b2, ob);
     }
 }
 
 template <bool Relu>
 inline void direct_conv_filters_q(std::size_t q, const conv_taps& t, std::size_t c, std::size_t v0, const float* bias,
-                                  const float* xs, float* y) {
+                                  const float* xs, float* y, float* pooled) {
     switch (q) {
-        case 1: direct_conv_filters<1, Relu>(t, c, v0, bias, xs, y); break;
-        case 2: direct_conv_filters<2, Relu>(t, c, v0, bias, xs, y); break;
-        case 3: direct_conv_filters<3, Relu>(t, c, v0, bias, xs, y); break;
-        case 4: direct_conv_filters<4, Relu>(t, c, v0, bias, xs, y); break;
-        case 5: direct_conv_filters<5, Relu>(t, c, v0, bias, xs, y); break;
-        case 6: direct_conv_filters<6, Relu>(t, c, v0, bias, xs, y); break;
-        case 7: direct_conv_filters<7, Relu>(t, c, v0, bias, xs, y); break;
-        case 8: direct_conv_filters<8, Relu>(t, c, v0, bias, xs, y); break;
-        case 9: direct_conv_filters<9, Relu>(t, c, v0, bias, xs, y); break;
-        case 10: direct_conv_filters<10, Relu>(t, c, v0, bias, xs, y); break;
-        case 11: direct_conv_filters<11, Relu>(t, c, v0, bias, xs, y); break;
-        default: direct_conv_filters<12, Relu>(t, c, v0, bias, xs, y); break;
+        case 1: direct_conv_filters<1, Relu>(t, c, v0, bias, xs, y, pooled); break;
+        case 2: direct_conv_filters<2, Relu>(t, c, v0, bias, xs, y, pooled); break;
+        case 3: direct_conv_filters<3, Relu>(t, c, v0, bias, xs, y, pooled); break;
+        case 4: direct_conv_filters<4, Relu>(t, c, v0, bias, xs, y, pooled); break;
+        case 5: direct_conv_filters<5, Relu>(t, c, v0, bias, xs, y, pooled); break;
+        case 6: direct_conv_filters<6, Relu>(t, c, v0, bias, xs, y, pooled); break;
+        case 7: direct_conv_filters<7, Relu>(t, c, v0, bias, xs, y, pooled); break;
+        case 8: direct_conv_filters<8, Relu>(t, c, v0, bias, xs, y, pooled); break;
+        case 9: direct_conv_filters<9, Relu>(t, c, v0, bias, xs, y, pooled); break;
+        case 10: direct_conv_filters<10, Relu>(t, c, v0, bias, xs, y, pooled); break;
+        case 11: direct_conv_filters<11, Relu>(t, c, v0, bias, xs, y, pooled); break;
+        default: direct_conv_filters<12, Relu>(t, c, v0, bias, xs, y, pooled); break;
     }
 }
 
@@ -439,21 +486,38 @@ inline void direct_conv_filters_q(std::size_t q, const conv_taps& t, std::size_t
 /// (12: LeNet-5's 24x24 planes in 3 blocks; 8 left 5 blocks and was 5% slower).
 inline constexpr std::size_t max_q = 12;
 
+/// Vectors of the output plane per block when a 2x2 max pooling is fused into the
+/// convolution (blocks must start on even rows), or 0 when it cannot be (odd output sizes,
+/// or a row pair whose width is not a whole number of vectors within max_q vectors).
+inline std::size_t pooled_block_vectors(std::size_t out_height, std::size_t out_width) {
+    if (out_height % 2 != 0 || out_width % 2 != 0) return 0;
+    std::size_t unit = 1;  // vectors: the smallest whole number of row pairs
+    while (unit * 16 % (2 * out_width) != 0 && unit <= max_q) ++unit;
+    return unit > max_q ? 0 : max_q / unit * unit;
+}
+
 /// y = conv(x, W) + b, then max(0, .) if `relu`, for one sample whose shifted planes
 /// (shift_sample) are xs (64-byte aligned for aligned loads); y is c_out x oh x ow.
 /// Channel blocks outermost (see conv_taps::channel_block), then blocks of at most max_q
 /// vectors of the output planes (as even as possible), then filters: each filter's block
 /// is held in registers while its non-zeros of the channel block stream past.
-inline void direct_sparse_conv(const conv_taps& t, const float* bias, const float* xs, float* y, bool relu) {
-    const std::size_t nv = t.vectors(), blocks = (nv + max_q - 1) / max_q, cb = t.channel_blocks();
+/// With `pooled` (only if pooled_block_vectors() > 0), a 2x2 max pooling of stride 2
+/// follows and its result (c_out x oh / 2 x ow / 2) goes to pooled, computed as each block
+/// leaves the registers; y then only holds partial sums between channel blocks.
+inline void direct_sparse_conv(const conv_taps& t, const float* bias, const float* xs, float* y, bool relu,
+                               float* pooled = nullptr) {
+    const std::size_t nv = t.vectors(), cb = t.channel_blocks();
+    const std::size_t per_block = pooled == nullptr ? 0 : pooled_block_vectors(t.out_height, t.out_width);
+    const std::size_t blocks = per_block > 0 ? (nv + per_block - 1) / per_block : (nv + max_q - 1) / max_q;
     for (std::size_t c = 0; c < cb; ++c) {
         const bool last = c + 1 == cb;
         for (std::size_t b = 0, v0 = 0; b < blocks; ++b) {
-            const std::size_t v1 = nv * (b + 1) / blocks;
+            const std::size_t v1 = per_block > 0 ? std::min(nv, v0 + per_block) : nv * (b + 1) / blocks;
+            float* pool_to = last && per_block > 0 ? pooled : nullptr;
             if (relu && last)
-                detail::direct_conv_filters_q<true>(v1 - v0, t, c, v0, bias, xs, y);
+                detail::direct_conv_filters_q<true>(v1 - v0, t, c, v0, bias, xs, y, pool_to);
             else
-                detail::direct_conv_filters_q<false>(v1 - v0, t, c, v0, bias, xs, y);
+                detail::direct_conv_filters_q<false>(v1 - v0, t, c, v0, bias, xs, y, pool_to);
             v0 = v1;
         }
     }
