@@ -386,27 +386,24 @@ template <int Q, bool Two>
 
 /// 2x2 max pooling, stride 2, of `rows` (even) rows of width w (even) at src into dst
 /// (rows / 2 x w / 2), with the engine's max_pool rules: the larger of the two rows, then
-/// of each horizontal pair. `pairs` holds rows / 2 * w floats.
+/// of each horizontal pair. `pairs` (rows / 2 * w floats) is scratch for widths that are not a
+/// multiple of 8.
 inline void pool_2x2_rows(const float* __restrict src, std::size_t rows, std::size_t w, float* __restrict pairs,
                           float* __restrict dst) {
-    if (w % 8 == 0) {  // 8 floats at a time (with a run-time width GCC left these loops scalar)
+    if (w % 8 == 0) {  // 8 floats of a row pair at a time, in registers
         using f8 = float __attribute__((vector_size(32)));
+        using f4 = float __attribute__((vector_size(16)));
         for (std::size_t q = 0; q < rows / 2; ++q)
             for (std::size_t e = 0; e < w; e += 8) {
                 f8 top, bottom;
                 std::memcpy(&top, src + 2 * q * w + e, sizeof top);
                 std::memcpy(&bottom, src + (2 * q + 1) * w + e, sizeof bottom);
                 const f8 m = bottom > top ? bottom : top;
-                std::memcpy(pairs + q * w + e, &m, sizeof m);
+                const f4 even = __builtin_shufflevector(m, m, 0, 2, 4, 6);
+                const f4 odd = __builtin_shufflevector(m, m, 1, 3, 5, 7);
+                const f4 r = even < odd ? odd : even;  // std::max(even, odd)
+                std::memcpy(dst + q * (w / 2) + e / 2, &r, sizeof r);
             }
-        for (std::size_t q = 0, n = rows / 2 * w; q < n; q += 8) {  // pairs of pairs: 8 floats -> 4
-            f8 v;
-            std::memcpy(&v, pairs + q, sizeof v);
-            const f8 even = __builtin_shufflevector(v, v, 0, 2, 4, 6, 0, 2, 4, 6);
-            const f8 odd = __builtin_shufflevector(v, v, 1, 3, 5, 7, 1, 3, 5, 7);
-            const f8 m = even < odd ? odd : even;  // std::max(even, odd)
-            std::memcpy(dst + q / 2, &m, 4 * sizeof(float));
-        }
         return;
     }
     for (std::size_t q = 0; q < rows / 2; ++q)
