@@ -9,8 +9,10 @@
 // plane of its filter, is the OH * OW contiguous floats of plane (c, j) from row i on: each
 // non-zero weight is one offset, and a filter's output plane is a sum of shifted slices,
 // one vectorised AXPY per non-zero, with the plane's accumulators in registers while the
-// filter's non-zeros stream past. Several samples share a block of accumulators when a plane
-// is small (each weight and offset loaded once for all of them).
+// filter's non-zeros stream past. Filters go in pairs chosen to share many non-zero
+// positions, so a slice both use is loaded once for the two (conv_taps::pair_filters). A
+// 2x2 max pooling that follows can be applied as the accumulators are stored
+// (pooled_block_vectors).
 // The copy is k times the input (9 600 floats for LeNet-5's second convolution, a third of
 // its unfolded input); computing on "wide" rows of Wp columns straight from xp instead needs
 // no copy but does Wp / OW times the multiply-adds (1.5x there) and was slower.
