@@ -345,8 +345,13 @@ template <int Q, bool Two>
 }
 
 /// Makes the compiler load v once into a register: without this GCC folded the load into
-/// each multiply-add that uses it, loading shared slices twice.
-[[gnu::always_inline]] inline void keep_in_register(float16& v) { asm("" : "+v"(v)); }
+/// each multiply-add that uses it, loading shared slices twice. Only where 16 floats fit
+/// one register (AVX-512); elsewhere nothing.
+[[gnu::always_inline]] inline void keep_in_register([[maybe_unused]] float16& v) {
+#if defined(__AVX512F__)
+    asm("" : "+v"(v));
+#endif
+}
 
 /// The entries both filters of a pair have: each slice loaded once, added to a (val) and
 /// b (val_b); the second sets take odd entries when Two.
