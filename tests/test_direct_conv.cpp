@@ -1,6 +1,7 @@
 // The sparse engine's direct convolution (sparse/direct_conv.hpp) and its tiled 2x2 max
 // pooling, against plain reference loops: odd sizes, padding, 1x1 and whole-input kernels,
-// filters and channels without non-zeros, several channel blocks, batch 1 and more.
+// filters and channels without non-zeros, several channel blocks, batch 1 and more, with
+// and without the 2x2 max pooling fused into the convolution.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -76,6 +77,7 @@ const conv_case cases[] = {
     {2, 5, 5, 3, 5, 0, 0.5},     // the kernel covers the input: 1x1 output
     {3, 40, 40, 3, 3, 1, 0.3},   // planes of 40 KiB per channel: 3 channel blocks
     {20, 12, 12, 6, 5, 0, 0.3},  // LeNet-5's second layer, fewer filters
+    {2, 14, 14, 5, 3, 0, 0.5},   // 12x12 outputs (pooled rows not a multiple of 8), an odd filter count
     {2, 4, 4, 3, 3, 0, 0.0},     // no non-zero at all: the bias
 };
 
@@ -108,16 +110,49 @@ TEST_CASE("direct sparse convolution equals a plain convolution") {
                 wrong += std::fabs(y[i] - ref[i]) > 1e-5 * (1.0 + std::fabs(ref[i]));
             CHECK(wrong == 0);
             CHECK(y.back() == 7.0f);
+            // With a 2x2 max pooling fused into the stores, where the output allows it.
+            const auto g = geometry(cc);
+            if (ds::pooled_block_vectors(g.out_height, g.out_width) == 0) continue;
+            const std::size_t ph = g.out_height / 2, pw = g.out_width / 2;
+            std::vector<float> partial(ref.size(), 1e30f), pooled(cc.c_out * ph * pw + 1, 7.0f);
+            ds::direct_sparse_conv(taps, b.data(), xs, partial.data(), relu, pooled.data());
+            std::size_t pooled_wrong = 0;
+            for (std::size_t o = 0; o < cc.c_out; ++o)
+                for (std::size_t py = 0; py < ph; ++py)
+                    for (std::size_t px = 0; px < pw; ++px) {
+                        double best = -1e300;
+                        for (std::size_t i = 0; i < 2; ++i)
+                            for (std::size_t j = 0; j < 2; ++j)
+                                best = std::max(best, ref[(o * g.out_height + 2 * py + i) * g.out_width + 2 * px + j]);
+                        const float got = pooled[(o * ph + py) * pw + px];
+                        pooled_wrong += std::fabs(got - best) > 1e-5 * (1.0 + std::fabs(best));
+                    }
+            CHECK(pooled_wrong == 0);
+            CHECK(pooled.back() == 7.0f);
         }
     }
+}
+
+TEST_CASE("2x2 max pooling can be fused into the direct convolution's stores when row pairs fill whole vectors") {
+    CHECK(ds::pooled_block_vectors(24, 24) == 12);  // LeNet-5's first layer: 3 vectors hold 2 rows
+    CHECK(ds::pooled_block_vectors(8, 8) == 12);    // its second: 1 vector
+    CHECK(ds::pooled_block_vectors(12, 6) == 12);   // 3 vectors hold 4 rows
+    CHECK(ds::pooled_block_vectors(40, 40) == 10);  // 5 vectors hold 2 rows
+    CHECK(ds::pooled_block_vectors(7, 8) == 0);     // odd height
+    CHECK(ds::pooled_block_vectors(8, 5) == 0);     // odd width
+    CHECK(ds::pooled_block_vectors(8, 26) == 0);    // 13 vectors for a whole number of row pairs
 }
 
 TEST_CASE("the engine's convolutions and 2x2 max pooling equal plain loops at batch 1 and 5") {
     ds::rng gen(11);
     for (const conv_case& cc : {conv_case{3, 10, 8, 4, 3, 1, 0.4}, conv_case{2, 9, 7, 3, 2, 0, 0.5},
-                               conv_case{2, 8, 6, 3, 2, 0, 0.5}}) {
+                               conv_case{2, 8, 6, 3, 2, 0, 0.5}, conv_case{3, 40, 40, 3, 3, 1, 0.3},
+                               conv_case{2, 14, 14, 5, 3, 0, 0.5}})
+      for (bool with_relu : {true, false}) {
         CAPTURE(cc.h);
-        // conv (stride 1) -> relu -> 2x2 max pool -> flatten
+        CAPTURE(with_relu);
+        // conv (stride 1) -> relu (or not) -> 2x2 max pool -> flatten; the pooling is fused
+        // into the direct convolution for 10x8, 8x6, 40x40 and 12x12 outputs
         const auto g = geometry(cc);
         ds::sparse_op conv;
         conv.kind = ds::op_kind::conv;
@@ -142,6 +177,7 @@ TEST_CASE("the engine's convolutions and 2x2 max pooling equal plain loops at ba
         ds::sparse_model m;
         m.input = conv.in;
         m.ops = {conv, relu, pool};
+        if (!with_relu) m.ops = {conv, pool};
         ds::compress(m);
         for (std::size_t batch : {1, 5}) {
             CAPTURE(batch);
@@ -152,7 +188,7 @@ TEST_CASE("the engine's convolutions and 2x2 max pooling equal plain loops at ba
                 REQUIRE(y.shape(1) == pool.out.size());
                 std::size_t wrong = 0;
                 for (std::size_t s = 0; s < batch; ++s) {
-                    const std::vector<double> c = reference_conv(cc, w, conv.bias, x.data() + s * m.input_size(), true);
+                    const std::vector<double> c = reference_conv(cc, w, conv.bias, x.data() + s * m.input_size(), with_relu);
                     for (std::size_t o = 0; o < cc.c_out; ++o)
                         for (std::size_t py = 0; py < pool.out.h; ++py)
                             for (std::size_t px = 0; px < pool.out.w; ++px) {

@@ -254,12 +254,20 @@ private:
                           (choice == kernel_choice::automatic && op.density() < sparse_density_threshold(op.kind, batch, op.stride));
             if (op.has_weights() && op.dense.size() != op.rows() * op.cols()) sparse = true;
             if (sparse) split_lstm(ops[i]);
-            // A relu right after a direct convolution is applied as its output is stored.
-            const bool fuse_relu = op.kind == op_kind::conv && sparse && op.stride == 1 && i + 1 < last &&
-                                   ops[i + 1].kind == op_kind::relu;
+            // A relu right after a direct convolution is applied as its output is stored, and a
+            // 2x2 max pooling after them (or right after the convolution) as its blocks leave
+            // the registers (sparse/direct_conv.hpp).
+            const bool direct = op.kind == op_kind::conv && sparse && op.stride == 1 &&
+                                conv_taps::shifted_bound(op.geometry()) <= detail::max_model_elements;
+            const bool fuse_relu = direct && i + 1 < last && ops[i + 1].kind == op_kind::relu;
+            const std::size_t pool_at = i + 1 + (fuse_relu ? 1 : 0);
+            const bool fuse_pool = direct && pool_at < last && is_tiled_max_pool_2x2(ops[pool_at]) &&
+                                   pooled_block_vectors(op.out.h, op.out.w) > 0;
+            matrix& out = fuse_pool ? buffers_[pool_at] : y;
+            if (fuse_pool) ensure_shape(out, rows, ops[pool_at].out.size());
             switch (op.kind) {
                 case op_kind::dense: run_dense(op, *cur, y, sparse); break;
-                case op_kind::conv: run_conv(ops[i], *cur, y, sparse, fuse_relu); break;
+                case op_kind::conv: run_conv(ops[i], *cur, out, sparse, fuse_relu, fuse_pool); break;
                 case op_kind::relu: map<detail::relu_fn>(*cur, y); break;
                 case op_kind::tanh: map<detail::tanh_fn>(*cur, y); break;
                 case op_kind::sigmoid: map<detail::sigmoid_fn>(*cur, y); break;
@@ -269,8 +277,11 @@ private:
                 case op_kind::last_step: last_step(op, *cur, y); break;
                 case op_kind::reshape: break;
             }
-            cur = own = &y;
-            if (fuse_relu) ++i;
+            cur = own = &out;
+            if (fuse_pool)
+                i = pool_at;
+            else if (fuse_relu)
+                ++i;
         }
         return *cur;
     }
@@ -296,19 +307,31 @@ private:
         }
     }
 
-    void run_conv(sparse_op& op, const matrix& x, matrix& y, bool sparse, bool relu) {
+    static bool is_tiled_max_pool_2x2(const sparse_op& op) {
+        return op.kind == op_kind::max_pool && op.kernel == 2 && op.stride == 2 && op.in.h == 2 * op.out.h &&
+               op.in.w == 2 * op.out.w;
+    }
+
+    /// y = the convolution (then max(0, .) if relu); with `pool` (direct convolution only),
+    /// y is instead its 2x2 max pooling, c_out x oh / 2 x ow / 2.
+    void run_conv(sparse_op& op, const matrix& x, matrix& y, bool sparse, bool relu, bool pool = false) {
         const detail::conv_geometry g = op.geometry();
         // Direct sparse convolution, no unfolded input, unless its shifted planes would take
         // more than 64 MiB (the bound the loader puts on the unfolded input).
         if (sparse && op.stride == 1 && conv_taps::shifted_bound(g) <= detail::max_model_elements) {
-            if (op.taps.filters != op.rows() || op.taps.channels != op.in.c || op.taps.offset.size() != op.csr.nonzeros())
+            if (op.taps.filters != op.rows() || op.taps.channels != op.in.c || op.taps.nonzeros != op.csr.nonzeros())
                 op.taps = conv_taps::from_csr(op.csr, g);
-            const std::size_t batch = x.shape(0);
+            const std::size_t batch = x.shape(0), out_size = pool ? op.out.size() / 4 : op.out.size();
             if (xpad_.size() < op.taps.shifted_size() + 16) xpad_.resize(op.taps.shifted_size() + 16);  // only grows: no refill
             float* xs = xpad_.data() + (16 - reinterpret_cast<std::uintptr_t>(xpad_.data()) / sizeof(float) % 16) % 16;
+            if (pool && partial_.size() < op.out.size()) partial_.resize(op.out.size());
             for (std::size_t r = 0; r < batch; ++r) {  // one sample at a time: its planes stay in cache
                 op.taps.shift_sample(x.data() + r * g.in_size(), xs);
-                direct_sparse_conv(op.taps, op.bias.data(), xs, y.data() + r * op.out.size(), relu);
+                float* yr = y.data() + r * out_size;
+                if (pool)
+                    direct_sparse_conv(op.taps, op.bias.data(), xs, partial_.data(), relu, yr);
+                else
+                    direct_sparse_conv(op.taps, op.bias.data(), xs, yr, relu);
             }
             return;
         }
@@ -528,7 +551,7 @@ private:
 
     std::vector<matrix> buffers_;
     matrix sample_in_, stage_;
-    std::vector<float> xt_, yt_, col_, z_, cell_, hidden_, xpad_, pairs_;
+    std::vector<float> xt_, yt_, col_, z_, cell_, hidden_, xpad_, pairs_, partial_;
 };
 
 // --------------------------------------------------------------------------- pruning
