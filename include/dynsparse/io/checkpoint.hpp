@@ -234,7 +234,7 @@ checkpoint_view checkpoint_view_of(T& trainer) {
     s.network = Net::describe();
     net.for_each_layer([&](auto& layer, std::size_t) {
         using L = std::remove_cvref_t<decltype(layer)>;
-        s.layers.push_back({[] { return std::string(L::describe()); }, &layer, &detail::visit_layer_state<L>});
+        s.layers.push_back({&detail::describe_of<L>, &layer, &detail::visit_layer_state<L>});
     });
     net.for_each_parameter([&](const parameter& p) { s.parameter_sizes.push_back(p.value.size()); });
     s.trainer = &trainer;

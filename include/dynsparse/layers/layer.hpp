@@ -102,6 +102,13 @@ namespace detail {
 struct parameter_sink {
     void operator()(const parameter&) const {}
 };
+
+/// L::describe() as a plain function: what run-time tables of layers (describe(),
+/// masked_layer_view, checkpoint_view) store for each layer type.
+template <class L>
+std::string describe_of() {
+    return std::string(L::describe());
+}
 }  // namespace detail
 
 template <class L>

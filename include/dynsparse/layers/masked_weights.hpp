@@ -236,7 +236,15 @@ public:
     }
 
 protected:
-    using masked_storage::masked_storage;
+    masked_weights_impl(std::size_t rows, std::size_t cols, bool bias)
+        : masked_storage(rows, cols, G::count(rows, cols), bias,
+                         G::varies_along_row ? 0 : rows * row_pieces<G>, row_thresholds_for(rows, cols)) {}
+
+    /// One threshold per row, threshold i for row i (per_neuron, per_filter): the
+    /// surrogate pass can then be deferred into the optimizer step row block by row block.
+    static constexpr bool row_thresholds_for(std::size_t rows, std::size_t cols) {
+        return !G::varies_along_row && !SplitRowGranularity<G> && G::count(rows, cols) == rows;
+    }
 
     /// Before a forward pass uses masked_weight_: the optimizer's mask is used once.
     void prepare_mask() {
@@ -374,15 +382,10 @@ public:
     using granularity = G;
     static constexpr std::size_t threshold_count = G::count(Rows, Cols);
     static constexpr bool has_bias = Bias;
-    /// One threshold per row, threshold i for row i (per_neuron, per_filter): the
-    /// surrogate pass can then be deferred into the optimizer step row block by row block.
-    static constexpr bool row_thresholds =
-        !G::varies_along_row && !detail::SplitRowGranularity<G> && threshold_count == Rows;
+    /// One threshold per row (see masked_weights_impl::row_thresholds_for).
+    static constexpr bool row_thresholds = detail::masked_weights_impl<S, G>::row_thresholds_for(Rows, Cols);
 
-    masked_weights()
-        : detail::masked_weights_impl<S, G>(Rows, Cols, threshold_count, Bias,
-                                            G::varies_along_row ? 0 : Rows * detail::row_pieces<G>,
-                                            row_thresholds) {}
+    masked_weights() : detail::masked_weights_impl<S, G>(Rows, Cols, Bias) {}
 };
 
 }  // namespace dynsparse

@@ -47,7 +47,7 @@ private:
 
     template <class L>
     static constexpr operations ops_for{
-        [] { return std::string(L::describe()); },
+        &detail::describe_of<L>,
         [](const void* l) { return static_cast<const L*>(l)->statistics(); },
         [](const void* l) -> std::span<const float> {
             if constexpr (requires(const L& c) { c.masked_weight(); }) {

@@ -62,11 +62,6 @@ struct layer_line {
     std::size_t rank;
 };
 
-template <class L>
-std::string describe_of() {
-    return std::string(L::describe());
-}
-
 inline void describe_lines(std::string& s, std::span<const layer_line> lines) {
     for (std::size_t i = 0; i < lines.size(); ++i) {
         s += "  [" + std::to_string(i) + "] " + lines[i].describe() + " -> (";

@@ -126,15 +126,6 @@ private:
     std::size_t resets_seen_ = 0;
 };
 
-/// Kept and total mask entries over all masked layers of a network, as of their last mask
-/// update (cheap: no strings, no pass over the weights).
-template <class Net>
-double current_remaining(const Net& net, std::size_t* resets = nullptr) {
-    const mask_totals t = totals(masked_layers(net));
-    if (resets) *resets = t.resets;
-    return t.remaining();
-}
-
 /// Connects a controller to a trainer: after every step it reads the model's remaining
 /// ratio and sets the trainer's alpha. The trainer's current alpha is the starting value;
 /// `train_size` is the number of training samples (for the step counts). Returns the
