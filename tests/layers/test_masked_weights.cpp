@@ -92,7 +92,7 @@ void check_deferred_matches(bool defers) {
         for (std::size_t threads : {1u, 2u, 3u}) {
             CAPTURE(threads);
             // (Convolutions share a batch's samples between threads, so compare at the
-            // same thread count; tests/test_parallel.cpp compares thread counts.)
+            // same thread count; tests/core/test_parallel.cpp compares thread counts.)
             const run_trace plain = run<L>(false, o, threads);
             CHECK(plain.deferred_steps == 0);
             CHECK(plain.zeroed_backwards == 0);
