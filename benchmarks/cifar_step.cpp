@@ -15,7 +15,7 @@
 #include <cstdio>
 #include <string>
 
-#include "../examples/common/cli.hpp"
+#include "../examples/cli/cli.hpp"
 #include "common/step_timing.hpp"
 
 namespace ds = dynsparse;

@@ -12,7 +12,7 @@
 #include <iostream>
 #include <numeric>
 
-#include "../examples/common/cli.hpp"
+#include "../examples/cli/cli.hpp"
 #include "common/step_timing.hpp"
 
 namespace ds = dynsparse;

@@ -21,7 +21,7 @@
 #include <string>
 #include <vector>
 
-#include "../examples/common/cli.hpp"
+#include "../examples/cli/cli.hpp"
 #include "common/step_timing.hpp"
 
 namespace ds = dynsparse;

@@ -11,7 +11,7 @@
 
 #include <iostream>
 
-#include "common/cli.hpp"
+#include "cli/cli.hpp"
 
 namespace ds = dynsparse;
 

@@ -12,7 +12,7 @@
 
 #include <memory>
 
-#include "common/run.hpp"
+#include "cli/run.hpp"
 
 namespace ds = dynsparse;
 

@@ -17,7 +17,7 @@
 
 #include <memory>
 
-#include "common/run.hpp"
+#include "cli/run.hpp"
 
 namespace ds = dynsparse;
 

@@ -7,7 +7,7 @@
 // eight gate matrices are masked with their own thresholds (per hidden unit by default);
 // the output layer is unmasked as in the paper, or masked with --masked-head. The recipe
 // is the paper's for LSTMs: Adam, learning rate 1e-3, batch 100, 20 epochs, alpha 1e-4.
-// Other flags, the report and --json are those of the other examples (common/run.hpp).
+// Other flags, the report and --json are those of the other examples (cli/run.hpp).
 //
 //   lstm_mnist [--hidden 128|256] [--masked-head] [--dense] [--epochs 20] [--batch 100]
 //              [--lr 1e-3] [--alpha 1e-4] [--surrogate long_tailed|ste|sigmoid]
@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "common/run.hpp"
+#include "cli/run.hpp"
 
 namespace ds = dynsparse;
 

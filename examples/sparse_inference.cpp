@@ -19,7 +19,7 @@
 #include <iostream>
 #include <vector>
 
-#include "common/cli.hpp"
+#include "cli/cli.hpp"
 
 namespace ds = dynsparse;
 

@@ -14,7 +14,7 @@
 // docs/results.md); --train-limit N trains on the first N images only.
 #include <dynsparse/dynsparse.hpp>
 
-#include "common/run.hpp"
+#include "cli/run.hpp"
 
 namespace ds = dynsparse;
 

@@ -13,7 +13,7 @@
 // cores (docs/results.md). Use --train-limit to try it on a subset.
 #include <dynsparse/dynsparse.hpp>
 
-#include "common/run.hpp"
+#include "cli/run.hpp"
 
 namespace ds = dynsparse;
 

@@ -1,6 +1,6 @@
-// The non-template part of the examples' command-line program (common/run.hpp), compiled
+// The non-template part of the examples' command-line program (cli/run.hpp), compiled
 // once into the examples' support library instead of into every example.
-#include "common/run.hpp"
+#include "cli/run.hpp"
 
 #include <algorithm>
 #include <chrono>

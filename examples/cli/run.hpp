@@ -16,7 +16,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "common/cli.hpp"
+#include "cli/cli.hpp"
 
 namespace examples {
 
