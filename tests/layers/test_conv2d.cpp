@@ -19,6 +19,7 @@
 #include "dynsparse/optim/optimizer.hpp"
 #include "support/fixtures.hpp"
 #include "support/gradient_check.hpp"
+#include "support/policy_lists.hpp"
 
 namespace ds = dynsparse;
 using ds::testing::as_checkable;
@@ -69,13 +70,7 @@ template class ds::detail::pool2d_layer<ds::shape<2, 6, 6>, 3, 1, false>;
 
 namespace {
 
-template <class S, class G, std::size_t Stride, std::size_t Pad>
-struct conv_combo {
-    using surrogate = S;
-    using granularity = G;
-    static constexpr std::size_t stride = Stride, padding = Pad;
-};
-
+using ds::testing::conv_combo;
 using ds::testing::place_weights;
 
 /// Input values that are distinct by at least 0.05 (so max pooling has no near-ties).
@@ -145,19 +140,6 @@ TEST_CASE_TEMPLATE("conv2d gradients match finite differences", C, conv_combo<vo
 }
 
 // ------------------------------------------------------------------ masked_conv2d
-#define DYNSPARSE_CONV_COMBOS                                                                     \
-    conv_combo<ds::long_tailed, ds::per_filter, 1, 0>, conv_combo<ds::long_tailed, ds::scalar, 1, 0>, \
-        conv_combo<ds::long_tailed, ds::per_filter, 2, 1>, conv_combo<ds::long_tailed, ds::scalar, 2, 1>, \
-        conv_combo<ds::straight_through, ds::per_filter, 1, 0>,                                   \
-        conv_combo<ds::straight_through, ds::scalar, 1, 0>,                                       \
-        conv_combo<ds::straight_through, ds::per_filter, 2, 1>,                                   \
-        conv_combo<ds::straight_through, ds::scalar, 2, 1>,                                       \
-        conv_combo<ds::sigmoid_surrogate<>, ds::per_filter, 1, 0>,                                \
-        conv_combo<ds::sigmoid_surrogate<>, ds::scalar, 1, 0>,                                    \
-        conv_combo<ds::sigmoid_surrogate<>, ds::per_filter, 2, 1>,                                \
-        conv_combo<ds::sigmoid_surrogate<>, ds::scalar, 2, 1>,                                    \
-        conv_combo<ds::long_tailed, ds::per_weight, 1, 1>
-
 TEST_CASE_TEMPLATE("masked_conv2d gradients match finite differences of the smoothed forward", C,
                    DYNSPARSE_CONV_COMBOS) {
     using L = ds::masked_conv2d_layer<ds::shape<2, 5, 5>, 3, 3, C::stride, C::padding,
@@ -165,11 +147,7 @@ TEST_CASE_TEMPLATE("masked_conv2d gradients match finite differences of the smoo
     static_assert(ds::MaskedLayer<L>);
     ds::rng gen(42);
     L layer;
-    layer.set_reset_rule(false);
-    layer.set_smooth_forward(true);
-    place_weights(layer, gen);
-    ds::matrix y;
-    const auto r = check_gradients(as_checkable(layer, y), ds::testing::random_matrix(2, 50, gen), gen);
+    const auto r = ds::testing::check_masked_layer(layer, ds::testing::random_matrix(2, 50, gen), gen);
     DYNSPARSE_CHECK_GRADIENTS(r);
     // inputs + weights + biases + thresholds
     CHECK(r.checked == 100 + 54 + 3 + L::threshold_count);

@@ -17,6 +17,7 @@
 #include "dynsparse/train/trainer.hpp"
 #include "support/fixtures.hpp"
 #include "support/gradient_check.hpp"
+#include "support/policy_lists.hpp"
 
 namespace ds = dynsparse;
 using ds::testing::as_checkable;
@@ -78,12 +79,6 @@ ds::matrix reference_lstm(const ds::matrix& x, const ds::matrix& w, const ds::ve
     return y;
 }
 
-template <class S, class G>
-struct combo {
-    using surrogate = S;
-    using granularity = G;
-};
-
 }  // namespace
 
 TEST_CASE("lstm forward computes the LSTM equations (gates i, f, g, o)") {
@@ -130,21 +125,14 @@ TEST_CASE("lstm gradients through time match finite differences (inputs, weights
 }
 
 TEST_CASE_TEMPLATE("masked_lstm gradients through time match finite differences of the smoothed forward",
-                   C, combo<ds::long_tailed, ds::per_neuron>, combo<ds::long_tailed, ds::scalar>,
-                   combo<ds::long_tailed, ds::per_weight>, combo<ds::straight_through, ds::per_neuron>,
-                   combo<ds::straight_through, ds::scalar>, combo<ds::straight_through, ds::per_weight>,
-                   combo<ds::sigmoid_surrogate<>, ds::per_neuron>, combo<ds::sigmoid_surrogate<>, ds::scalar>,
-                   combo<ds::sigmoid_surrogate<>, ds::per_weight>) {
+                   C, DYNSPARSE_MATRIX_COMBOS) {
     using L = ds::masked_lstm_layer<T, F, H, typename C::surrogate, typename C::granularity>;
     static_assert(ds::MaskedLayer<L>);
     ds::rng gen(11);
     L layer;
-    layer.set_reset_rule(false);
-    layer.set_smooth_forward(true);
-    ds::testing::place_weights(layer, gen);  // Q away from the surrogates' kinks
-    ds::matrix y;
-    const auto r = check_gradients(as_checkable(layer, y), ds::testing::random_matrix(B, T * F, gen), gen,
-                                   {.epsilon = 5e-3f, .absolute_tolerance = 2e-3, .relative_tolerance = 2e-2});
+    const auto r = ds::testing::check_masked_layer(layer, ds::testing::random_matrix(B, T * F, gen), gen,
+                                                   {.epsilon = 5e-3f, .absolute_tolerance = 2e-3,
+                                                    .relative_tolerance = 2e-2});
     DYNSPARSE_CHECK_GRADIENTS(r);
     // inputs + weights + biases + thresholds
     CHECK(r.checked == B * T * F + 4 * H * (F + H) + 4 * H + L::threshold_count);

@@ -7,34 +7,13 @@
 #include "dynsparse/layers/masked_dense.hpp"
 #include "support/fixtures.hpp"
 #include "support/gradient_check.hpp"
+#include "support/policy_lists.hpp"
 
 namespace ds = dynsparse;
 using ds::testing::as_checkable;
 using ds::testing::check_gradients;
 
-/// A user-style granularity whose thresholds are shared down columns (one per input), so
-/// the kernels' "varies along the row" path must add up contributions from many rows.
-struct per_input {
-    static constexpr std::string_view name = "per_input";
-    static constexpr std::size_t count(std::size_t, std::size_t cols) { return cols; }
-    static constexpr std::size_t index(std::size_t, std::size_t j, std::size_t) { return j; }
-    static constexpr bool varies_along_row = true;
-    static constexpr bool for_dense = true;
-    static constexpr bool for_conv = false;
-};
-
-template <class S, class G>
-struct combo {
-    using surrogate = S;
-    using granularity = G;
-};
-
-#define DYNSPARSE_ALL_COMBOS                                                                  \
-    combo<ds::long_tailed, ds::per_neuron>, combo<ds::long_tailed, ds::scalar>,               \
-        combo<ds::long_tailed, ds::per_weight>, combo<ds::straight_through, ds::per_neuron>,  \
-        combo<ds::straight_through, ds::scalar>, combo<ds::straight_through, ds::per_weight>, \
-        combo<ds::sigmoid_surrogate<>, ds::per_neuron>, combo<ds::sigmoid_surrogate<>, ds::scalar>, \
-        combo<ds::sigmoid_surrogate<>, ds::per_weight>, combo<ds::long_tailed, per_input>
+using ds::testing::per_input;
 
 namespace {
 
@@ -43,22 +22,18 @@ using ds::testing::place_weights;
 }  // namespace
 
 TEST_CASE_TEMPLATE("masked_dense gradients match finite differences of the smoothed forward", C,
-                   DYNSPARSE_ALL_COMBOS) {
+                   DYNSPARSE_DENSE_COMBOS) {
     using L = ds::masked_dense_layer<5, 4, typename C::surrogate, typename C::granularity>;
     static_assert(ds::MaskedLayer<L>);
     ds::rng gen(42);
     L layer;
-    layer.set_reset_rule(false);
-    layer.set_smooth_forward(true);
-    place_weights(layer, gen);
-    ds::matrix y;
-    const auto result = check_gradients(as_checkable(layer, y), ds::testing::random_matrix(3, 5, gen), gen);
+    const auto result = ds::testing::check_masked_layer(layer, ds::testing::random_matrix(3, 5, gen), gen);
     DYNSPARSE_CHECK_GRADIENTS(result);
     // inputs (15) + weights (20) + biases (4) + thresholds
     CHECK(result.checked == 15 + 20 + 4 + L::threshold_count);
 }
 
-TEST_CASE_TEMPLATE("masked_dense exact forward uses the strict step mask", C, DYNSPARSE_ALL_COMBOS) {
+TEST_CASE_TEMPLATE("masked_dense exact forward uses the strict step mask", C, DYNSPARSE_DENSE_COMBOS) {
     using G = typename C::granularity;
     using L = ds::masked_dense_layer<6, 3, typename C::surrogate, G>;
     ds::rng gen(7);
@@ -95,7 +70,7 @@ TEST_CASE_TEMPLATE("masked_dense exact forward uses the strict step mask", C, DY
 }
 
 TEST_CASE_TEMPLATE("masked_dense exact backward: performance + structure gradients", C,
-                   DYNSPARSE_ALL_COMBOS) {
+                   DYNSPARSE_DENSE_COMBOS) {
     using S = typename C::surrogate;
     using G = typename C::granularity;
     using L = ds::masked_dense_layer<4, 3, S, G>;

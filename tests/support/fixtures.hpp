@@ -14,6 +14,7 @@
 #include "dynsparse/layers/activations.hpp"
 #include "dynsparse/layers/masked_dense.hpp"
 #include "dynsparse/network/sequential.hpp"
+#include "dynsparse/testing/gradient_check.hpp"
 
 namespace dynsparse::testing {
 
@@ -35,37 +36,23 @@ inline dataset blobs(std::size_t n, std::uint64_t seed) {
     return d;
 }
 
-inline bool near_kink(float q) {
-    for (float k : {-1.0f, -0.4f, 0.0f, 0.4f, 1.0f})
-        if (std::fabs(q - k) < 0.05f) return true;
-    return false;
-}
-
-/// Thresholds in [0.3, 0.8] and weights whose Q = |W| - t lies away from the kinks of the
-/// surrogates (so central differences are exact up to rounding), with |W| >= 0.1.
+/// Thresholds, weights and biases where central differences of a smooth forward are exact
+/// (for a masked layer inside a network; a lone layer uses check_masked_layer).
 template <class L>
 void place_weights(L& layer, rng& gen) {
-    using G = typename L::granularity;
-    auto& w = layer.weight();
-    auto& t = layer.threshold();
-    for (auto& v : t) v = gen.uniform(0.3f, 0.8f);
-    const std::size_t rows = w.shape(0), cols = w.shape(1);
-    for (std::size_t i = 0; i < rows; ++i)
-        for (std::size_t j = 0; j < cols; ++j) {
-            const float ti = t(G::index(i, j, cols));
-            float q;
-            do q = gen.uniform(-1.4f, 1.4f);
-            while (near_kink(q) || ti + q < 0.1f);
-            w(i, j) = (gen.uniform01() < 0.5f ? -1.0f : 1.0f) * (ti + q);
-        }
-    for (auto& b : layer.bias()) b = gen.uniform(-0.5f, 0.5f);
+    place_kink_free_weights(layer, gen);
 }
 
-/// Fashion-MNIST, standardised, from DYNSPARSE_DATA_DIR or the Debian package; nothing
-/// (with a message) when it is not installed.
-inline std::optional<train_test> fashion_mnist() {
+/// DYNSPARSE_DATA_DIR, or where Debian's dataset-fashion-mnist package puts the files.
+inline std::filesystem::path fashion_mnist_directory() {
     const char* env = std::getenv("DYNSPARSE_DATA_DIR");
-    const std::filesystem::path dir = env ? env : default_fashion_mnist_directory;
+    return env ? env : "/usr/share/datasets/fashion-mnist";
+}
+
+/// Fashion-MNIST, standardised, from fashion_mnist_directory(); nothing (with a message)
+/// when it is not installed.
+inline std::optional<train_test> fashion_mnist() {
+    const std::filesystem::path dir = fashion_mnist_directory();
     if (!std::filesystem::exists(dir)) {
         MESSAGE("Fashion-MNIST not found at " << dir.string() << "; install dataset-fashion-mnist");
         return std::nullopt;

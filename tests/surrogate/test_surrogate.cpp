@@ -5,6 +5,7 @@
 
 #include "dynsparse/surrogate/surrogate.hpp"
 #include "dynsparse/threshold/granularity.hpp"
+#include "support/policy_lists.hpp"
 
 namespace ds = dynsparse;
 
@@ -86,8 +87,7 @@ TEST_CASE("sigmoid_surrogate is the derivative of a logistic of steepness K") {
 }
 
 TEST_CASE_TEMPLATE("each surrogate's derivative is the derivative of its smooth step", S,
-                   ds::long_tailed, ds::straight_through, ds::sigmoid_surrogate<>,
-                   ds::sigmoid_surrogate<12>) {
+                   DYNSPARSE_SURROGATES, ds::sigmoid_surrogate<12>) {
     const float eps = 1e-3f;
     std::size_t checked = 0;
     for (float x = -1.5f; x <= 1.5f; x += 0.0371f) {
