@@ -48,9 +48,9 @@ TEST_CASE("README snippets match the lenet_300_100 example") {
     const std::string dir = DYNSPARSE_SOURCE_DIR;
     const std::string readme = read_text(dir + "/README.md");
     const std::string example = read_text(dir + "/examples/lenet_300_100.cpp");
-    const std::string runner = read_text(dir + "/examples/cli/run.hpp");
+    const std::string whole_loop = read_text(dir + "/examples/train_fashion_mnist.cpp");
     CHECK(readme.find("```cpp\n" + snippet(example, "network") + "```") != std::string::npos);
-    CHECK(readme.find("```cpp\n" + snippet(runner, "train") + "```") != std::string::npos);
+    CHECK(readme.find("```cpp\n" + snippet(whole_loop, "whole-loop") + "```") != std::string::npos);
     // The README opens with the two commands.
     CHECK(readme.find("./scripts/demo.sh") < readme.find("./scripts/test.sh"));
     CHECK(readme.find("./scripts/test.sh") < 200u);
