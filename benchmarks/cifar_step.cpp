@@ -16,6 +16,7 @@
 #include <string>
 
 #include "../examples/cli/cli.hpp"
+#include "../examples/cli/machine.hpp"
 #include "common/step_timing.hpp"
 
 namespace ds = dynsparse;
@@ -100,7 +101,7 @@ int run(const char* name, const examples::arguments& args) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    ds::restart_with_fast_blas_kernels(argv, /*prefer_avx512=*/true);
+    examples::restart_with_fast_blas_kernels(argv, /*prefer_avx512=*/true);
     try {
         const examples::arguments args(
             argc, argv, {"--model", "--steps", "--warmup", "--batch", "--threads", "--group-columns", "--large-kernel-columns", "--keep-unfolded-mib",

@@ -16,6 +16,7 @@
 #include <numeric>
 
 #include "../examples/cli/cli.hpp"
+#include "../examples/cli/machine.hpp"
 #include "common/step_timing.hpp"
 
 namespace ds = dynsparse;
@@ -78,7 +79,7 @@ static void run(int argc, char** argv) {
     const int threads = static_cast<int>(args.count("--threads", 1));
     ds::set_threads(static_cast<std::size_t>(threads));
     ds::train_test data = ds::load_mnist_directory(
-        args.text("--data", ds::default_fashion_mnist_directory.string()));
+        args.text("--data", examples::default_fashion_mnist_directory.string()));
     ds::standardize(data);
     std::printf("BLAS kernels %s, %d thread(s), batch 64, %zu rounds of %zu steps\n",
                 ds::blas_core_name().c_str(), threads, rounds, steps);
@@ -136,6 +137,6 @@ static void run(int argc, char** argv) {
 }
 
 int main(int argc, char** argv) {
-    ds::restart_with_fast_blas_kernels(argv, /*prefer_avx512=*/true);  // see docs/benchmarks.md
+    examples::restart_with_fast_blas_kernels(argv, /*prefer_avx512=*/true);  // see docs/benchmarks.md
     return examples::exit_status_of([&] { run(argc, argv); });
 }

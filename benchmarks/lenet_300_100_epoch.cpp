@@ -13,6 +13,7 @@
 #include <numeric>
 
 #include "../examples/cli/cli.hpp"
+#include "../examples/cli/machine.hpp"
 #include "common/step_timing.hpp"
 
 namespace ds = dynsparse;
@@ -111,7 +112,7 @@ static void run(int argc, char** argv) {
     const int threads = static_cast<int>(args.count("--threads", 1));
     ds::set_threads(static_cast<std::size_t>(threads));
     ds::train_test data = ds::load_mnist_directory(
-        args.text("--data", ds::default_fashion_mnist_directory.string()));
+        args.text("--data", examples::default_fashion_mnist_directory.string()));
     ds::standardize(data);
     std::printf("BLAS kernels %s, %d thread(s), %zu samples, batch 64\n", ds::blas_core_name().c_str(),
                 threads, data.train.size());
@@ -150,6 +151,6 @@ static void run(int argc, char** argv) {
 }
 
 int main(int argc, char** argv) {
-    ds::restart_with_fast_blas_kernels(argv);
+    examples::restart_with_fast_blas_kernels(argv);
     return examples::exit_status_of([&] { run(argc, argv); });
 }

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "../examples/cli/cli.hpp"
+#include "../examples/cli/machine.hpp"
 #include "common/step_timing.hpp"
 
 namespace ds = dynsparse;
@@ -119,7 +120,7 @@ double peak_rss_mib() {
 }
 
 int main(int argc, char** argv) {
-    ds::restart_with_fast_blas_kernels(argv);
+    examples::restart_with_fast_blas_kernels(argv);
     const examples::arguments args(argc, argv,
                                    {"--steps", "--rounds", "--threads", "--data", "--json", "--net"}, {});
     const std::size_t steps = args.count("--steps", 100), rounds = args.count("--rounds", 3);
@@ -128,7 +129,7 @@ int main(int argc, char** argv) {
     const bool run_dst = which != "dense", run_dense = which != "dst";
     ds::set_blas_threads(threads);
     ds::train_test data =
-        ds::load_mnist_directory(args.text("--data", ds::default_fashion_mnist_directory.string()));
+        ds::load_mnist_directory(args.text("--data", examples::default_fashion_mnist_directory.string()));
     ds::standardize(data);
     std::printf("BLAS kernels %s, %d thread(s), LSTM-a, batch %zu, Adam, %zu rounds of %zu steps (%s)\n",
                 ds::blas_core_name().c_str(), threads, batch, rounds, steps, which.c_str());

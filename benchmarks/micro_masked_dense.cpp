@@ -9,6 +9,8 @@
 
 #include <cmath>
 
+#include "../examples/cli/machine.hpp"
+
 namespace ds = dynsparse;
 
 namespace {
@@ -105,7 +107,7 @@ BENCHMARK(bm_surrogate_backward<ds::straight_through>);
 BENCHMARK(bm_surrogate_backward<ds::sigmoid_surrogate<>>);
 
 int main(int argc, char** argv) {
-    ds::restart_with_fast_blas_kernels(argv);
+    examples::restart_with_fast_blas_kernels(argv);
     ds::set_threads(1);
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;

@@ -28,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "../examples/cli/machine.hpp"
 #include "common/step_timing.hpp"
 
 namespace ds = dynsparse;
@@ -289,7 +290,7 @@ int compare(const char* title, const std::string& checkpoint, const std::string&
 }  // namespace
 
 int main(int argc, char** argv) {
-    ds::restart_with_fast_blas_kernels(argv);
+    examples::restart_with_fast_blas_kernels(argv);
     ds::set_blas_threads(1);
     try {
         if (argc < 2) {
@@ -298,7 +299,7 @@ int main(int argc, char** argv) {
             return 2;
         }
         const std::string mode = argv[1];
-        std::string data = ds::default_fashion_mnist_directory.string();
+        std::string data = examples::default_fashion_mnist_directory.string();
         std::size_t reps = 0;
         for (int i = 2; i + 1 < argc; ++i) {
             if (std::strcmp(argv[i], "--data") == 0) data = argv[i + 1];

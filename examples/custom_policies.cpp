@@ -12,6 +12,7 @@
 #include <iostream>
 
 #include "cli/cli.hpp"
+#include "cli/machine.hpp"
 
 namespace ds = dynsparse;
 
@@ -81,12 +82,12 @@ constexpr std::string_view usage =
     "  --train-limit N    use only the first N training samples (10000)\n";
 
 int main(int argc, char** argv) {
-    ds::restart_with_fast_blas_kernels(argv);
+    examples::restart_with_fast_blas_kernels(argv);
     try {
         const examples::arguments args(argc, argv, {"--data", "--epochs", "--train-limit"}, {}, usage);
         ds::set_threads(1);
         ds::train_test data = ds::load_mnist_directory(
-            args.text("--data", ds::default_fashion_mnist_directory.string()));
+            args.text("--data", examples::default_fashion_mnist_directory.string()));
         ds::standardize(data);
         const std::size_t limit = args.count("--train-limit", 10000);
         if (limit > 0 && limit < data.train.size()) data.train = ds::take(data.train, 0, limit);

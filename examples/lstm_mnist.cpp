@@ -75,7 +75,7 @@ run_result dispatch(const run_options& o, const ds::dataset& tr, const ds::datas
 }  // namespace
 
 int main(int argc, char** argv) {
-    ds::restart_with_fast_blas_kernels(argv);
+    examples::restart_with_fast_blas_kernels(argv);
     // --hidden and --masked-head belong to this example; the rest go to the shared program.
     std::vector<char*> rest{argv[0]};
     for (int i = 1; i < argc; ++i) {

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "cli/cli.hpp"
+#include "cli/machine.hpp"
 
 namespace ds = dynsparse;
 
@@ -61,7 +62,7 @@ double accuracy(ds::sparse_model& m, const ds::dataset& test, ds::kernel_choice 
 }  // namespace
 
 int main(int argc, char** argv) {
-    ds::restart_with_fast_blas_kernels(argv);
+    examples::restart_with_fast_blas_kernels(argv);
     try {
         const examples::arguments args(argc, argv, {"--model", "--data", "--batch", "--reps"}, {"--help"});
         if (args.has("--help") || !args.has("--model")) {
@@ -75,7 +76,7 @@ int main(int argc, char** argv) {
         ds::sparse_model model = ds::load_sparse_model(args.text("--model", ""));
         std::cout << "model: " << model.summary();
 
-        ds::train_test data = ds::load_mnist_directory(args.text("--data", ds::default_fashion_mnist_directory.string()));
+        ds::train_test data = ds::load_mnist_directory(args.text("--data", examples::default_fashion_mnist_directory.string()));
         ds::standardize(data);  // the statistics the training run used
         if (data.test.features() != model.input_size())
             throw std::invalid_argument("the model takes " + std::to_string(model.input_size()) +

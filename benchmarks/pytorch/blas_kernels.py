@@ -2,8 +2,8 @@
 
 Debian 12's OpenBLAS 0.3.21 does not recognise some recent Xeons and falls back to its
 slow Prescott kernels; torch's nn.Linear runs on that OpenBLAS. OPENBLAS_CORETYPE is read
-only when the library loads, so, like dynsparse's restart_with_fast_blas_kernels (core/
-blas.hpp), the script re-executes itself once with it set. Call restart_with_fast_blas_kernels()
+only when the library loads, so, like the dynsparse examples' restart_with_fast_blas_kernels
+(examples/cli/machine.hpp), the script re-executes itself once with it set. Call restart_with_fast_blas_kernels()
 before importing torch.
 """
 import ctypes

@@ -238,7 +238,7 @@ void report(const model_info& m, const run_options& o, const run_result& r, bool
 /// The whole program: parse the flags, load the data, train the network chosen by
 /// `dispatch(options, train, eval, test, eval_is_test)`, report. Returns the exit code.
 int run_main(int argc, char** argv, const model_info& m, dispatch_fn dispatch, const recipe& d) {
-    ds::restart_with_fast_blas_kernels(argv, m.prefer_avx512_blas);
+    examples::restart_with_fast_blas_kernels(argv, m.prefer_avx512_blas);
     try {
         const examples::arguments args(
             argc, argv,
@@ -293,7 +293,7 @@ int run_main(int argc, char** argv, const model_info& m, dispatch_fn dispatch, c
 
         const bool cifar = m.data == data_kind::cifar10;
         const std::string dir = args.text(
-            "--data", cifar ? std::string("cifar-10-batches-bin") : ds::default_fashion_mnist_directory.string());
+            "--data", cifar ? std::string("cifar-10-batches-bin") : examples::default_fashion_mnist_directory.string());
         std::cout << "loading " << dir << "\n";
         ds::train_test data;
         if (cifar) {

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "cli/cli.hpp"
+#include "cli/machine.hpp"
 
 namespace examples {
 
@@ -61,7 +62,7 @@ struct model_info {
     std::vector<std::string> granularities;  ///< --granularity choices, the default first
     const char* granularity_help;
     data_kind data = data_kind::mnist;
-    bool prefer_avx512_blas = false;  ///< see ds::restart_with_fast_blas_kernels
+    bool prefer_avx512_blas = false;  ///< see restart_with_fast_blas_kernels (cli/machine.hpp)
 };
 
 struct run_options {

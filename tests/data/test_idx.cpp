@@ -16,6 +16,7 @@
 
 #include "dynsparse/data/dataset.hpp"
 #include "dynsparse/data/idx.hpp"
+#include "support/fixtures.hpp"
 
 namespace fs = std::filesystem;
 using bytes = std::vector<std::uint8_t>;
@@ -508,8 +509,8 @@ TEST_CASE("gather_batch: copies the requested rows and labels") {
 }
 
 TEST_CASE("Fashion-MNIST from the default directory" *
-          doctest::skip(!fs::is_directory(dynsparse::default_fashion_mnist_directory))) {
-    const auto tt = dynsparse::load_mnist_directory(dynsparse::default_fashion_mnist_directory);
+          doctest::skip(!fs::is_directory(dynsparse::testing::fashion_mnist_directory()))) {
+    const auto tt = dynsparse::load_mnist_directory(dynsparse::testing::fashion_mnist_directory());
     CHECK(tt.train.size() == 60000);
     CHECK(tt.test.size() == 10000);
     CHECK(tt.train.features() == 784);

@@ -4,10 +4,7 @@
 // this header compatible with xtensor-blas, whose own CBLAS enums clash with <cblas.h>
 // in one translation unit.
 #include <cstddef>
-#include <cstdlib>
-#include <cstring>
 #include <string>
-#include <unistd.h>
 
 #include "dynsparse/core/tensor.hpp"
 
@@ -71,49 +68,6 @@ inline int blas_threads() {
 /// The name of the kernel set OpenBLAS chose at load time ("unknown" for another BLAS).
 inline std::string blas_core_name() {
     return dynsparse_openblas_get_corename ? dynsparse_openblas_get_corename() : "unknown";
-}
-
-/// The best OpenBLAS 0.3.21 kernel set for this CPU, by its instruction-set features.
-inline const char* fastest_openblas_coretype() {
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512bf16")) return "Cooperlake";
-    if (__builtin_cpu_supports("avx512f")) return "SkylakeX";
-    if (__builtin_cpu_supports("avx2")) return "Haswell";
-#endif
-    return nullptr;
-}
-
-/// OpenBLAS 0.3.21 (Debian 12) does not recognise some recent CPUs (e.g. Sapphire Rapids
-/// Xeons) and falls back to its generic Prescott kernels, about 20x slower than the
-/// AVX-512 ones. OPENBLAS_CORETYPE is read only when the library loads, so the fix is to
-/// restart the program with it set. Call this first thing in main(): if OpenBLAS chose
-/// Prescott, the user did not set OPENBLAS_CORETYPE, and the CPU has AVX2 or better, the
-/// process re-executes itself (once) with OPENBLAS_CORETYPE set; otherwise it returns.
-///
-/// prefer_avx512: also restart when OpenBLAS chose its AVX2 kernels (Haswell, Zen) on a CPU
-/// with AVX-512, as 0.3.21 does on AMD Zen 4 and Zen 5. Opt-in: on a Zen 4 machine the
-/// AVX-512 kernels were measured 6-15% slower, while on the Zen 5 (family 26) machine of
-/// the CIFAR benchmarks they were 1.3-1.9x faster on convolution-sized sgemms
-/// (docs/benchmarks.md); measure on yours.
-inline void restart_with_fast_blas_kernels(char** argv, bool prefer_avx512 = false) {
-#if defined(__linux__)
-    if (std::getenv("OPENBLAS_CORETYPE") != nullptr || std::getenv("DYNSPARSE_BLAS_RESTARTED"))
-        return;
-    const std::string chosen = blas_core_name();
-    const char* core = fastest_openblas_coretype();
-    if (core == nullptr) return;
-    const bool generic = chosen == "Prescott";
-    const bool avx2_on_avx512 = prefer_avx512 && (chosen == "Haswell" || chosen == "Zen") &&
-                                std::string(core) != "Haswell";
-    if (!generic && !avx2_on_avx512) return;
-    ::setenv("OPENBLAS_CORETYPE", core, 1);
-    ::setenv("DYNSPARSE_BLAS_RESTARTED", "1", 1);
-    ::execv("/proc/self/exe", argv);  // returns only on failure: carry on with these kernels
-#else
-    (void)argv;
-    (void)prefer_avx512;
-#endif
 }
 
 }  // namespace dynsparse

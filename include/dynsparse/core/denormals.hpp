@@ -1,9 +1,8 @@
 #pragma once
 // Flush-to-zero for the duration of a scope. In DST many gradients stop (weights far
 // below their threshold get H = 0), so momentum buffers decay geometrically into the
-// denormal range, where x86 arithmetic is ~100x slower: without this, a LeNet-300-100
-// DST epoch slowed from 1.1 s to 1.6 s over five epochs on the development machine.
-// Setting FTZ/DAZ makes such values exactly 0, deterministically.
+// denormal range, where x86 arithmetic is much slower (the effect on a training run is in
+// docs/benchmarks.md). Setting FTZ/DAZ makes such values exactly 0, deterministically.
 #if defined(__SSE__) || defined(__x86_64__)
 #include <xmmintrin.h>
 #define DYNSPARSE_HAS_MXCSR 1

@@ -101,8 +101,8 @@ private:
             void* body = nullptr;
             bool mine = false;
             // Spin a little before sleeping: loops come every few tens of microseconds in a
-            // training step, and waking a sleeping thread costs about as much (measured on
-            // the project's VM). A worker's own core has nothing else to do meanwhile.
+            // training step, and waking a sleeping thread costs about as much. A worker's
+            // own core has nothing else to do meanwhile.
             const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(200);
             for (unsigned i = 1; published_.load(std::memory_order_acquire) == seen; ++i)
                 if (i % 256 == 0 && std::chrono::steady_clock::now() > until) break;
@@ -155,9 +155,8 @@ inline thread_pool& pool() {
 /// Threads for the library's own loops: the samples of a batch in convolution, dense,
 /// pooling and activation layers, the channels of batch norm. One by default; results for
 /// a given count are reproducible run to run. BLAS is set to one thread: each chunk of
-/// samples makes its own BLAS calls. (Measured: OpenBLAS's threads spin for a while after
-/// every call, and on a 2-core machine they took the second core from the library's own
-/// loops: 1.10x from 2 threads for a LeNet-5-Caffe step when BLAS also had 2 threads.)
+/// samples makes its own BLAS calls (OpenBLAS's threads spin for a while after every call
+/// and would take cores from the library's own loops; see docs/benchmarks.md).
 /// Layers that leave the batch to BLAS (the LSTM's products) get BLAS threads from
 /// set_blas_threads.
 inline void set_threads(std::size_t n) {

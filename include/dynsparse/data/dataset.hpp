@@ -34,8 +34,6 @@ struct train_test {
     dataset train, test;
 };
 
-/// Where Debian's dataset-fashion-mnist package installs the four .gz files.
-inline const std::filesystem::path default_fashion_mnist_directory{"/usr/share/datasets/fashion-mnist"};
 
 namespace detail {
 
