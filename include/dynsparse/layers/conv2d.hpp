@@ -7,8 +7,8 @@
 
 #include "dynsparse/core/shape.hpp"
 #include "dynsparse/detail/im2col.hpp"
-#include "dynsparse/detail/init.hpp"
 #include "dynsparse/layers/layer.hpp"
+#include "dynsparse/layers/trainable_weights.hpp"
 
 namespace dynsparse {
 
@@ -43,8 +43,10 @@ inline std::string window_args() {
 
 }  // namespace detail
 
+/// The filters are weight(), c_out x (c_in*k*k).
 template <class In, std::size_t Out, std::size_t K, std::size_t S, std::size_t P, bool Bias = true>
-class conv2d_layer {
+class conv2d_layer
+    : public trainable_weights<Out, detail::window_shape<In, K, S, P>::channels * K * K, Bias> {
     using geo = detail::window_shape<In, K, S, P>;
 
 public:
@@ -57,46 +59,19 @@ public:
                (Bias ? "" : ", no_bias") + ">";
     }
 
-    conv2d_layer()
-        : weight_(make_matrix(Out, fan_in)), bias_(make_vector(Bias ? Out : 0)),
-          grad_weight_(make_matrix(Out, fan_in)), grad_bias_(make_vector(Bias ? Out : 0)) {}
-
     /// PyTorch's Conv2d initialisation: U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = c_in*k*k.
-    void initialize(rng& gen) {
-        detail::init_fan_in_uniform({weight_.data(), weight_.size()}, fan_in, gen);
-        if constexpr (Bias) detail::init_fan_in_uniform({bias_.data(), bias_.size()}, fan_in, gen);
-    }
+    void initialize(rng& gen) { this->initialize_fan_in_uniform(gen, fan_in); }
 
     void forward(const matrix& x, matrix& y, bool /*training*/) {
-        detail::conv_forward<geo::geometry()>(Out, x, weight_.data(), Bias ? bias_.data() : nullptr,
-                                              buf_, y);
+        detail::conv_forward<geo::geometry()>(Out, x, this->weight_.data(), this->bias_data(), buf_, y);
     }
 
     void backward(const matrix& x, const matrix& /*y*/, const matrix& dy, matrix* dx) {
-        detail::conv_backward<geo::geometry(), Out>(x, weight_.data(), dy, grad_weight_.data(),
-                                               Bias ? grad_bias_.data() : nullptr, buf_, dx);
+        detail::conv_backward<geo::geometry(), Out>(x, this->weight_.data(), dy, this->grad_weight_.data(),
+                                               this->bias_gradient_data(), buf_, dx);
     }
-
-    template <class F>
-    void for_each_parameter(F&& f) {
-        f(parameter{"weight", parameter_kind::weight, {weight_.data(), weight_.size()},
-                    {grad_weight_.data(), grad_weight_.size()}});
-        if constexpr (Bias)
-            f(parameter{"bias", parameter_kind::bias, {bias_.data(), bias_.size()},
-                        {grad_bias_.data(), grad_bias_.size()}});
-    }
-
-    /// The filters as c_out x (c_in*k*k).
-    matrix& weight() { return weight_; }
-    vector& bias() { return bias_; }
-    const matrix& weight_gradient() const { return grad_weight_; }
-    const vector& bias_gradient() const { return grad_bias_; }
 
 private:
-    matrix weight_;
-    vector bias_;
-    matrix grad_weight_;
-    vector grad_bias_;
     detail::conv_buffers buf_;
 };
 

@@ -21,6 +21,7 @@
 #include "dynsparse/detail/init.hpp"
 #include "dynsparse/detail/lstm_kernels.hpp"
 #include "dynsparse/layers/layer.hpp"
+#include "dynsparse/layers/trainable_weights.hpp"
 
 namespace dynsparse {
 
@@ -46,8 +47,9 @@ struct sequence_of {
 
 }  // namespace detail
 
+/// The weights are weight() = [W_ih | W_hh], 4H x (F + H).
 template <std::size_t T, std::size_t F, std::size_t H>
-class lstm_layer {
+class lstm_layer : public trainable_weights<4 * H, F + H> {
 public:
     using input_shape = sequence<T, F>;
     using output_shape = sequence<T, H>;
@@ -55,42 +57,21 @@ public:
     static constexpr std::size_t fan_in = F + H;
     static std::string describe() { return "lstm<" + std::to_string(H) + ">"; }
 
-    lstm_layer()
-        : weight_(make_matrix(gate_rows, fan_in)), bias_(make_vector(gate_rows)),
-          grad_weight_(make_matrix(gate_rows, fan_in)), grad_bias_(make_vector(gate_rows)) {}
-
     void initialize(rng& gen) {
-        detail::init_lstm({weight_.data(), weight_.size()}, {bias_.data(), bias_.size()}, H, gen);
+        detail::init_lstm({this->weight_.data(), this->weight_.size()},
+                          {this->bias_.data(), this->bias_.size()}, H, gen);
     }
 
     void forward(const matrix& x, matrix& y, bool /*training*/) {
-        detail::lstm_forward<T, F, H>(x, weight_.data(), bias_.data(), buf_, y);
+        detail::lstm_forward<T, F, H>(x, this->weight_.data(), this->bias_.data(), buf_, y);
     }
 
     void backward(const matrix& x, const matrix& /*y*/, const matrix& dy, matrix* dx) {
-        detail::lstm_backward<T, F, H>(x, dy, weight_.data(), buf_, grad_weight_.data(),
-                                       grad_bias_.data(), dx);
+        detail::lstm_backward<T, F, H>(x, dy, this->weight_.data(), buf_, this->grad_weight_.data(),
+                                       this->grad_bias_.data(), dx);
     }
-
-    template <class Fn>
-    void for_each_parameter(Fn&& f) {
-        f(parameter{"weight", parameter_kind::weight, {weight_.data(), weight_.size()},
-                    {grad_weight_.data(), grad_weight_.size()}});
-        f(parameter{"bias", parameter_kind::bias, {bias_.data(), bias_.size()},
-                    {grad_bias_.data(), grad_bias_.size()}});
-    }
-
-    /// [W_ih | W_hh], 4H x (F + H).
-    matrix& weight() { return weight_; }
-    vector& bias() { return bias_; }
-    const matrix& weight_gradient() const { return grad_weight_; }
-    const vector& bias_gradient() const { return grad_bias_; }
 
 private:
-    matrix weight_;
-    vector bias_;
-    matrix grad_weight_;
-    vector grad_bias_;
     detail::lstm_buffers buf_;
 };
 
