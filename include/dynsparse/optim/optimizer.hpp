@@ -5,8 +5,8 @@
 // a fixed order (the network's for_each_parameter order) and the learning rate of the
 // step. It updates the parameters in that order and should report updated ranges
 // through parameter::updated (for_each_chunk does both). It keeps its own state (momentum buffers, moments) indexed by that order, so
-// the same optimizer must not be shared between networks. state()/set_state() expose
-// that state as flat float vectors; visit_state(v) lists it for checkpoints (io/checkpoint.hpp).
+// the same optimizer must not be shared between networks. state() exposes that state as
+// flat float vectors; visit_state(v) lists it for checkpoints (io/checkpoint.hpp).
 #include <cmath>
 #include <concepts>
 #include <cstddef>
