@@ -71,7 +71,6 @@ template class ds::detail::pool2d_layer<ds::shape<2, 6, 6>, 3, 1, false>;
 namespace {
 
 using ds::testing::conv_combo;
-using ds::testing::place_weights;
 
 /// Input values that are distinct by at least 0.05 (so max pooling has no near-ties).
 ds::matrix distinct_inputs(std::size_t rows, std::size_t cols, ds::rng& gen) {

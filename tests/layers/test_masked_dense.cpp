@@ -17,7 +17,6 @@ using ds::testing::per_input;
 
 namespace {
 
-using ds::testing::place_weights;
 
 }  // namespace
 

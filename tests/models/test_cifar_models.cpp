@@ -70,7 +70,7 @@ struct conv_tuning_scope {
 template <class L>
 void smooth_and_place(L& layer, ds::rng& gen) {
     layer.initialize(gen);
-    ds::testing::place_weights(layer, gen);
+    ds::testing::place_kink_free_weights(layer, gen);
     layer.set_smooth_forward(true);
 }
 

@@ -36,13 +36,6 @@ inline dataset blobs(std::size_t n, std::uint64_t seed) {
     return d;
 }
 
-/// Thresholds, weights and biases where central differences of a smooth forward are exact
-/// (for a masked layer inside a network; a lone layer uses check_masked_layer).
-template <class L>
-void place_weights(L& layer, rng& gen) {
-    place_kink_free_weights(layer, gen);
-}
-
 /// DYNSPARSE_DATA_DIR, or where Debian's dataset-fashion-mnist package puts the files.
 inline std::filesystem::path fashion_mnist_directory() {
     const char* env = std::getenv("DYNSPARSE_DATA_DIR");

@@ -34,7 +34,6 @@ struct train_test {
     dataset train, test;
 };
 
-
 namespace detail {
 
 struct loaded_pair {

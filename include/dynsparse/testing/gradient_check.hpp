@@ -260,20 +260,18 @@ gradient_check_result check_masked_layer(L& layer, const matrix& x, rng& gen,
                                          const gradient_check_options& o = {}) {
     bool reset_rule = true;
     if constexpr (requires { layer.reset_rule(); }) reset_rule = layer.reset_rule();
+    struct restore {  // exact forward and the reset rule back, also when the check throws
+        L& layer;
+        bool reset_rule;
+        ~restore() {
+            layer.set_smooth_forward(false);
+            layer.set_reset_rule(reset_rule);
+        }
+    } const restore_on_exit{layer, reset_rule};
     layer.set_reset_rule(false);
     layer.set_smooth_forward(true);
     place_kink_free_weights(layer, gen, o.epsilon);
-    gradient_check_result r;
-    try {
-        r = check_layer(layer, x, gen, o);
-    } catch (...) {
-        layer.set_smooth_forward(false);
-        layer.set_reset_rule(reset_rule);
-        throw;
-    }
-    layer.set_smooth_forward(false);
-    layer.set_reset_rule(reset_rule);
-    return r;
+    return check_layer(layer, x, gen, o);
 }
 
 }  // namespace dynsparse::testing
