@@ -1,15 +1,20 @@
 // Writing your own policies and layers: a triangular surrogate, a per-input-column
-// threshold granularity and a leaky ReLU layer, plugged into a DST network and trained
+// threshold granularity, a leaky ReLU layer, a sign-SGD optimizer, a squared-hinge
+// regulariser and a reset rule with a cooldown, plugged into a DST network and trained
 // for a short run on Fashion-MNIST.
 //
-// Shows the three extension points: a struct that satisfies dynsparse::Surrogate, one
-// that satisfies dynsparse::ThresholdGranularity, and a layer spec whose bound type
-// satisfies dynsparse::Layer. `static_assert`s name what is missing if you get one wrong.
+// Shows the extension points: structs that satisfy dynsparse::Surrogate,
+// ThresholdGranularity, Optimizer, Regulariser and ResetRule, and a layer spec whose bound
+// type satisfies dynsparse::Layer. `static_assert`s name what is missing if you get one
+// wrong.
 //
 //   custom_policies [--data DIR] [--epochs 1] [--train-limit 10000]
 #include <dynsparse/dynsparse.hpp>
 
+#include <cmath>
 #include <iostream>
+#include <span>
+#include <vector>
 
 #include "cli/cli.hpp"
 #include "cli/machine.hpp"
@@ -69,6 +74,58 @@ struct leaky_relu {
 };
 static_assert(ds::Layer<leaky_relu::bind<ds::shape<10>>>);
 
+// Signed SGD with momentum: each weight moves by lr * sign(momentum buffer). The update
+// pass calls update() on ranges of one parameter (from several threads, disjoint ranges).
+class sign_sgd {
+public:
+    void begin_step(std::span<const ds::parameter> params, float lr) {
+        if (buffers_.size() != params.size())
+            for (const auto& p : params) buffers_.emplace_back(p.value.size(), 0.0f);
+        lr_ = lr;
+    }
+    void update(const ds::update_range& r) {
+        float* b = buffers_[r.index].data();
+        for (std::size_t i = r.begin; i < r.end; ++i) {
+            b[i] = 0.9f * b[i] + r.gradient[i];
+            r.value[i] -= lr_ * 0.1f * static_cast<float>((b[i] > 0) - (b[i] < 0));
+        }
+    }
+    void end_step() {}
+    template <class V>
+    void visit_state(V&& v) {  // optional: its buffers go into checkpoints
+        v("sign_sgd.buffers", buffers_);
+    }
+
+private:
+    std::vector<std::vector<float>> buffers_;
+    float lr_ = 0;
+};
+static_assert(ds::StatefulOptimizer<sign_sgd>);
+
+// alpha * sum max(0, 1 - t)^2: pulls thresholds up to 1, then lets them be.
+struct squared_hinge {
+    static constexpr std::string_view name = "squared_hinge";
+    double apply(std::span<const float> t, std::span<float> dt, const ds::regulariser_scope& s) const {
+        double total = 0;
+        for (std::size_t i = 0; i < t.size(); ++i) {
+            const float gap = t[i] < 1.0f ? 1.0f - t[i] : 0.0f;
+            total += static_cast<double>(gap) * gap;
+            dt[i] -= 2.0f * s.alpha * gap;
+        }
+        return s.alpha * total;
+    }
+};
+static_assert(ds::Regulariser<squared_hinge>);
+
+// The paper's 1% rule, but at most once per layer every 500 steps.
+struct reset_with_cooldown {
+    static constexpr std::string_view name = "reset_with_cooldown";
+    bool should_reset(const ds::reset_query& q) const {
+        return q.kept * 100 <= q.total && q.step >= 500 * q.resets;
+    }
+};
+static_assert(ds::ResetRule<reset_with_cooldown>);
+
 struct custom_net : ds::sequential<ds::input<784>,
                                    ds::masked_dense<300, triangle, per_input>, leaky_relu,
                                    ds::masked_dense<100, triangle>, leaky_relu,
@@ -98,7 +155,9 @@ int main(int argc, char** argv) {
         ds::train_config cfg;
         cfg.epochs = args.count("--epochs", 1);
         cfg.log = &std::cout;
-        ds::trainer<custom_net> trainer(net, {}, ds::sgd({.momentum = 0.9f}), cfg);
+        cfg.alpha = 1e-4f;
+        ds::trainer<custom_net, ds::softmax_cross_entropy, sign_sgd, squared_hinge, reset_with_cooldown> trainer(
+            net, {}, sign_sgd{}, cfg);
         const auto history = trainer.fit(data.train, data.test);
         std::cout << "test accuracy " << history.back().eval.accuracy << "%, remaining "
                   << 100 * history.back().remaining << "%\n";

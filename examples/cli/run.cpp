@@ -49,7 +49,10 @@ std::string usage_text(const model_info& m, const recipe& d) {
   --dense              train the same network with plain dense layers (the baseline)
   --surrogate S        long_tailed|ste|sigmoid (long_tailed)
   --granularity G      )" + m.granularity_help + R"(
-  --no-reset           switch off the 1% threshold reset rule
+  --regulariser R      exp_decay|layer_mean_exp_decay|linear_pull (exp_decay, the paper's)
+  --reset-rule R       one_percent|never|no_late_reset (one_percent, the paper's; no_late_reset:
+                       none in the last 10% of the steps)
+  --no-reset           switch off the threshold reset rule (as --reset-rule never)
   --val-fraction F     hold out this fraction of the training set for per-epoch
                        evaluation; the test set is then used once, at the end (0)
   --train-limit N      use only the first N training samples (0 = all)
@@ -168,13 +171,18 @@ static double median(std::vector<double> v) {
 void report(const model_info& m, const run_options& o, const run_result& r, bool eval_is_test) {
     const double remaining = ds::model_remaining(r.layers);
     std::vector<double> epoch_seconds, layer_remaining, epoch_acc, epoch_remaining;
-    std::vector<std::string> layer_names;
+    std::vector<std::string> layer_names, thrashing;  // thrashing: layers the reset rule thrashed
     std::size_t resets = 0;
     for (const auto& e : r.history) {
         epoch_seconds.push_back(e.train_seconds);
         epoch_acc.push_back(e.eval.accuracy);
         epoch_remaining.push_back(e.remaining);
         resets += e.resets;
+        for (const auto& l : e.layers) {
+            const std::string name = "[" + std::to_string(l.index) + "] " + l.name;
+            if (l.thrashing && std::find(thrashing.begin(), thrashing.end(), name) == thrashing.end())
+                thrashing.push_back(name);
+        }
     }
     for (const auto& l : r.layers) {
         layer_remaining.push_back(l.stats.remaining());
@@ -196,6 +204,9 @@ void report(const model_info& m, const run_options& o, const run_result& r, bool
     for (const auto& l : r.layers)
         std::printf("   [%zu] %-40s %6.2f%% of %zu (resets %zu)\n", l.index, l.name.c_str(),
                     100.0 * l.stats.remaining(), l.stats.total, l.stats.resets);
+    for (const auto& name : thrashing)
+        std::printf("warning          the reset rule thrashed layer %s (more than %zu resets in an epoch)\n",
+                    name.c_str(), ds::train_config{}.thrash_resets_per_epoch);
     std::printf("time             %.2f s per training epoch (median of %zu), %.1f s in all\n",
                 per_epoch, r.history.size(), r.wall_seconds);
 
@@ -217,6 +228,9 @@ void report(const model_info& m, const run_options& o, const run_result& r, bool
         .add("epoch_remaining", epoch_remaining)
         .add("evaluated_on", eval_is_test ? "test" : "validation")
         .add("resets", resets)
+        .add("regulariser", o.regulariser)
+        .add("reset_rule", o.reset_policy)
+        .add("thrashing_layers", thrashing)
         .add("optimizer", o.optimizer)
         .add("batch", o.batch)
         .add("lr", static_cast<double>(o.lr))
@@ -245,7 +259,7 @@ int run_main(int argc, char** argv, const model_info& m, dispatch_fn dispatch, c
             {"--data", "--epochs", "--batch", "--lr", "--momentum", "--weight-decay", "--schedule",
              "--milestones", "--alpha", "--seed", "--surrogate", "--granularity", "--val-fraction",
              "--train-limit", "--threads", "--json", "--target-remaining", "--csv", "--log-every",
-             "--eval-batch", "--save", "--resume", "--export"},
+             "--eval-batch", "--save", "--resume", "--export", "--regulariser", "--reset-rule"},
             {"--help", "--dense", "--nesterov", "--no-reset", "--quiet", "--no-augment",
              "--threshold-decay", "--no-threshold-decay"});
         if (args.has("--help")) {
@@ -271,6 +285,8 @@ int run_main(int argc, char** argv, const model_info& m, dispatch_fn dispatch, c
         o.surrogate = args.choice("--surrogate", "long_tailed", {"long_tailed", "ste", "sigmoid"});
         o.granularity = args.choice("--granularity", m.granularities.front(), m.granularities);
         o.reset_rule = !args.has("--no-reset");
+        o.regulariser = args.choice("--regulariser", "exp_decay", {"exp_decay", "layer_mean_exp_decay", "linear_pull"});
+        o.reset_policy = args.choice("--reset-rule", "one_percent", {"one_percent", "never", "no_late_reset"});
         o.val_fraction = static_cast<float>(args.real("--val-fraction", 0.0));
         o.train_limit = args.count("--train-limit", 0);
         o.threads = args.count("--threads", 1);

@@ -74,6 +74,7 @@ struct run_options {
     bool nesterov, reset_rule, quiet;
     std::uint64_t seed;
     std::string schedule, milestones, json, surrogate, granularity, optimizer;
+    std::string regulariser = "exp_decay", reset_policy = "one_percent";  ///< --regulariser, --reset-rule
     bool dense;
     bool decay_thresholds = false;
     std::size_t eval_batch = 1000;
@@ -147,15 +148,27 @@ run_result train(const run_options& o, const ds::dataset& train_set, const ds::d
         throw std::invalid_argument("--export: the sparse inference engine has no kernels for a "
                                     "layer of this network yet (residual blocks, or a batch norm "
                                     "that does not directly follow a convolution or dense layer)");
-    // [train]
-    Net net;
-    net.initialize(o.seed);
-    ds::trainer<Net, ds::softmax_cross_entropy, Opt> trainer(net, {}, make_optimizer<Opt>(o), make_config(o));
-    // [train]
-    network_session s{&net, Net::describe(), ds::checkpoint_view_of(trainer)};
-    if constexpr (ds::ExportableNetwork<Net>)
-        s.export_model = [](void* n) { return ds::export_sparse(*static_cast<Net*>(n)); };
-    return run_training<Opt>(o, trainer, s, train_set, eval_set, test_set, eval_is_test);
+    // --regulariser and --reset-rule name compile-time policies: one trainer type each.
+    auto with = [&]<class R, class Rule>() {
+        // [train]
+        Net net;
+        net.initialize(o.seed);
+        ds::trainer<Net, ds::softmax_cross_entropy, Opt, R, Rule> trainer(net, {}, make_optimizer<Opt>(o),
+                                                                         make_config(o));
+        // [train]
+        network_session s{&net, Net::describe(), ds::checkpoint_view_of(trainer)};
+        if constexpr (ds::ExportableNetwork<Net>)
+            s.export_model = [](void* n) { return ds::export_sparse(*static_cast<Net*>(n)); };
+        return run_training<Opt>(o, trainer, s, train_set, eval_set, test_set, eval_is_test);
+    };
+    auto with_rule = [&]<class R>() {
+        if (o.reset_policy == "never") return with.template operator()<R, ds::never_reset>();
+        if (o.reset_policy == "no_late_reset") return with.template operator()<R, ds::no_late_reset>();
+        return with.template operator()<R, ds::one_percent>();
+    };
+    if (o.regulariser == "layer_mean_exp_decay") return with_rule.template operator()<ds::layer_mean_exp_decay>();
+    if (o.regulariser == "linear_pull") return with_rule.template operator()<ds::linear_pull>();
+    return with_rule.template operator()<ds::exp_decay>();
 }
 
 /// The --help text; the model's name, data, recipe and granularity choices are filled in.

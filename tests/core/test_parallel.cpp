@@ -17,7 +17,7 @@
 #include "dynsparse/layers/reshape.hpp"
 #include "dynsparse/network/sequential.hpp"
 #include "dynsparse/optim/optimizer.hpp"
-#include "dynsparse/train/regulariser.hpp"
+#include "dynsparse/optim/update.hpp"
 
 namespace ds = dynsparse;
 
@@ -181,14 +181,14 @@ dst_trace dst_steps(std::size_t threads) {
     std::vector<ds::parameter> params;
     layer.for_each_parameter([&](const ds::parameter& p) { params.push_back(p); });
     ds::sgd opt({.momentum = 0.9f, .weight_decay = 5e-4f, .decay_thresholds = true});
+    ds::update_pass pass(layer);
     dst_trace trace;
     for (int step = 0; step < 3; ++step) {
         layer.forward(x, y, true);
         layer.backward(x, y, dy, &dx);
-        ds::apply_sparse_regulariser(params, 1e-3f);
         for (const ds::parameter& p : params) trace.values.insert(trace.values.end(), p.gradient.begin(), p.gradient.end());
-        opt.step(params, 0.005f);
-        trace.kept.push_back(layer.statistics().kept);  // the mask made in the optimizer step
+        pass.run(opt, 0.005f, 1e-3f);
+        trace.kept.push_back(layer.statistics().kept);  // the mask made in the update pass
         for (const ds::parameter& p : params) trace.values.insert(trace.values.end(), p.value.begin(), p.value.end());
         const ds::matrix& wm = layer.masked_weight();
         trace.values.insert(trace.values.end(), wm.begin(), wm.end());

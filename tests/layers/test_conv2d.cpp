@@ -17,6 +17,7 @@
 #include "dynsparse/layers/reshape.hpp"
 #include "dynsparse/network/sequential.hpp"
 #include "dynsparse/optim/optimizer.hpp"
+#include "dynsparse/optim/update.hpp"
 #include "support/fixtures.hpp"
 #include "support/gradient_check.hpp"
 #include "support/policy_lists.hpp"
@@ -198,14 +199,10 @@ TEST_CASE("masked_conv2d: the mask made in the optimizer step equals a recompute
         a.backward(x, ya, dy, &dxa);
         b.forward(x, yb, true);
         b.backward(x, yb, dy, &dxb);
-        std::vector<ds::parameter> pa, pb;
-        a.for_each_parameter([&](const ds::parameter& p) { pa.push_back(p); });
-        b.for_each_parameter([&](ds::parameter p) {
-            p.on_update = nullptr;  // b recomputes its mask in forward
-            pb.push_back(p);
-        });
-        opt_a.step(pa, 0.005f);
-        opt_b.step(pb, 0.005f);
+        std::vector<ds::parameter> pb;
+        b.for_each_parameter([&](const ds::parameter& p) { pb.push_back(p); });
+        ds::update_pass(a).run(opt_a, 0.005f, 0.0f);  // a's next mask is made in the pass
+        ds::optimizer_step(opt_b, pb, 0.005f);       // b recomputes its mask in forward
     }
     a.forward(x, ya, true);
     b.forward(x, yb, true);

@@ -13,7 +13,7 @@
 #include "dynsparse/layers/masked_conv2d.hpp"
 #include "dynsparse/layers/masked_dense.hpp"
 #include "dynsparse/optim/optimizer.hpp"
-#include "dynsparse/train/regulariser.hpp"
+#include "dynsparse/optim/update.hpp"
 
 namespace ds = dynsparse;
 
@@ -51,6 +51,7 @@ run_trace run(bool defer, ds::sgd::options o, std::size_t threads) {
     std::vector<ds::parameter> params;
     layer.for_each_parameter([&](const ds::parameter& p) { params.push_back(p); });
     ds::sgd opt(o);
+    ds::update_pass pass(layer);
     run_trace trace;
     for (int step = 0; step < 4; ++step) {
         for (float& v : dy) v = gen.uniform(-0.1f, 0.1f);
@@ -59,8 +60,7 @@ run_trace run(bool defer, ds::sgd::options o, std::size_t threads) {
         if (defer) layer.defer_surrogate_backward();
         layer.backward(x, y, dy, &dx);
         if (layer.surrogate_backward_pending()) ++trace.deferred_steps;
-        ds::apply_sparse_regulariser(params, 1e-3f);
-        opt.step(params, 0.01f);
+        pass.run(opt, 0.01f, 1e-3f);
         CHECK_FALSE(layer.surrogate_backward_pending());
         trace.kept.push_back(layer.statistics().kept);
         for (const ds::parameter& p : params) trace.values.insert(trace.values.end(), p.value.begin(), p.value.end());

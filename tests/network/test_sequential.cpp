@@ -13,6 +13,7 @@
 #include "dynsparse/network/masked_layer_view.hpp"
 #include "dynsparse/network/sequential.hpp"
 #include "dynsparse/optim/optimizer.hpp"
+#include "dynsparse/optim/update.hpp"
 #include "support/gradient_check.hpp"
 
 namespace ds = dynsparse;
@@ -135,11 +136,12 @@ TEST_CASE("masked_layers gives views that read and toggle each masked layer") {
     std::fill(thresholds.begin(), thresholds.end(), 0.0f);
     const ds::matrix x = ds::testing::random_matrix(3, 6, gen);
     ds::sgd opt(ds::sgd::options{});
+    ds::update_pass pass(net);
     for (const bool invalidate : {false, true}) {
         CAPTURE(invalidate);
         std::fill(thresholds.begin(), thresholds.end(), 0.0f);
         net.forward(x, false);
-        opt.step(params, 0.0f);  // lr 0: W unchanged, the step's mask is made
+        pass.run(opt, 0.0f, 0.0f);  // lr 0: W unchanged, the step's mask is made
         std::fill(thresholds.begin(), thresholds.end(), 5.0f);  // behind the layer's back
         if (invalidate) views[0].invalidate_mask();
         net.forward(x, false);

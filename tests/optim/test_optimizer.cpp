@@ -6,7 +6,7 @@
 #include "dynsparse/loss/softmax_cross_entropy.hpp"
 #include "dynsparse/optim/optimizer.hpp"
 #include "dynsparse/optim/schedule.hpp"
-#include "dynsparse/train/regulariser.hpp"
+#include "dynsparse/optim/update.hpp"
 #include "support/gradient_check.hpp"
 
 namespace ds = dynsparse;
@@ -65,14 +65,14 @@ struct one_param {
 TEST_CASE("sgd follows PyTorch: momentum buffer starts at the gradient, Nesterov, weight decay") {
     one_param p{{1.0f}, {0.5f}};
     ds::sgd opt({.momentum = 0.9f, .weight_decay = 0.1f});
-    opt.step(p.list(), 0.1f);  // g = 0.5 + 0.1*1 = 0.6; b = 0.6; w = 1 - 0.06
+    ds::optimizer_step(opt, p.list(), 0.1f);  // g = 0.5 + 0.1*1 = 0.6; b = 0.6; w = 1 - 0.06
     CHECK(p.value[0] == doctest::Approx(0.94));
-    opt.step(p.list(), 0.1f);  // g = 0.5 + 0.094 = 0.594; b = 0.54 + 0.594 = 1.134; w -= 0.1134
+    ds::optimizer_step(opt, p.list(), 0.1f);  // g = 0.5 + 0.094 = 0.594; b = 0.54 + 0.594 = 1.134; w -= 0.1134
     CHECK(p.value[0] == doctest::Approx(0.94 - 0.1134));
 
     one_param n{{1.0f}, {0.5f}};
     ds::sgd nesterov({.momentum = 0.9f, .nesterov = true});
-    nesterov.step(n.list(), 0.1f);  // b = 0.5; step = 0.5 + 0.9*0.5 = 0.95
+    ds::optimizer_step(nesterov, n.list(), 0.1f);  // b = 0.5; step = 0.5 + 0.9*0.5 = 0.95
     CHECK(n.value[0] == doctest::Approx(1.0 - 0.095));
     CHECK_THROWS_AS(ds::sgd({.momentum = 0.0f, .nesterov = true}), ds::invalid_argument);
 }
@@ -81,7 +81,7 @@ TEST_CASE("sgd applies weight decay to thresholds only when asked") {
     for (bool decay : {false, true}) {
         one_param t{{2.0f}, {0.0f}, ds::parameter_kind::threshold};
         ds::sgd opt({.weight_decay = 0.5f, .decay_thresholds = decay});
-        opt.step(t.list(), 0.1f);
+        ds::optimizer_step(opt, t.list(), 0.1f);
         CHECK(t.value[0] == doctest::Approx(decay ? 2.0 - 0.1 * 0.5 * 2.0 : 2.0));
     }
 }
@@ -89,10 +89,10 @@ TEST_CASE("sgd applies weight decay to thresholds only when asked") {
 TEST_CASE("adam's first steps match the bias-corrected update") {
     one_param p{{1.0f}, {0.2f}};
     ds::adam opt;
-    opt.step(p.list(), 0.01f);  // m^ = g, v^ = g^2: step = lr * g / (|g| + eps) = lr
+    ds::optimizer_step(opt, p.list(), 0.01f);  // m^ = g, v^ = g^2: step = lr * g / (|g| + eps) = lr
     CHECK(p.value[0] == doctest::Approx(0.99).epsilon(1e-6));
     p.grad[0] = -0.2f;
-    opt.step(p.list(), 0.01f);
+    ds::optimizer_step(opt, p.list(), 0.01f);
     const double m = 0.9 * 0.1 * 0.2 + 0.1 * -0.2, v = 0.999 * 0.001 * 0.04 + 0.001 * 0.04;
     const double mh = m / (1 - 0.81), vh = v / (1 - 0.998001);
     CHECK(p.value[0] == doctest::Approx(0.99 - 0.01 * mh / (std::sqrt(vh) + 1e-8)).epsilon(1e-5));
@@ -110,21 +110,42 @@ TEST_CASE("learning-rate schedules") {
     CHECK(cos(9, 10) < 0.01f);
 }
 
-TEST_CASE("the sparse regulariser adds -alpha*exp(-t) to threshold gradients only") {
-    std::vector<float> t{0.0f, 0.5f, -1.0f}, gt{0.1f, 0.0f, 0.0f}, w{0.3f}, gw{0.0f};
-    std::vector<ds::parameter> ps{
-        {"threshold", ds::parameter_kind::threshold, {t.data(), 3}, {gt.data(), 3}},
-        {"weight", ds::parameter_kind::weight, {w.data(), 1}, {gw.data(), 1}}};
+namespace {
+// Finite differences of a regulariser's value against the gradient it adds, and the value
+// against a sum written out here.
+template <class R>
+void check_regulariser(double (*term)(double t, double alpha, double n)) {
+    CAPTURE(R::name);
+    std::vector<float> t{0.0f, 0.5f, -1.0f, 2.0f}, dt{0.1f, 0.0f, 0.0f, -0.2f};
+    const std::vector<float> dt0 = dt;
     const float alpha = 0.01f;
-    const double value = ds::apply_sparse_regulariser(ps, alpha);
-    CHECK(value == doctest::Approx(alpha * (1 + std::exp(-0.5) + std::exp(1.0))));
-    // Finite differences of alpha * sum exp(-t).
-    for (std::size_t i = 0; i < 3; ++i) {
-        const double eps = 1e-3, ti = t[i];
-        const double numeric = alpha * (std::exp(-(ti + eps)) - std::exp(-(ti - eps))) / (2 * eps);
-        const double added = gt[i] - (i == 0 ? 0.1 : 0.0);
-        CHECK(added == doctest::Approx(numeric).epsilon(1e-4));
+    const ds::regulariser_scope scope{alpha, 8, 80};  // the block is half of its layer
+    const double value = R{}.apply(t, dt, scope);
+    double expected = 0;
+    for (float ti : t) expected += term(ti, alpha, 8);
+    CHECK(value == doctest::Approx(expected).epsilon(1e-6));
+    for (std::size_t i = 0; i < t.size(); ++i) {
+        const double eps = 1e-3;
+        const double numeric = (term(t[i] + eps, alpha, 8) - term(t[i] - eps, alpha, 8)) / (2 * eps);
+        CHECK(dt[i] - dt0[i] == doctest::Approx(numeric).epsilon(1e-3));
     }
-    CHECK(gw[0] == 0.0f);
-    CHECK(ds::apply_sparse_regulariser(ps, 0.0f) == 0.0);
+}
+}  // namespace
+
+TEST_CASE("regularisers add the gradient of the value they return") {
+    check_regulariser<ds::exp_decay>([](double t, double a, double) { return a * std::exp(-t); });
+    check_regulariser<ds::layer_mean_exp_decay>([](double t, double a, double n) { return a / n * std::exp(-t); });
+    check_regulariser<ds::linear_pull>([](double t, double a, double) { return -a * t; });
+}
+
+TEST_CASE("reset rules: one_percent at <= 1% kept, never_reset never, no_late_reset not near the end") {
+    const ds::reset_query low{10, 1000, 0, 50, 100}, high{11, 1000, 0, 50, 100};
+    CHECK(ds::one_percent{}.should_reset(low));
+    CHECK_FALSE(ds::one_percent{}.should_reset(high));
+    CHECK_FALSE(ds::never_reset{}.should_reset(low));
+    const ds::no_late_reset late{.final_fraction = 0.1};
+    CHECK(late.should_reset(low));                             // step 50 of 100
+    CHECK_FALSE(late.should_reset({10, 1000, 0, 95, 100}));    // in the last 10%
+    CHECK_FALSE(late.should_reset({11, 1000, 0, 10, 100}));    // enough weights kept
+    CHECK(late.should_reset({10, 1000, 0, 95, 0}));            // unknown run length
 }

@@ -7,12 +7,13 @@
 // operation: it calls prepare_mask() before using masked_weight() in forward, writes
 // dL/dWm into the weight gradient and calls finish_weight_gradient() in backward.
 //
-// The next mask is made inside the optimizer step: thresholds are listed before weights,
-// and the weights' update report (parameter::on_update) masks each block of rows as soon
-// as it is updated, while it is in cache. That mask is used by the next forward only;
-// any other forward recomputes it, so parameters written any other way are always seen.
-// The passes over W (mask, surrogate backward) share rows between the library's threads
-// (core/parallel.hpp) with the same result for any thread count.
+// The next mask is made by the update pass (optim/update.hpp) through the layer's block
+// view (layers/masked_block.hpp): for each block of rows it completes the surrogate pass,
+// updates t and W and masks the rows while they are in cache. That mask is used by the
+// next forward only; any other forward recomputes it, so parameters written any other way
+// are always seen. Forward passes never apply the reset rule: only the update pass does.
+// The passes over W share rows between the library's threads (core/parallel.hpp) with the
+// same result for any thread count.
 //
 // Compiled in three parts, so that a program with many masked layer types compiles each
 // piece of code as few times as it can: detail::masked_storage (the tensors and counters:
@@ -37,6 +38,9 @@
 #include "dynsparse/threshold/granularity.hpp"
 
 namespace dynsparse {
+
+template <Surrogate S, ThresholdGranularity G>
+class masked_block;
 
 namespace detail {
 
@@ -73,10 +77,7 @@ public:
 
     /// Drops a mask made during the last optimizer step (the next forward recomputes it).
     /// Call after writing W or t through their spans between a step and the next forward.
-    void invalidate_mask() {
-        mask_fresh_ = false;
-        progress_.reset();
-    }
+    void invalidate_mask() { mask_fresh_ = false; }
 
     mask_statistics statistics() const {
         mask_statistics s;
@@ -93,20 +94,20 @@ public:
         v("resets", resets_);
     }
 
-    /// The next backward leaves its surrogate pass (dL/dWm -> dL/dW, dL/dt) to the optimizer
-    /// step, which completes it row block by row block through parameter::complete just
-    /// before updating those rows (see parameter). Only the trainer should call this, right
-    /// before backward, and only with an optimizer declaring `completes_gradients`; a
-    /// forward pass before that step completes the pass itself. No effect unless the
-    /// layer has one threshold per row (masked_weights::row_thresholds).
+    /// The next backward leaves its surrogate pass (dL/dWm -> dL/dW, dL/dt) to the update
+    /// pass, which completes it block of rows by block of rows just before updating those
+    /// rows (optim/update.hpp); the weight gradient meanwhile holds the raw dL/dWm. Call
+    /// right before backward (the trainer does); a forward pass before the update
+    /// completes the pass itself. No effect unless the layer has one threshold per row
+    /// (masked_weights::row_thresholds).
     void defer_surrogate_backward() { defer_next_ = row_thresholds_; }
-    /// True between a deferred backward and the optimizer step that completes it.
+    /// True between a deferred backward and the update pass that completes it.
     bool surrogate_backward_pending() const { return pending_; }
 
     /// Weights kept in row r of the current mask.
     std::size_t kept_in_row(std::size_t r) const { return row_kept_[r]; }
 
-    /// Turns the 1% reset rule on (the default) or off.
+    /// Lets the update pass's reset rule apply to this layer (the default) or not.
     void set_reset_rule(bool on) { reset_rule_ = on; }
     bool reset_rule() const { return reset_rule_; }
 
@@ -144,7 +145,7 @@ protected:
 
     const float* bias_data() const { return has_bias_ ? bias_.data() : nullptr; }
 
-    /// True when grad_weight_ holds zeros left by the last (deferred) optimizer step, which
+    /// True when grad_weight_ holds zeros left by the last (deferred) update pass, which
     /// clears each block of rows once it has used it, while the block is in cache: the
     /// next backward may then accumulate its product into it (GEMM beta = 1) instead of
     /// having the BLAS zero it in a separate pass.
@@ -162,26 +163,9 @@ protected:
     vector grad_bias_;
     vector grad_threshold_;
 
-    /// The optimizer step's reports so far (elements masked, weights kept); a copy starts
-    /// afresh.
-    struct update_progress {
-        std::atomic<std::size_t> elements{0}, kept{0};
-        update_progress() = default;
-        update_progress(const update_progress&) {}
-        update_progress& operator=(const update_progress&) {
-            reset();
-            return *this;
-        }
-        void reset() {
-            elements.store(0, std::memory_order_relaxed);
-            kept.store(0, std::memory_order_relaxed);
-        }
-    };
-
     std::vector<float> row_shares_;       // one threshold-gradient share per row (piece)
     std::vector<std::uint32_t> row_kept_;  // per row of masked_weight_
     std::size_t kept_;
-    update_progress progress_;
     std::size_t resets_ = 0;
     std::size_t rows_, cols_;
     bool has_bias_;
@@ -193,8 +177,8 @@ protected:
     bool reset_rule_ = true;
 };
 
-/// The passes of masked_weights that depend on its policies: mask, surrogate backward,
-/// the optimizer's hooks and the reset rule, for a shape given at run time.
+/// The passes of masked_weights that depend on its policies: mask, surrogate backward
+/// and the operations of its block view, for a shape given at run time.
 template <Surrogate S, ThresholdGranularity G>
 class masked_weights_impl : public masked_storage {
 public:
@@ -202,11 +186,9 @@ public:
     void for_each_parameter(F&& f) {
         gradient_zeroed_ = false;  // the caller may write into the gradient spans
         f(parameter{"threshold", parameter_kind::threshold, {threshold_.data(), threshold_.size()},
-                    {grad_threshold_.data(), grad_threshold_.size()}, nullptr, nullptr, 1, nullptr,
-                    row_thresholds_});
+                    {grad_threshold_.data(), grad_threshold_.size()}});
         f(parameter{"weight", parameter_kind::weight, {weight_.data(), weight_.size()},
-                    {grad_weight_.data(), grad_weight_.size()}, &weights_updated, this, cols_,
-                    row_thresholds_ ? &complete_rows : nullptr});
+                    {grad_weight_.data(), grad_weight_.size()}});
         if (has_bias_)
             f(parameter{"bias", parameter_kind::bias, {bias_.data(), bias_.size()},
                         {grad_bias_.data(), grad_bias_.size()}});
@@ -224,15 +206,13 @@ public:
         invalidate_mask();
     }
 
-    /// Recomputes the mask and masked weights from W and t, applying the reset rule.
+    /// Recomputes the mask and masked weights from W and t (never resets: see the top).
     void update_mask() {
-        progress_.reset();
         std::atomic<std::size_t> kept{0};
         parallel_for(rows_, [&](std::size_t, std::size_t r0, std::size_t r1) {
             kept.fetch_add(mask_rows(r0, r1), std::memory_order_relaxed);
         }, grain_for(cols_));
         kept_ = kept.load(std::memory_order_relaxed);
-        apply_reset_rule();
     }
 
 protected:
@@ -241,12 +221,12 @@ protected:
                          G::varies_along_row ? 0 : rows * row_pieces<G>, row_thresholds_for(rows, cols)) {}
 
     /// One threshold per row, threshold i for row i (per_neuron, per_filter): the
-    /// surrogate pass can then be deferred into the optimizer step row block by row block.
+    /// surrogate pass can then be deferred into the update pass block of rows by block.
     static constexpr bool row_thresholds_for(std::size_t rows, std::size_t cols) {
         return !G::varies_along_row && !SplitRowGranularity<G> && G::count(rows, cols) == rows;
     }
 
-    /// Before a forward pass uses masked_weight_: the optimizer's mask is used once.
+    /// Before a forward pass uses masked_weight_: the update pass's mask is used once.
     void prepare_mask() {
         if (pending_) complete_pending();
         if (mask_fresh_)
@@ -256,12 +236,12 @@ protected:
     }
 
     /// After the layer wrote dL/dWm into grad_weight_: turns it into dL/dW and writes
-    /// dL/dt (performance + structure gradients through the surrogate).
+    /// dL/dt (performance + structure gradients through the surrogate), or leaves that to
+    /// the update pass (defer_surrogate_backward).
     void finish_weight_gradient() {
         gradient_zeroed_ = false;
         grad_threshold_.fill(0.0f);
         mask_fresh_ = false;
-        progress_.reset();
         if (row_thresholds_ && defer_next_) {
             defer_next_ = false;
             pending_ = true;
@@ -271,6 +251,9 @@ protected:
     }
 
 private:
+    template <Surrogate, ThresholdGranularity>
+    friend class dynsparse::masked_block;
+
     /// Rows in parallel; with thresholds shared along rows, each row's threshold-gradient
     /// share is summed on its own and the shares are subtracted in row order afterwards,
     /// so dL/dt is the same for any thread count. (A granularity whose thresholds vary
@@ -304,9 +287,7 @@ private:
     }
 
     /// Deferred surrogate pass of rows [r0, r1): dL/dW in place and each row's threshold
-    /// share subtracted from its own threshold gradient (to which the regulariser may
-    /// already have added its term: a sum of two terms, so the same value either way).
-    /// Only reached when row_thresholds_.
+    /// share subtracted from its own threshold gradient. Only reached when row_thresholds_.
     void surrogate_rows(std::size_t r0, std::size_t r1) {
         if constexpr (!G::varies_along_row && !SplitRowGranularity<G>) {
             backward_kernel()(weight_.data(), threshold_.data(), r0, r1, cols_, grad_weight_.data(),
@@ -315,39 +296,10 @@ private:
         }
     }
 
-    /// parameter::complete of the weights: the optimizer is about to read W's gradient and
-    /// update t and W of rows [begin / cols, end / cols). Ranges from several threads are
-    /// disjoint.
-    static void complete_rows(void* self_ptr, std::size_t begin, std::size_t end) {
-        auto& self = *static_cast<masked_weights_impl*>(self_ptr);
-        if (self.pending_) self.surrogate_rows(begin / self.cols_, end / self.cols_);
-    }
-
-    /// A deferred pass nobody completed (no optimizer step came between backward and this
-    /// forward): run it whole.
+    /// A deferred pass no update completed (a forward came first): run it whole.
     void complete_pending() {
-        complete_rows(this, 0, rows_ * cols_);
+        surrogate_rows(0, rows_);
         pending_ = false;
-    }
-
-    /// The optimizer has updated W[begin, end) (whole rows) after t: mask them. Reports of
-    /// disjoint ranges may come from several threads at once; the one that completes the
-    /// matrix finishes the step's mask (the acquire-release count makes the other reports'
-    /// rows and counts visible to it).
-    static void weights_updated(void* self_ptr, std::size_t begin, std::size_t end) {
-        auto& self = *static_cast<masked_weights_impl*>(self_ptr);
-        const std::size_t cols = self.cols_;
-        self.progress_.kept.fetch_add(self.mask_rows(begin / cols, end / cols), std::memory_order_relaxed);
-        if (self.pending_)  // a deferred step: the optimizer is done with these rows' gradient
-            std::fill(self.grad_weight_.data() + begin, self.grad_weight_.data() + end, 0.0f);
-        const std::size_t done = self.progress_.elements.fetch_add(end - begin, std::memory_order_acq_rel);
-        if (done + (end - begin) != self.rows_ * cols) return;
-        self.kept_ = self.progress_.kept.load(std::memory_order_relaxed);
-        self.progress_.reset();
-        if (self.pending_) self.gradient_zeroed_ = true;
-        self.pending_ = false;  // every row was completed before its update
-        self.apply_reset_rule();
-        self.mask_fresh_ = true;
     }
 
     std::size_t mask_rows(std::size_t r0, std::size_t r1) {
@@ -356,15 +308,6 @@ private:
                                   masked_weight_.data(), row_kept_.data())
                    : apply_mask<S, G, false>(weight_.data(), threshold_.data(), r0, r1, cols_,
                                              masked_weight_.data(), row_kept_.data());
-    }
-
-    /// The reference code's rule: a layer keeping <= 1% of its weights gets its thresholds
-    /// reset to 0 and its mask recomputed.
-    void apply_reset_rule() {
-        if (!reset_rule_ || kept_ * 100 > rows_ * cols_) return;
-        threshold_.fill(0);
-        ++resets_;
-        kept_ = mask_rows(0, rows_);
     }
 
     mask_pass smooth_mask_ = nullptr;  // set by the testing aid only

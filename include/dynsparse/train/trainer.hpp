@@ -1,8 +1,12 @@
 #pragma once
-// trainer<Net, Loss, Optimizer>: the generic training loop, instantiated for one network
-// type. Each step: gather a shuffled batch, forward, loss and its gradient, backward,
-// add the sparse regulariser's gradient to the thresholds, optimizer step. After each
-// epoch: evaluation and a report with the sparsity of every masked layer. Step callbacks
+// trainer<Net, Loss, Optimizer, Regulariser, ResetRule>: the generic training loop,
+// instantiated for one network type. Each step (training_loop::step) runs named stages:
+//
+//   forward -> loss -> backward -> reduce_gradients -> update
+//                      (raw dL/dWm)  (hook: identity,    (optim/update.hpp: surrogate pass,
+//                                     or data-parallel)   regulariser, optimizer, mask, reset)
+//
+// After each epoch: evaluation and a report with the sparsity of every masked layer. Step callbacks
 // (add_step_callback) observe every step and may change alpha (set_alpha): train/csv_log.hpp
 // and train/target_sparsity.hpp are built on them.
 //
@@ -17,6 +21,7 @@
 #include <cstdio>
 #include <cstdint>
 #include <functional>
+#include <iostream>
 #include <numeric>
 #include <ostream>
 #include <sstream>
@@ -33,124 +38,12 @@
 #include "dynsparse/network/sequential.hpp"
 #include "dynsparse/optim/optimizer.hpp"
 #include "dynsparse/optim/schedule.hpp"
+#include "dynsparse/optim/update.hpp"
+#include "dynsparse/train/config.hpp"
 #include "dynsparse/train/progress.hpp"
-#include "dynsparse/train/regulariser.hpp"
+#include "dynsparse/train/reports.hpp"
 
 namespace dynsparse {
-
-struct train_config {
-    std::size_t epochs = 20;
-    std::size_t batch_size = 64;
-    std::size_t eval_batch_size = 1000;
-    float alpha = 5e-4f;                     ///< weight of alpha * sum exp(-t)
-    lr_schedule schedule = constant_lr(0.01f);
-    std::uint64_t seed = 1;                  ///< shuffling (initialisation is the network's)
-    bool progress = true;                    ///< progress bar when stderr is a terminal
-    bool flush_denormals = true;             ///< FTZ/DAZ while training (see core/denormals.hpp)
-    std::ostream* log = nullptr;             ///< per-epoch report lines; null = silent
-    /// Applied to each training batch (batch x features) after it is gathered, e.g.
-    /// crop_flip_augmentation (data/cifar10.hpp); draws from the trainer's own generator,
-    /// seeded from `seed`. Empty = no augmentation. Evaluation batches are never augmented.
-    std::function<void(matrix& batch, rng& gen)> augment;
-};
-
-struct layer_report {
-    std::size_t index = 0;
-    std::string name;
-    mask_statistics stats;
-};
-
-struct evaluation {
-    double loss = 0;
-    double accuracy = 0;  ///< percent
-    std::size_t samples = 0;
-};
-
-struct epoch_report {
-    std::size_t epoch = 0;          ///< 1-based
-    float learning_rate = 0;
-    double train_loss = 0;          ///< mean cross-entropy over the epoch's steps
-    double regulariser = 0;         ///< alpha * sum exp(-t) at the end of the epoch
-    evaluation eval;                ///< on the evaluation set given to fit()
-    double remaining = 1;           ///< model remaining ratio (masked layers' weights)
-    std::size_t resets = 0;         ///< reset-rule firings during this epoch, all layers
-    std::vector<layer_report> layers;
-    double train_seconds = 0;       ///< training steps only, evaluation excluded
-    double eval_seconds = 0;
-    float alpha = 0;                ///< regulariser weight at the end of the epoch
-};
-
-/// What a step callback sees after each optimisation step (see trainer::add_step_callback).
-struct step_report {
-    std::size_t epoch = 0;            ///< 1-based
-    std::size_t step_in_epoch = 0;    ///< 1-based
-    std::size_t steps_per_epoch = 0;
-    std::size_t global_step = 0;      ///< steps done since construction, this one included
-    std::size_t total_steps = 0;      ///< steps_per_epoch * config.epochs
-    double loss = 0;                  ///< this batch's mean cross-entropy
-    float learning_rate = 0;
-    float alpha = 0;                  ///< the alpha this step used
-};
-
-/// Sparsity of every masked layer, from views of them (masked_layers(net)).
-inline std::vector<layer_report> layer_reports(std::span<const masked_layer_view> layers) {
-    std::vector<layer_report> out;
-    out.reserve(layers.size());
-    for (const auto& l : layers) out.push_back({l.index(), l.name(), l.statistics()});
-    return out;
-}
-
-/// Sparsity of every masked layer of a network, and of the whole model.
-template <class Net>
-std::vector<layer_report> sparsity_report(const Net& net) {
-    return layer_reports(dynsparse::masked_layers(net));
-}
-
-inline double model_remaining(const std::vector<layer_report>& layers) {
-    std::size_t kept = 0, total = 0;
-    for (const auto& l : layers) {
-        kept += l.stats.kept;
-        total += l.stats.total;
-    }
-    return total ? static_cast<double>(kept) / static_cast<double>(total) : 1.0;
-}
-
-/// Prints one epoch's report: a summary line, then one line per masked layer.
-inline void print_epoch_report(std::ostream& os, const epoch_report& r, std::size_t epochs) {
-    char line[256];
-    std::snprintf(line, sizeof line,
-                  "epoch %2zu/%zu  lr %.4g  train loss %.4f  reg %.4f  eval loss %.4f  acc %6.2f%%"
-                  "  remaining %6.2f%%  resets %zu  (%.2fs train, %.2fs eval)\n",
-                  r.epoch, epochs, static_cast<double>(r.learning_rate), r.train_loss,
-                  r.regulariser, r.eval.loss, r.eval.accuracy, 100.0 * r.remaining, r.resets,
-                  r.train_seconds, r.eval_seconds);
-    os << line;
-    for (const auto& l : r.layers) {
-        std::snprintf(line, sizeof line,
-                      "    [%zu] %-40s kept %6.2f%% of %7zu  t mean %+.4f min %+.4f max %+.4f"
-                      "  resets %zu\n",
-                      l.index, l.name.c_str(), 100.0 * l.stats.remaining(), l.stats.total,
-                      static_cast<double>(l.stats.threshold_mean),
-                      static_cast<double>(l.stats.threshold_min),
-                      static_cast<double>(l.stats.threshold_max), l.stats.resets);
-        os << line;
-    }
-    os.flush();
-}
-
-/// Call right before net.backward when an optimizer of type O will step next: if O
-/// completes gradients (layers/layer.hpp, parameter), the masked layers leave their
-/// surrogate pass to that step, which does it row block by row block while it updates
-/// the rows (one pass over W per step instead of two). Otherwise does nothing.
-template <Optimizer O, class Net>
-void defer_surrogate_backward(Net& net) {
-    if constexpr (requires { O::completes_gradients; }) {
-        if constexpr (O::completes_gradients)
-            net.for_each_masked_layer([](auto& l, std::size_t) {
-                if constexpr (requires { l.defer_surrogate_backward(); }) l.defer_surrogate_backward();
-            });
-    }
-}
 
 /// Everything of trainer<Net, L, O> that does not depend on the network type (a trainer is
 /// one): code that works with the trainer of any network, such as step callbacks
@@ -158,8 +51,12 @@ void defer_surrogate_backward(Net& net) {
 /// is reached through run_forward / run_backward (one virtual call each per batch) and
 /// its masked layers through views. The loops are kept out of line (DYNSPARSE_COMPILE_ONCE): inlined
 /// into each caller, they would again be compiled once per network type.
-template <Loss L, Optimizer O>
+template <class L, class O>
 class training_loop {
+    static_assert(Loss<L>, "trainer: the loss must satisfy dynsparse::Loss (loss/softmax_cross_entropy.hpp)");
+    static_assert(Optimizer<O>, "trainer: the optimizer must satisfy dynsparse::Optimizer: begin_step(params, lr), "
+                                "update(update_range), end_step() (concepts/optimizer.hpp)");
+
 public:
     training_loop(const training_loop&) = delete;
     training_loop& operator=(const training_loop&) = delete;
@@ -177,8 +74,6 @@ public:
             const auto t0 = std::chrono::steady_clock::now();
             r.eval = evaluate(eval);
             r.eval_seconds = seconds_since(t0);
-            r.layers = layer_reports(masked_);
-            r.remaining = model_remaining(r.layers);
             if (cfg_.log) print_epoch_report(*cfg_.log, r, cfg_.epochs);
             if (on_epoch) on_epoch(r);
             history.push_back(std::move(r));
@@ -193,7 +88,8 @@ public:
         epoch_report r;
         r.epoch = ++epoch_;
         r.learning_rate = cfg_.schedule(epoch_ - 1, cfg_.epochs);
-        const std::size_t resets_before = total_resets();
+        std::vector<std::size_t> resets_before;
+        for (const auto& l : masked_) resets_before.push_back(l.statistics().resets);
         const auto t0 = std::chrono::steady_clock::now();
 
         order_.resize(train.size());
@@ -201,6 +97,7 @@ public:
         shuffle_rng_.shuffle(std::span<std::size_t>(order_));
 
         const std::size_t steps = (train.size() + cfg_.batch_size - 1) / cfg_.batch_size;
+        total_steps_ = steps * cfg_.epochs;
         progress_.start(epoch_, cfg_.epochs, steps);
         double loss_sum = 0;
         for (std::size_t s = 0; s < steps; ++s) {
@@ -221,7 +118,7 @@ public:
             loss_sum += loss;
             if (!step_callbacks_.empty()) {
                 const step_report sr{epoch_, s + 1, steps, global_step_, steps * cfg_.epochs,
-                                     loss, r.learning_rate, cfg_.alpha};
+                                     loss, r.learning_rate, cfg_.alpha, last_.regulariser};
                 for (const auto& f : step_callbacks_) f(sr);
             }
             progress_.update(s, loss_sum / static_cast<double>(s + 1), first + count);
@@ -232,27 +129,53 @@ public:
         for (const auto& l : masked_) l.invalidate_mask();
         r.train_seconds = seconds_since(t0);
         r.train_loss = loss_sum / static_cast<double>(steps);
-        r.regulariser = regulariser_value();
-        r.resets = total_resets() - resets_before;
+        r.regulariser = last_.regulariser;
+        r.layers = layer_reports(masked_);
+        for (std::size_t i = 0; i < r.layers.size(); ++i) {
+            layer_report& l = r.layers[i];
+            l.epoch_resets = l.stats.resets - resets_before[i];
+            l.thrashing = l.epoch_resets > cfg_.thrash_resets_per_epoch;
+            r.resets += l.epoch_resets;
+            if (l.thrashing && cfg_.warnings)
+                *cfg_.warnings << "warning: epoch " << epoch_ << ": the reset rule (" << reset_rule_name_
+                               << ") reset layer [" << l.index << "] " << l.name << ' ' << l.epoch_resets
+                               << " times; its thresholds thrash (alpha " << cfg_.alpha
+                               << " may be too large for this learning rate)\n";
+        }
+        r.remaining = model_remaining(r.layers);
         r.alpha = cfg_.alpha;
         return r;
     }
 
     /// One optimisation step on a batch; returns the mean cross-entropy (without the
-    /// regulariser).
+    /// regulariser). The stages, in order:
     double step(const matrix& x, std::span<const std::uint8_t> y, float lr) {
-        const matrix& out = run_forward(x, true);
-        const double loss = loss_.value_and_gradient(out, y, grad_out_);
+        const matrix& out = run_forward(x, true);                          // 1. forward
+        const double loss = loss_.value_and_gradient(out, y, grad_out_);   // 2. loss, dL/d(output)
         if (!std::isfinite(loss)) return loss;
-        run_backward(grad_out_);
-        apply_sparse_regulariser(params_, cfg_.alpha);
-        opt_.step(params_, lr);
+        run_backward(grad_out_);   // 3. backward: raw gradients (masked layers: dL/dWm)
+        reduce_gradients();        // 4. the reducer's hook (identity in one process)
+        last_ = run_update(opt_, lr, cfg_.alpha, {global_step_, total_steps_});  // 5. DST update
         ++global_step_;
         return loss;
     }
 
+    /// Stage 4 of step: f(parameters) may replace every gradient, e.g. by its mean over
+    /// the processes of a data-parallel run. It sees the raw gradients of backward (the
+    /// masked layers' surrogate passes come after it, in the update), the same list and
+    /// order in every process; it must be linear (a sum or a mean). Empty = identity.
+    void set_gradient_reducer(std::function<void(std::span<const parameter>)> f) { reducer_ = std::move(f); }
+
+    /// Every trainable parameter, in the order optimizers and the reducer see them.
+    std::span<const parameter> parameters() const { return params_; }
+
+    /// The last step's update (regulariser value, resets).
+    const update_result& last_update() const { return last_; }
+    std::string_view regulariser_name() const { return regulariser_name_; }
+    std::string_view reset_rule_name() const { return reset_rule_name_; }
+
     /// Loss and accuracy on a dataset, in evaluation mode, without changing any parameter
-    /// other than through the masked layers' reset rule.
+    /// (reset rules apply in training steps only).
     DYNSPARSE_COMPILE_ONCE evaluation evaluate(const dataset& data) {
         const flush_denormals_scope ftz(cfg_.flush_denormals);
         evaluation ev;
@@ -272,14 +195,6 @@ public:
         ev.loss = loss_sum / static_cast<double>(data.size());
         ev.accuracy = 100.0 * static_cast<double>(correct) / static_cast<double>(data.size());
         return ev;
-    }
-
-    double regulariser_value() const {
-        double total = 0;
-        for (const parameter& p : params_)
-            if (p.kind == parameter_kind::threshold)
-                for (float t : p.value) total += std::exp(-t);
-        return cfg_.alpha * total;
     }
 
     std::size_t total_resets() const { return totals(masked_).resets; }
@@ -318,15 +233,17 @@ public:
         v("global_step", global_step_);
         v("alpha", cfg_.alpha);
         v("shuffle_rng", shuffle_rng_);
-        if constexpr (requires { opt_.visit_state(v); }) opt_.visit_state(v);
+        if constexpr (StatefulOptimizer<O>) opt_.visit_state(v);
     }
 
 protected:
     /// inputs, outputs: the network's input features and output classes (checked against
     /// datasets); parameters and masked: the network's, in network order.
     training_loop(L loss, O optimizer, train_config config, std::size_t inputs, std::size_t outputs,
-                  std::vector<parameter> parameters, std::vector<masked_layer_view> masked)
+                  std::vector<parameter> parameters, std::vector<masked_layer_view> masked,
+                  std::string_view regulariser_name, std::string_view reset_rule_name)
         : loss_(std::move(loss)), opt_(std::move(optimizer)), cfg_(std::move(config)),
+          regulariser_name_(regulariser_name), reset_rule_name_(reset_rule_name),
           shuffle_rng_(cfg_.seed), augment_rng_(cfg_.seed ^ 0xA5A5A5A5A5A5A5A5ULL),
           progress_(cfg_.progress), params_(std::move(parameters)), masked_(std::move(masked)),
           inputs_(inputs), outputs_(outputs) {
@@ -337,10 +254,16 @@ protected:
 
     /// The network's forward pass on a batch.
     virtual const matrix& run_forward(const matrix& x, bool training) = 0;
-    /// Its backward pass from dL/d(output), right before an optimizer step.
+    /// Its backward pass from dL/d(output), right before an update.
     virtual void run_backward(const matrix& d_output) = 0;
+    /// The update pass of the network (optim/update.hpp).
+    virtual update_result run_update(O& opt, float lr, float alpha, step_position at) = 0;
 
 private:
+    void reduce_gradients() {
+        if (reducer_) reducer_(params_);
+    }
+
     void check_dataset(const dataset& d, const char* what) const {
         if (d.size() > 0 && d.features() != inputs_)
             throw invalid_argument(std::string("trainer: the ") + what + " has " +
@@ -360,6 +283,7 @@ private:
     L loss_;
     O opt_;
     train_config cfg_;
+    std::string_view regulariser_name_, reset_rule_name_;
     rng shuffle_rng_;
     rng augment_rng_;
     progress_bar progress_;
@@ -370,7 +294,9 @@ private:
     matrix x_, grad_out_;
     std::vector<std::uint8_t> y_;
     std::vector<std::function<void(const step_report&)>> step_callbacks_;
-    std::size_t epoch_ = 0, global_step_ = 0;
+    std::function<void(std::span<const parameter>)> reducer_;
+    update_result last_;
+    std::size_t epoch_ = 0, global_step_ = 0, total_steps_ = 0;
 };
 
 namespace detail {
@@ -384,26 +310,38 @@ std::vector<parameter> parameters_of(Net& net) {
 }  // namespace detail
 
 /// The trainer of a network type: training_loop (fit, train_epoch, step, evaluate,
-/// step callbacks, visit_state) bound to one network. The network must outlive it.
-template <Network Net, Loss L = softmax_cross_entropy, Optimizer O = sgd>
+/// step callbacks, visit_state) bound to one network, with its update pass. The network
+/// must outlive it.
+template <Network Net, class L = softmax_cross_entropy, class O = sgd, class R = exp_decay,
+          class Rule = one_percent>
 class trainer final : public training_loop<L, O> {
+    static_assert(Regulariser<R>, "trainer: the regulariser must satisfy dynsparse::Regulariser: a static name and "
+                                  "double apply(span<const float> t, span<float> dt, const regulariser_scope&) const "
+                                  "(concepts/regulariser.hpp)");
+    static_assert(ResetRule<Rule>, "trainer: the reset rule must satisfy dynsparse::ResetRule: a static name and "
+                                   "bool should_reset(const reset_query&) const (concepts/reset_rule.hpp)");
+
 public:
-    trainer(Net& net, L loss, O optimizer, train_config config)
+    trainer(Net& net, L loss, O optimizer, train_config config, R regulariser = {}, Rule rule = {})
         : training_loop<L, O>(std::move(loss), std::move(optimizer), std::move(config),
-                                      Net::input_shape::size, Net::output_shape::size,
-                                      detail::parameters_of(net), dynsparse::masked_layers(net)),
-          net_(net) {}
+                              Net::input_shape::size, Net::output_shape::size,
+                              detail::parameters_of(net), dynsparse::masked_layers(net), R::name, Rule::name),
+          net_(net), pass_(net, std::move(regulariser), std::move(rule)) {}
 
     Net& network() { return net_; }
 
 private:
     const matrix& run_forward(const matrix& x, bool training) override { return net_.forward(x, training); }
     void run_backward(const matrix& d_output) override {
-        defer_surrogate_backward<O>(net_);
+        defer_surrogate_backward(net_);
         net_.backward(d_output);
+    }
+    update_result run_update(O& opt, float lr, float alpha, step_position at) override {
+        return pass_.run(opt, lr, alpha, at);
     }
 
     Net& net_;
+    update_pass<Net, R, Rule> pass_;
 };
 
 }  // namespace dynsparse
