@@ -216,14 +216,18 @@ TEST_CASE("masked_conv2d reset rule: a layer keeping <= 1% gets its thresholds r
     ds::rng gen(2);
     L layer;
     layer.initialize(gen);
+    ds::sgd opt;
+    ds::update_pass pass(layer);  // a training step with learning rate 0 applies the rule
     for (auto& t : layer.threshold()) t = 10.0f;
-    layer.update_mask();
+    layer.update_mask();          // a forward's mask: never resets
+    CHECK(layer.statistics().resets == 0);
+    pass.run(opt, 0.0f, 0.0f);
     CHECK(layer.statistics().resets == 1);
     CHECK(layer.statistics().kept == layer.statistics().total);
     CHECK(layer.threshold()(0) == 0.0f);
     layer.set_reset_rule(false);
     for (auto& t : layer.threshold()) t = 10.0f;
-    layer.update_mask();
+    pass.run(opt, 0.0f, 0.0f);
     CHECK(layer.statistics().kept == 0);
     CHECK(layer.statistics().resets == 1);
 }

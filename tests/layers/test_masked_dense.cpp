@@ -5,6 +5,8 @@
 #include <cmath>
 
 #include "dynsparse/layers/masked_dense.hpp"
+#include "dynsparse/optim/optimizer.hpp"
+#include "dynsparse/optim/update.hpp"
 #include "support/fixtures.hpp"
 #include "support/gradient_check.hpp"
 #include "support/policy_lists.hpp"
@@ -134,13 +136,21 @@ TEST_CASE("masked weights keep receiving the structure gradient, so they can com
     CHECK(layer.threshold_gradient()(0) == doctest::Approx(-(0.36 - 0.36)).scale(1.0));
 }
 
-TEST_CASE("the 1% reset rule zeroes the thresholds, is counted and can be switched off") {
+TEST_CASE("the 1% reset rule zeroes the thresholds in training steps only, is counted and can be switched off") {
     using L = ds::masked_dense_layer<10, 20, ds::long_tailed, ds::per_neuron>;
     ds::rng gen(3);
     L layer;
     layer.initialize(gen);
+    // The rule applies in training steps only: an update with learning rate 0 keeps W and t
+    // and makes the next mask.
+    ds::sgd opt;
+    ds::update_pass pass(layer);
+    auto training_step = [&] { pass.run(opt, 0.0f, 0.0f); };
     for (auto& t : layer.threshold()) t = 10.0f;  // prunes everything
-    layer.update_mask();
+    layer.update_mask();                          // as a forward pass: never resets
+    CHECK(layer.statistics().resets == 0);
+    CHECK(layer.statistics().kept == 0);
+    training_step();
     CHECK(layer.statistics().resets == 1);
     CHECK(layer.statistics().kept == 200);  // thresholds back at 0: dense again
     for (float t : layer.threshold()) CHECK(t == 0.0f);
@@ -150,7 +160,7 @@ TEST_CASE("the 1% reset rule zeroes the thresholds, is counted and can be switch
         for (auto& t : layer.threshold()) t = 0.9f;
         for (auto& w : layer.weight()) w = 0.5f;
         for (std::size_t k = 0; k < n; ++k) layer.weight().data()[k * 7] = 1.0f;
-        layer.update_mask();
+        training_step();
     };
     keep_n(3);
     CHECK(layer.statistics().resets == 1);
