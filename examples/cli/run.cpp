@@ -231,7 +231,7 @@ void report(const model_info& m, const run_options& o, const run_result& r, bool
         .add("threads", o.threads)
         .add("blas_core", ds::blas_core_name())
         .add("wall_seconds", r.wall_seconds);
-    ds::write_file_atomically(o.json, j.str() + "\n");
+    ds::write_file_atomically(o.json, j.str() + "\n", "JSON summary");
     std::printf("summary          %s\n", o.json.c_str());
 }
 

@@ -318,6 +318,7 @@ public:
         v("global_step", global_step_);
         v("alpha", cfg_.alpha);
         v("shuffle_rng", shuffle_rng_);
+        v("augment_rng", augment_rng_);
         if constexpr (requires { opt_.visit_state(v); }) opt_.visit_state(v);
     }
 
