@@ -24,18 +24,19 @@ ok=0
 failed=0
 mid_write=0
 for ((i = 1; i <= trials; ++i)); do
-    rm -f "$work"/run.ckpt "$work"/run.ckpt.tmp "$work"/train.log
+    rm -f "$work"/run.ckpt "$work"/run.ckpt.*.tmp "$work"/train.log
     "$bin" "${flags[@]}" --epochs 1000000 --save "$work/run.ckpt" >"$work/train.log" 2>&1 &
     pid=$!
     until [[ -e "$work/run.ckpt" ]]; do sleep 0.01; done
     if ((i % 2)); then
         sleep "0.$(printf '%03d' $((RANDOM % 1000)))"
     else
-        until [[ -e "$work/run.ckpt.tmp" ]]; do :; done  # no sleep: a write takes ~1 ms
+        # the temporary file is run.ckpt.<pid>.<n>.tmp; no sleep: a write takes ~1 ms
+        until compgen -G "$work/run.ckpt.*.tmp" >/dev/null; do :; done
     fi
     kill -KILL "$pid"
     wait "$pid" 2>/dev/null || true
-    [[ -e "$work/run.ckpt.tmp" ]] && mid_write=$((mid_write + 1))
+    compgen -G "$work/run.ckpt.*.tmp" >/dev/null && mid_write=$((mid_write + 1))
     last=$(grep -o '^epoch *[0-9]*' "$work/train.log" | tail -1 | grep -o '[0-9]*$')
     if out=$("$bin" "${flags[@]}" --epochs $((last + 1)) --resume "$work/run.ckpt" 2>&1) &&
         resumed=$(grep -o 'after epoch [0-9]*' <<<"$out" | grep -o '[0-9]*$') &&

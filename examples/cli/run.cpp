@@ -134,6 +134,7 @@ run_result run_training(const run_options& o, ds::training_loop<ds::softmax_cros
     const std::size_t steps_per_epoch = (train_set.size() + o.batch - 1) / o.batch;
 
     run_result r;
+    r.resumed_after_epoch = trainer.epoch();
     const auto start = std::chrono::steady_clock::now();
     r.history = trainer.fit(train_set, eval_set, [&](const ds::epoch_report& e) {
         if (csv) csv->record_epoch(trainer.masked_layers(), e, steps_per_epoch);
@@ -221,7 +222,8 @@ void report(const model_info& m, const run_options& o, const run_result& r, bool
         .add("remaining_ratio", remaining)
         .add("layer_remaining", layer_remaining)
         .add("layer_names", layer_names)
-        .add("epochs", r.history.size())
+        .add("epochs", r.resumed_after_epoch + r.history.size())
+        .add("resumed_after_epoch", r.resumed_after_epoch)  // the epoch_* lists start after it
         .add("seconds_per_epoch", per_epoch)
         .add("epoch_seconds", epoch_seconds)
         .add("epoch_eval_accuracy", epoch_acc)
@@ -245,7 +247,7 @@ void report(const model_info& m, const run_options& o, const run_result& r, bool
         .add("threads", o.threads)
         .add("blas_core", ds::blas_core_name())
         .add("wall_seconds", r.wall_seconds);
-    ds::write_file_atomically(o.json, j.str() + "\n");
+    ds::write_file_atomically(o.json, j.str() + "\n", "JSON summary");
     std::printf("summary          %s\n", o.json.c_str());
 }
 

@@ -85,7 +85,8 @@ struct run_options {
 ds::lr_schedule make_schedule(const run_options& o);
 
 struct run_result {
-    std::vector<ds::epoch_report> history;
+    std::vector<ds::epoch_report> history;  ///< this process's epochs (after a --resume: the rest)
+    std::size_t resumed_after_epoch = 0;    ///< the checkpoint's epoch, 0 without --resume
     ds::evaluation test;
     std::vector<ds::layer_report> layers;
     double wall_seconds = 0;

@@ -39,23 +39,70 @@ TEST_CASE("json_object writes keys in order, escapes strings and nulls non-finit
     CHECK(ds::json_object{}.str() == "{}");
 }
 
-TEST_CASE("write_file_atomically replaces the file and keeps it when writing fails") {
+TEST_CASE("write_file_atomically replaces a regular file and leaves no other file changed") {
     const fs::path dir = fs::temp_directory_path() / "dynsparse_test_io";
     fs::remove_all(dir);
     fs::create_directories(dir);
     const fs::path file = dir / "summary.json";
     ds::write_file_atomically(file, "first\n");
     CHECK(read_text(file) == "first\n");
+    // A file that happens to have the old temporary name is not touched.
+    { std::ofstream(dir / "summary.json.tmp") << "mine\n"; }
+    fs::permissions(file, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read);
     ds::write_file_atomically(file, "second\n");
     CHECK(read_text(file) == "second\n");
-    CHECK_FALSE(fs::exists(dir / "summary.json.tmp"));
+    CHECK(read_text(dir / "summary.json.tmp") == "mine\n");
+    CHECK(fs::status(file).permissions() ==
+          (fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read));
+    std::size_t files = 0;
+    for (const auto& e : fs::directory_iterator(dir)) files += e.is_regular_file() ? 1 : 0;
+    CHECK(files == 2);  // no temporary file left behind
 
-    // A directory where the temporary file should go: the write fails, naming the file,
-    // and the previous content survives.
-    fs::create_directories(dir / "summary.json.tmp");
-    CHECK_THROWS_WITH_AS(ds::write_file_atomically(file, "third\n"),
-                         doctest::Contains(file.c_str()), ds::data_error);
-    CHECK(read_text(file) == "second\n");
-    CHECK_THROWS_AS(ds::write_file_atomically(dir / "missing" / "x.json", "x"), ds::data_error);
+    // A symbolic link to a regular file stays a link; the file it names is replaced.
+    fs::create_symlink(file, dir / "link.json");
+    ds::write_file_atomically(dir / "link.json", "third\n");
+    CHECK(fs::is_symlink(dir / "link.json"));
+    CHECK(read_text(file) == "third\n");
+
+    CHECK_THROWS_WITH_AS(ds::write_file_atomically(dir / "missing" / "x.json", "x"),
+                         doctest::Contains("x.json: cannot create a temporary file"), ds::data_error);
+    fs::remove_all(dir);
+}
+
+TEST_CASE("write_file_atomically refuses a target that is not a regular file and keeps it") {
+    const fs::path dir = fs::temp_directory_path() / "dynsparse_test_io_targets";
+    fs::remove_all(dir);
+    fs::create_directories(dir / "out.ckpt");
+    { std::ofstream(dir / "out.ckpt" / "inside") << "kept\n"; }
+
+    SUBCASE("a character device (/dev/null)") {
+        CHECK_THROWS_WITH_AS(ds::write_file_atomically("/dev/null", "x", "checkpoint"),
+                             doctest::Contains("/dev/null: refusing to write the checkpoint over a "
+                                               "character device"),
+                             ds::data_error);
+        CHECK(fs::is_character_file("/dev/null"));
+    }
+    SUBCASE("a directory") {
+        CHECK_THROWS_WITH_AS(ds::write_file_atomically(dir / "out.ckpt", "x"),
+                             doctest::Contains("out.ckpt: refusing to write the file over a directory"),
+                             ds::data_error);
+        CHECK(fs::is_directory(dir / "out.ckpt"));
+        CHECK(read_text(dir / "out.ckpt" / "inside") == "kept\n");
+    }
+    SUBCASE("a symbolic link to a directory, and a dangling link") {
+        fs::create_directory_symlink(dir / "out.ckpt", dir / "link");
+        CHECK_THROWS_WITH_AS(ds::write_file_atomically(dir / "link", "x"),
+                             doctest::Contains("link: refusing to write the file over a symbolic link to a directory"),
+                             ds::data_error);
+        fs::create_symlink(dir / "nothing", dir / "dangling");
+        CHECK_THROWS_WITH_AS(ds::write_file_atomically(dir / "dangling", "x"),
+                             doctest::Contains("dangling: refusing to write the file over a dangling"),
+                             ds::data_error);
+        CHECK(fs::is_symlink(dir / "dangling"));
+    }
+    // Nothing was created next to the targets.
+    std::size_t entries = 0;
+    for (const auto& e : fs::directory_iterator(dir)) entries += e.is_symlink() ? 0 : 1;
+    CHECK(entries == 1);
     fs::remove_all(dir);
 }

@@ -147,6 +147,16 @@ TEST_CASE("checkpoints go through files atomically and load back") {
     tr.fit(data, data);
     ds::save_checkpoint(tr, dir / "run.ckpt");
     CHECK_FALSE(fs::exists(dir / "run.ckpt.tmp"));
+    // A device is refused (renaming over it would replace /dev/full by a file), and a
+    // directory: the checkpoint saved before is still there.
+    CHECK_THROWS_WITH_AS(ds::save_checkpoint(tr, "/dev/full"),
+                         doctest::Contains("/dev/full: refusing to write the checkpoint over a character device"),
+                         ds::data_error);
+    CHECK(fs::is_character_file("/dev/full"));
+    fs::create_directories(dir / "as_dir.ckpt");
+    CHECK_THROWS_WITH_AS(ds::save_checkpoint(tr, dir / "as_dir.ckpt"),
+                         doctest::Contains("as_dir.ckpt: refusing to write the checkpoint over a directory"),
+                         ds::data_error);
 
     tiny_dst copy;
     copy.initialize(2);
@@ -220,7 +230,13 @@ TEST_CASE("a bad checkpoint is refused with a clear message and changes nothing"
     SUBCASE("wrong version") {
         std::string bad = good;
         bad[8] = 9;
-        refused(bad, "run.ckpt: unsupported dynsparse checkpoint version 9 (this build reads version 1)");
+        refused(bad, "run.ckpt: unsupported dynsparse checkpoint version 9 (this build reads version 2)");
+    }
+    SUBCASE("format version 1 (before the generators and block state were saved)") {
+        std::string bad = good;
+        bad[8] = 1;
+        refused(bad, "run.ckpt: a dynsparse checkpoint of format version 1, written before checkpoints "
+                     "held the augmentation and dropout generators");
     }
     SUBCASE("wrong magic") {
         std::string bad = good;

@@ -26,6 +26,28 @@ using ds::testing::as_checkable;
 using ds::testing::check_gradients;
 using ds::testing::random_matrix;
 
+namespace {
+/// The fields a part's visit_state hands out, by type: float arrays (running statistics)
+/// and integers (reset counts).
+struct state_fields {
+    std::size_t spans = 0, counts = 0, other = 0;
+};
+template <class T>
+state_fields count_state_fields(T& part) {
+    state_fields n;
+    part.visit_state([&](std::string_view, auto&& field) {
+        using F = std::remove_cvref_t<decltype(field)>;
+        if constexpr (std::is_same_v<F, std::span<float>>)
+            ++n.spans;
+        else if constexpr (std::is_same_v<F, std::size_t>)
+            ++n.counts;
+        else
+            ++n.other;
+    });
+    return n;
+}
+}  // namespace
+
 // ------------------------------------------------------------------ compile-time shapes
 using vgg = ds::models::vgg16_cifar<>;
 static_assert(ds::Network<vgg>);
@@ -132,7 +154,7 @@ TEST_CASE("batch_norm: batch statistics in training, running statistics in evalu
     CHECK(y(0, 0) == doctest::Approx((1 - 0.4f) / std::sqrt(0.9f + 2.0f / 3.0f + 1e-5f)));
     CHECK(layer.running_mean()(0) == doctest::Approx(0.4f));  // unchanged by evaluation
     std::vector<std::string> names;
-    layer.for_each_state([&](std::string_view name, std::span<float> v) {
+    layer.visit_state([&](std::string_view name, std::span<float> v) {
         names.emplace_back(name);
         CHECK(v.size() == 2);
     });
@@ -278,9 +300,7 @@ TEST_CASE("residual with identity shortcut inside a chain: gradients and output"
     const ds::matrix& body = res.body().output_of(1);
     for (std::size_t i = 0; i < y.size(); ++i)
         CHECK(y.data()[i] == doctest::Approx(pre.data()[i] + body.data()[i]));
-    std::size_t states = 0;
-    layer.for_each_state([&](std::string_view, std::span<float>) { ++states; });
-    CHECK(states == 2);
+    CHECK(count_state_fields(layer).spans == 2);
     DYNSPARSE_CHECK_GRADIENTS(check_gradients(as_checkable(layer, y), x, gen,
                                               {.epsilon = 1e-3f, .absolute_tolerance = 3e-3, .relative_tolerance = 3e-2}));
 }
@@ -332,7 +352,7 @@ TEST_CASE("WRN-16-1 learns a fixed batch; 17 masked layers, running statistics v
     const auto [first, last] = overfit(net, 12, 0.05f);
     CHECK(last < first);
     CHECK(ds::sparsity_report(net).size() == 17);
-    std::size_t states = 0;
-    net.for_each_state([&](std::string_view, std::span<float>) { ++states; });
-    CHECK(states == 2 * 13);  // two batch norms per block (6 blocks) and one before the pool
+    const auto fields = count_state_fields(net);
+    CHECK(fields.spans == 2 * 13);  // two batch norms per block (6 blocks) and one before the pool
+    CHECK(fields.counts == 17);     // every masked layer's reset count, inside the blocks too
 }

@@ -121,3 +121,16 @@ TEST_CASE("csv_log names the file it cannot open") {
         CHECK(std::string(e.what()).find(bad) != std::string::npos);
     }
 }
+
+TEST_CASE("csv_log refuses a target that is not a regular file (device, directory)") {
+    CHECK_THROWS_WITH_AS(ds::csv_log("/dev/null"),
+                         doctest::Contains("/dev/null: refusing to write the CSV log over a character device"),
+                         ds::data_error);
+    CHECK(std::filesystem::is_character_file("/dev/null"));
+    const auto dir = std::filesystem::temp_directory_path() / "dynsparse_test_csv_dir";
+    std::filesystem::create_directories(dir);
+    CHECK_THROWS_WITH_AS(ds::csv_log{dir}, doctest::Contains("refusing to write the CSV log over a directory"),
+                         ds::data_error);
+    CHECK(std::filesystem::is_directory(dir));
+    std::filesystem::remove_all(dir);
+}

@@ -1,32 +1,103 @@
 #pragma once
 // Writing files so that a crash never leaves a half-written file in place: write to a
-// temporary file next to the target, flush and fsync it, rename it over the target, then
-// fsync the directory so the rename itself survives a power loss.
-#include <cstdio>
+// new temporary file next to the target, flush and fsync it, rename it over the target,
+// then fsync the directory so the rename itself survives a power loss.
+//
+// Only regular files are replaced. A target that exists and is something else (a device
+// such as /dev/null or /dev/full, a directory, a fifo, a socket) is refused with a
+// data_error naming it, before anything is written: renaming over it would destroy it.
+// A symbolic link to a regular file is kept, and the file it points to is replaced. The
+// temporary file gets a name no other file has (created exclusively), so no existing file
+// is overwritten on the way, and it is removed when anything fails. A replaced file keeps
+// its permission bits.
+#include <cerrno>
+#include <cstring>
 #include <fcntl.h>
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "dynsparse/core/error.hpp"
 
 namespace dynsparse {
 
-inline void write_file_atomically(const std::filesystem::path& path, std::string_view content) {
-    const std::filesystem::path tmp = path.string() + ".tmp";
-    std::FILE* f = std::fopen(tmp.c_str(), "wb");
-    if (f == nullptr) throw data_error(path.string() + ": cannot open " + tmp.string() + " for writing");
-    const bool ok = std::fwrite(content.data(), 1, content.size(), f) == content.size() &&
-                    std::fflush(f) == 0 && ::fsync(::fileno(f)) == 0;
-    if (std::fclose(f) != 0 || !ok) {
-        std::filesystem::remove(tmp);
-        throw data_error(path.string() + ": writing " + tmp.string() + " failed (disk full?)");
+namespace detail {
+
+inline const char* file_type_name(std::filesystem::file_type t) {
+    using ft = std::filesystem::file_type;
+    switch (t) {
+        case ft::directory: return "a directory";
+        case ft::character: return "a character device";
+        case ft::block: return "a block device";
+        case ft::fifo: return "a fifo";
+        case ft::socket: return "a socket";
+        default: return "not a regular file";
     }
+}
+
+}  // namespace detail
+
+/// The file a write to `path` should replace: `path` itself, or the regular file a
+/// symbolic link at `path` points to. Throws data_error (naming `path` and `what`, e.g.
+/// "checkpoint") when `path` exists and is not a regular file, or is a dangling link.
+inline std::filesystem::path checked_write_target(const std::filesystem::path& path, std::string_view what = "file") {
+    namespace fs = std::filesystem;
+    if (path.empty()) throw data_error(std::string("no path given for the ") + std::string(what));
     std::error_code ec;
-    std::filesystem::rename(tmp, path, ec);
-    if (ec) throw data_error(path.string() + ": cannot rename the temporary file: " + ec.message());
-    const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : ".";
+    const fs::file_status link = fs::symlink_status(path, ec);
+    if (link.type() == fs::file_type::not_found) return path;
+    const fs::file_status target = fs::status(path, ec);
+    const std::string refuse = path.string() + ": refusing to write the " + std::string(what) + " over ";
+    if (fs::is_symlink(link) && target.type() == fs::file_type::not_found)
+        throw data_error(refuse + "a dangling symbolic link");
+    if (target.type() != fs::file_type::regular)
+        throw data_error(refuse + (fs::is_symlink(link) ? "a symbolic link to " : "") +
+                         detail::file_type_name(target.type()) +
+                         ": only regular files are replaced (give the path of a file)");
+    return fs::is_symlink(link) ? fs::canonical(path) : path;
+}
+
+inline void write_file_atomically(const std::filesystem::path& path, std::string_view content,
+                                  std::string_view what = "file") {
+    const std::filesystem::path target = checked_write_target(path, what);
+    struct stat old {};
+    const bool replacing = ::stat(target.c_str(), &old) == 0;
+
+    // A fresh temporary name next to the target: <name>.<pid>.<n>.tmp, created exclusively.
+    std::string tmp;
+    int fd = -1;
+    for (unsigned n = 0; fd < 0 && n < 100; ++n) {
+        tmp = target.string() + "." + std::to_string(::getpid()) + "." + std::to_string(n) + ".tmp";
+        fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd < 0 && errno != EEXIST) break;
+    }
+    if (fd < 0)
+        throw data_error(path.string() + ": cannot create a temporary file next to it (" + tmp +
+                         "): " + std::strerror(errno));
+    bool ok = true;
+    for (std::size_t done = 0; ok && done < content.size();) {
+        const ::ssize_t w = ::write(fd, content.data() + done, content.size() - done);
+        if (w < 0 && errno == EINTR) continue;
+        ok = w > 0;
+        if (ok) done += static_cast<std::size_t>(w);
+    }
+    if (ok && replacing) ok = ::fchmod(fd, old.st_mode & 07777) == 0;
+    ok = ok && ::fsync(fd) == 0;
+    ok = ::close(fd) == 0 && ok;
+    std::error_code ec;
+    if (!ok) {
+        std::filesystem::remove(tmp, ec);
+        throw data_error(path.string() + ": writing " + tmp + " failed (disk full?); the previous file is unchanged");
+    }
+    std::filesystem::rename(tmp, target, ec);
+    if (ec) {
+        std::error_code ignored;
+        std::filesystem::remove(tmp, ignored);
+        throw data_error(path.string() + ": cannot rename the temporary file over it: " + ec.message());
+    }
+    const std::filesystem::path dir = target.has_parent_path() ? target.parent_path() : ".";
     const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
     if (dfd >= 0) {  // best effort: the file is already in place
         ::fsync(dfd);

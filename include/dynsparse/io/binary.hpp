@@ -167,7 +167,7 @@ struct file_kind {
     std::uint32_t version;   ///< the only version this build reads
 };
 
-inline constexpr file_kind checkpoint_kind{"DSCKPT\x01\n", "dynsparse checkpoint", 1};
+inline constexpr file_kind checkpoint_kind{"DSCKPT\x01\n", "dynsparse checkpoint", 2};
 inline constexpr file_kind exported_model_kind{"DSMODEL\n", "dynsparse exported model", 1};
 inline constexpr file_kind known_file_kinds[] = {checkpoint_kind, exported_model_kind};
 

@@ -3,16 +3,18 @@
 // after epoch k and resumed from its checkpoint continues bit for bit as if it had never
 // stopped (same seed, same BLAS thread count).
 //
-// What is saved, through visitors (so new layers and optimizers plug in without changes
-// here):
+// What is saved, through one state protocol, so new layers and optimizers plug in without
+// changes here:
 //   - every layer's trainable tensors, from for_each_parameter (weights, biases,
 //     thresholds), by name and size;
-//   - a layer's non-trainable tensors, if it has `for_each_state(f)` calling
-//     f(name, std::span<float>) (batch norm's running statistics; blocks pass it on)
-//   - a layer's other state, if it has `template <class V> void visit_state(V&& v)`
-//     calling v(name, field) (masked layers: their reset count);
+//   - every layer's other state, from `visit_state(v)` calling v(name, field) (a template
+//     `template <class V> void visit_state(V&& v)` or `void visit_state(field_visitor&)`):
+//     masked layers' reset counts, batch norm's running statistics, dropout's generator.
+//     Composites (sequential, chain, residual) forward visit_state to their layers, so the
+//     state inside residual blocks is saved as well;
 //   - the trainer's visit_state: epoch (the schedule position), global step, alpha, the
-//     shuffling generator, and the optimizer's visit_state (SGD momentum, Adam moments).
+//     shuffling and augmentation generators, and the optimizer's visit_state (SGD
+//     momentum, Adam moments).
 // A field is one of: std::size_t, float, bool, rng, std::span<float> (fixed size), or
 // std::vector<std::vector<float>> (per-parameter buffers: empty, or one buffer per
 // trainable tensor of the network, each of that tensor's size).
@@ -78,6 +80,12 @@ public:
 protected:
     ~field_visitor() = default;
 };
+
+/// A part with state beyond its trainable tensors: visit_state(v) calls v(name, field) for
+/// each field, in a fixed order, and reading back the same fields restores the part. Fields
+/// are the types field_visitor takes; a std::span<float> keeps its size.
+template <class T>
+concept HasState = requires(T& t, field_visitor& v) { t.visit_state(v); };
 
 namespace detail {
 
@@ -187,15 +195,26 @@ struct state_reader final : field_visitor {
     }
 };
 
-/// Visits one layer's fields: its trainable tensors, its non-trainable tensors
-/// (for_each_state: batch norm's running statistics, also inside blocks), then its
-/// visit_state, if any.
+/// Visits one layer's fields: its trainable tensors, then its visit_state, if any (a
+/// composite's walks its inner layers).
 template <class L>
 void visit_layer_state(void* layer_ptr, field_visitor& v) {
     L& layer = *static_cast<L*>(layer_ptr);
     layer.for_each_parameter([&](const parameter& p) { v(p.name, p.value); });
-    if constexpr (requires { layer.for_each_state(v); }) layer.for_each_state(v);
-    if constexpr (requires { layer.visit_state(v); }) layer.visit_state(v);
+    if constexpr (HasState<L>) layer.visit_state(v);
+}
+
+/// Version 1 files (before the augmentation and dropout generators and the state inside
+/// residual blocks were saved) get their own message rather than a bare version number.
+inline void refuse_old_checkpoint(std::string_view bytes, const std::string& file) {
+    if (bytes.size() < 12 || bytes.substr(0, 8) != checkpoint_kind.magic) return;
+    byte_reader head(bytes.substr(8, 4), file);
+    if (head.u32("version") == 1)
+        throw data_error(file + ": a dynsparse checkpoint of format version 1, written before "
+                         "checkpoints held the augmentation and dropout generators and the state of "
+                         "layers inside residual blocks; this build reads version " +
+                         std::to_string(checkpoint_kind.version) +
+                         " only, so that run cannot be resumed exactly: start it again");
 }
 
 }  // namespace detail
@@ -266,6 +285,7 @@ inline std::string checkpoint_bytes(const checkpoint_view& s) {
 /// Restores from checkpoint bytes; `file` names them in messages. Throws data_error (and
 /// changes nothing) when the bytes are not a valid checkpoint of this network type.
 inline void restore_checkpoint(const checkpoint_view& s, std::string_view bytes, const std::string& file) {
+    detail::refuse_old_checkpoint(bytes, file);
     const std::string_view payload = unframe(bytes, file, checkpoint_kind, known_file_kinds);
     for (const bool store : {false, true}) {
         byte_reader in(payload, file);
@@ -296,7 +316,7 @@ inline void restore_checkpoint(const checkpoint_view& s, std::string_view bytes,
 /// Writes the checkpoint atomically (temporary file, fsync, rename, fsync of the directory):
 /// a crash during the write leaves the previous checkpoint in place.
 inline void save_checkpoint(const checkpoint_view& s, const std::filesystem::path& path) {
-    write_file_atomically(path, checkpoint_bytes(s));
+    write_file_atomically(path, checkpoint_bytes(s), "checkpoint");
 }
 
 inline void load_checkpoint(const checkpoint_view& s, const std::filesystem::path& path) {

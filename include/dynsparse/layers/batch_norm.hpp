@@ -8,8 +8,8 @@
 // running = (1 - momentum) * running + momentum * batch (the variance unbiased, n/(n-1)).
 // Evaluation (training = false): the running statistics replace the batch's.
 // gamma and beta are trainable (kinds weight and bias, so weight decay applies to them as
-// in PyTorch); the running statistics are state, not parameters: for_each_state(f) visits
-// them (for checkpoints).
+// in PyTorch); the running statistics are state, not parameters: visit_state(v) hands
+// them to a checkpoint (io/checkpoint.hpp).
 #include <cmath>
 #include <cstddef>
 #include <span>
@@ -155,11 +155,12 @@ public:
                     {grad_beta_.data(), channels}});
     }
 
-    /// f(name, values) for the non-trainable state: "running_mean", "running_var".
-    template <class F>
-    void for_each_state(F&& f) {
-        f(std::string_view("running_mean"), std::span<float>(running_mean_.data(), channels));
-        f(std::string_view("running_var"), std::span<float>(running_var_.data(), channels));
+    /// State protocol (io/checkpoint.hpp): v(name, field) for the non-trainable state,
+    /// "running_mean" and "running_var" (spans of `channels` floats).
+    template <class V>
+    void visit_state(V&& v) {
+        v(std::string_view("running_mean"), std::span<float>(running_mean_.data(), channels));
+        v(std::string_view("running_var"), std::span<float>(running_var_.data(), channels));
     }
 
     /// PyTorch's defaults: momentum 0.1, epsilon 1e-5.

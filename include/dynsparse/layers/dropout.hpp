@@ -4,11 +4,13 @@
 // Percent / 100 is the default of a runtime setting (set_rate), e.g. dropout<30> as in
 // WideResNet.
 // The layer draws its masks from its own generator, seeded from the network's in
-// initialize(); freeze_mask(true) reuses the last mask (for gradient checks).
+// initialize(), whose position visit_state hands to checkpoints (a resumed run draws the
+// masks it would have drawn); freeze_mask(true) reuses the last mask (gradient checks).
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "dynsparse/core/error.hpp"
@@ -60,6 +62,12 @@ public:
 
     template <class F>
     void for_each_parameter(F&&) {}
+
+    /// State protocol (io/checkpoint.hpp): the mask generator.
+    template <class V>
+    void visit_state(V&& v) {
+        v(std::string_view("mask_rng"), gen_);
+    }
 
     void set_rate(float rate) {
         if (!(rate >= 0.0f && rate < 1.0f))

@@ -17,7 +17,8 @@
 //                  masked_conv2d<C, 1, S, 0, ...>>>
 //
 // Composite layers walk their inner layers for the network: parameters, masked layers
-// (statistics, reset rule), non-trainable state and initialisation, in order.
+// (statistics, reset rule), state (visit_state: reset counts, running statistics,
+// generators) and initialisation, in order.
 #include <algorithm>
 #include <string>
 #include <type_traits>
@@ -87,9 +88,9 @@ public:
     void for_each_masked_layer(F&& f) const {
         net_.for_each_masked_layer(f);
     }
-    template <class F>
-    void for_each_state(F&& f) {
-        net_.for_each_state(f);
+    template <class V>
+    void visit_state(V&& v) {
+        net_.visit_state(v);
     }
     network& layers() { return net_; }
     const network& layers() const { return net_; }
@@ -216,10 +217,11 @@ public:
         body_.for_each_masked_layer(f);
         visit_shortcut(shortcut_, f);
     }
-    template <class F>
-    void for_each_state(F&& f) {
-        body_.for_each_state(f);
-        if constexpr (requires { shortcut_.for_each_state(f); }) shortcut_.for_each_state(f);
+    /// State protocol: the body's layers' state, then the shortcut's.
+    template <class V>
+    void visit_state(V&& v) {
+        body_.visit_state(v);
+        if constexpr (requires { shortcut_.visit_state(v); }) shortcut_.visit_state(v);
     }
 
     body_type& body() { return body_; }

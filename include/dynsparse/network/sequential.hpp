@@ -49,7 +49,7 @@ struct input_shape_of<sequence_input<T, F>> {
 };
 
 /// Layers made of layers (residual blocks, chains) say so with `static constexpr bool
-/// composite = true` and offer for_each_masked_layer / for_each_state / masked_layer_count
+/// composite = true` and offer for_each_masked_layer / visit_state / masked_layer_count
 /// themselves; sequential's walks descend into them.
 template <class L>
 concept CompositeLayer = requires { requires L::composite; };
@@ -175,12 +175,13 @@ public:
         });
     }
 
-    /// f(name, std::span<float>) for every non-trainable state tensor (batch norm's running
-    /// statistics), layer by layer, descending into composite layers.
-    template <class F>
-    void for_each_state(F&& f) {
+    /// State protocol (io/checkpoint.hpp): v(name, field) for every layer's state beyond
+    /// its trainable tensors (reset counts, batch norm's running statistics, dropout's
+    /// generator), layer by layer, descending into composite layers.
+    template <class V>
+    void visit_state(V&& v) {
         for_each_layer([&](auto& layer, std::size_t) {
-            if constexpr (requires { layer.for_each_state(f); }) layer.for_each_state(f);
+            if constexpr (requires { layer.visit_state(v); }) layer.visit_state(v);
         });
     }
 

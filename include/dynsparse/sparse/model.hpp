@@ -891,7 +891,7 @@ inline sparse_model parse_sparse_model(std::string_view bytes, const std::string
 }
 
 inline void save_sparse_model(const sparse_model& m, const std::filesystem::path& path) {
-    write_file_atomically(path, sparse_model_bytes(m));
+    write_file_atomically(path, sparse_model_bytes(m), "exported model");
 }
 
 inline sparse_model load_sparse_model(const std::filesystem::path& path) {

@@ -25,7 +25,8 @@
 // flip in between. They need the layer's masked_weight() (W * M; an entry is taken as
 // kept when it is non-zero, which misses only weights that are exactly 0); layers without
 // it leave the two columns empty. Each row is flushed when written; a path that cannot be
-// opened throws data_error naming the file.
+// opened, or that exists and is not a regular file (a device, a directory: as for
+// io/atomic_file.hpp), throws data_error naming the file.
 //
 //   ds::csv_log log("run.csv", "test", 100);   // epoch rows + a row every 100 steps
 //   log.attach(trainer);                       // step rows (needs every_steps > 0)
@@ -40,6 +41,7 @@
 #include <vector>
 
 #include "dynsparse/core/error.hpp"
+#include "dynsparse/io/atomic_file.hpp"
 #include "dynsparse/train/trainer.hpp"
 
 namespace dynsparse {
@@ -51,7 +53,7 @@ public:
     explicit csv_log(const std::filesystem::path& path, std::string eval_set = "test",
                      std::size_t every_steps = 0)
         : path_(path), eval_set_(std::move(eval_set)), every_(every_steps) {
-        out_.open(path, std::ios::out | std::ios::trunc);
+        out_.open(checked_write_target(path, "CSV log"), std::ios::out | std::ios::trunc);
         if (!out_) throw data_error(path.string() + ": cannot open the CSV log for writing");
     }
 

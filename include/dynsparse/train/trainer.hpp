@@ -233,6 +233,7 @@ public:
         v("global_step", global_step_);
         v("alpha", cfg_.alpha);
         v("shuffle_rng", shuffle_rng_);
+        v("augment_rng", augment_rng_);
         if constexpr (StatefulOptimizer<O>) opt_.visit_state(v);
     }
 
