@@ -255,9 +255,8 @@ private:
     /// GEMM; sparse: W_ih's CSR on the feature-major input, steps x batch columns), then
     /// each step adds W_hh h_{t-1} (dense: GEMV / GEMM; sparse: gathered row dots for
     /// small batches, else W_hh's CSR on the feature-major hidden state, where the gate
-    /// updates also vectorise; batch padded to a multiple of 16 columns). (Scaling W_hh's
-    /// columns by h instead of row dots, and a SELL-16 layout with AVX-512 gathers, were
-    /// tried on LSTM-a's W_hh: 1.1x and 3-4x slower.)
+    /// updates also vectorise; batch padded to a multiple of 16 columns). Alternatives tried
+    /// are in docs/benchmarks.md.
     void run_lstm(const sparse_op& op, const matrix& x, matrix& y, bool sparse) {
         const std::size_t batch = x.shape(0), steps = op.in.c, f = op.in.h, h = op.out.h, g = 4 * h, ld = f + h;
         cell_.assign(batch * h, 0.0f);

@@ -60,13 +60,10 @@ struct dims3 {
 };
 
 /// Densities below this use the sparse kernels, the rest BLAS: about where the sparse kernels
-/// of a 784-300 dense layer and of LeNet-5's second convolution stop winning against GEMV
-/// (batch 1) and GEMM (docs/benchmarks.md, `sparse_inference_bench density`); for an LSTM
-/// 128 -> 128 over 28 steps: 0.1-0.2 at batch 1, 0.2-0.3 at batch 64. Stride-1 convolutions
-/// run the direct sparse convolution (sparse/direct_conv.hpp), which was faster than the
-/// engine's im2col + GEMM path at every density measured on LeNet-5's two convolutions,
-/// 1% to 100% (1.02-1.4x at 100%), so they always take it; strided ones unfold the input
-/// and use the CSR kernel below 0.6.
+/// stop winning against GEMV (batch 1) and GEMM (measurements in docs/benchmarks.md,
+/// `sparse_inference_bench density`). Stride-1 convolutions always run the direct sparse
+/// convolution (sparse/direct_conv.hpp); strided ones unfold the input and use the CSR
+/// kernel below 0.6.
 inline float sparse_density_threshold(op_kind kind, std::size_t batch, std::size_t stride = 0) {
     if (kind == op_kind::conv) return stride == 1 ? 1.01f : 0.6f;
     if (kind == op_kind::lstm) return batch == 1 ? 0.15f : 0.25f;
