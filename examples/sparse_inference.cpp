@@ -5,10 +5,10 @@
 // layer on BLAS. benchmarks/sparse_inference_bench.cpp compares against the full-shape
 // dense network instead.
 //
-// Shows: sparse_model (sparse/model.hpp), the runtime counterpart of a trained network:
+// Shows: sparse_model (sparse/engine.hpp), the runtime counterpart of a trained network:
 // no template parameters, loaded from a file; the engine picks a sparse or a dense kernel
 // per layer by its density. A new layer kind joins by exporting itself
-// (export_inference, see io/export.hpp) and adding its kernel to sparse_model::run.
+// (export_inference, see sparse/export.hpp) and adding its kernel to sparse_model::run (sparse/engine.hpp).
 //
 //   sparse_inference --model PATH [--data DIR] [--batch 64] [--reps 200]
 #include <dynsparse/dynsparse.hpp>

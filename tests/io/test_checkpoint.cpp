@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "dynsparse/io/checkpoint.hpp"
-#include "dynsparse/io/export.hpp"
+#include "dynsparse/sparse/export.hpp"
 #include "dynsparse/layers/activations.hpp"
 #include "dynsparse/layers/batch_norm.hpp"
 #include "dynsparse/layers/masked_dense.hpp"

@@ -1,4 +1,4 @@
-// Export (io/export.hpp) and the sparse inference engine (sparse/): the exported model
+// Export (sparse/export.hpp) and the sparse inference engine (sparse/): the exported model
 // computes what the masked network computes, with either kernel, after dead neurons and
 // filters are removed; its file round-trips; bad files are refused with clear messages.
 #include <doctest/doctest.h>
@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "dynsparse/io/checkpoint.hpp"
-#include "dynsparse/io/export.hpp"
+#include "dynsparse/sparse/export.hpp"
 #include "dynsparse/layers/activations.hpp"
 #include "dynsparse/layers/dense.hpp"
 #include "dynsparse/layers/masked_conv2d.hpp"

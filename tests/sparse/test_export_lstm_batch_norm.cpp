@@ -8,7 +8,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "dynsparse/io/export.hpp"
+#include "dynsparse/sparse/export.hpp"
 #include "dynsparse/layers/activations.hpp"
 #include "dynsparse/layers/batch_norm.hpp"
 #include "dynsparse/layers/dense.hpp"

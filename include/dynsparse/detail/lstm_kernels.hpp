@@ -17,7 +17,7 @@
 
 #include "dynsparse/core/blas.hpp"
 #include "dynsparse/core/tensor.hpp"
-#include "dynsparse/surrogate/surrogate.hpp"  // detail::vector_friendly_exp
+#include "dynsparse/detail/fast_exp.hpp"  // detail::vector_friendly_exp
 
 namespace dynsparse::detail {
 

@@ -50,7 +50,7 @@ struct csr_matrix {
 };
 
 /// y[i] = b[i] + sum_k W[i, k] x[k] for one sample; four partial sums per row break the
-/// addition chain. (An AVX-512 gather version was 1.4x slower on Zen 4.)
+/// addition chain.
 inline void csr_rows_dot(const csr_matrix& w, const float* __restrict b, const float* __restrict x,
                          float* __restrict y) {
     const std::uint32_t* __restrict start = w.row_start.data();

@@ -13,9 +13,8 @@
 // positions, so a slice both use is loaded once for the two (conv_taps::pair_filters). A
 // 2x2 max pooling that follows can be applied as the accumulators are stored
 // (pooled_block_vectors).
-// The copy is k times the input (9 600 floats for LeNet-5's second convolution, a third of
-// its unfolded input); computing on "wide" rows of Wp columns straight from xp instead needs
-// no copy but does Wp / OW times the multiply-adds (1.5x there) and was slower.
+// The copy is k times the input; computing on "wide" rows of Wp columns straight from xp
+// instead needs no copy but does Wp / OW times the multiply-adds.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>

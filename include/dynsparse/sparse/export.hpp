@@ -16,7 +16,7 @@
 // exportable (ExportableNetwork is false). Any other layer exports itself through
 //   void export_inference(std::vector<sparse_op>& ops)
 // appending the operations the engine runs for it (a new kind of operation also needs its
-// kernel in sparse_model::run and its checks in parse_sparse_model).
+// kernel in sparse/engine.hpp and its checks in sparse/format.hpp).
 #include <cmath>
 #include <type_traits>
 #include <utility>
