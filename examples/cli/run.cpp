@@ -180,9 +180,11 @@ void report(const model_info& m, const run_options& o, const run_result& r, bool
         epoch_remaining.push_back(e.remaining);
         resets += e.resets;
         for (const auto& l : e.layers) {
-            const std::string name = "[" + std::to_string(l.index) + "] " + l.name;
-            if (l.thrashing && std::find(thrashing.begin(), thrashing.end(), name) == thrashing.end())
-                thrashing.push_back(name);
+            if (!l.thrashing) continue;
+            char index[32];
+            std::snprintf(index, sizeof index, "[%zu] ", l.index);
+            const std::string name = index + l.name;
+            if (std::find(thrashing.begin(), thrashing.end(), name) == thrashing.end()) thrashing.push_back(name);
         }
     }
     for (const auto& l : r.layers) {
