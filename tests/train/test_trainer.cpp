@@ -85,10 +85,68 @@ TEST_CASE("a non-finite loss stops training with a message naming the step") {
         FAIL("expected training_diverged");
     } catch (const ds::training_diverged& e) {
         const std::string msg = e.what();
+        INFO(msg);
         CHECK(msg.find("epoch 1, step") != std::string::npos);
         CHECK(msg.find("of 4") != std::string::npos);
         CHECK(msg.find("nan") != std::string::npos);
     }
+}
+
+TEST_CASE("a NaN weight hidden by its mask stops training before the epoch is reported") {
+    // The loss stays finite (the mask hides the weight), so only the parameter check sees it.
+    const auto data = blobs(64, 4);
+    tiny_dst net;
+    net.initialize(1);
+    auto& first = net.get<0>();
+    first.threshold().fill(0.5f);
+    first.weight()(3, 2) = std::numeric_limits<float>::quiet_NaN();
+    ds::trainer<tiny_dst> tr(net, {}, ds::sgd(), quiet_config(1, 0.0f));
+    bool reported = false;
+    try {
+        tr.fit(data, data, [&](const ds::epoch_report&) { reported = true; });
+        FAIL("expected training_diverged");
+    } catch (const ds::training_diverged& e) {
+        const std::string msg = e.what();
+        INFO(msg);
+        CHECK(msg.find("step 1 of 4") != std::string::npos);
+        CHECK(msg.find("layer 0 (masked_dense<16") != std::string::npos);
+        CHECK(msg.find("weight[26] is nan") != std::string::npos);  // row 3, column 2 of 16 x 8
+    }
+    CHECK_FALSE(reported);
+}
+
+TEST_CASE("an infinite threshold (every weight masked, the loss finite) stops training") {
+    const auto data = blobs(64, 4);
+    tiny_dst net;
+    net.initialize(1);
+    net.get<2>().threshold()(1) = std::numeric_limits<float>::infinity();
+    ds::trainer<tiny_dst> tr(net, {}, ds::sgd({.momentum = 0.9f}), quiet_config(3, 1e-3f));
+    bool reported = false;
+    try {
+        tr.fit(data, data, [&](const ds::epoch_report&) { reported = true; });
+        FAIL("expected training_diverged");
+    } catch (const ds::training_diverged& e) {
+        const std::string msg = e.what();
+        INFO(msg);
+        CHECK(msg.find("epoch 1, step 1 of 4") != std::string::npos);
+        CHECK(msg.find("layer 2 (masked_dense<3") != std::string::npos);
+        CHECK(msg.find("threshold[1] is ") != std::string::npos);  // inf, or nan from inf - inf
+        CHECK(msg.find("not reported or saved") != std::string::npos);
+    }
+    CHECK_FALSE(reported);
+}
+
+TEST_CASE("first_non_finite finds the first NaN or infinity in any block") {
+    std::vector<float> v(1000, 1.0f);
+    CHECK(ds::first_non_finite(v) == ds::all_finite);
+    CHECK(ds::first_non_finite(std::span<const float>{}) == ds::all_finite);
+    v[700] = -std::numeric_limits<float>::infinity();
+    v[999] = std::numeric_limits<float>::quiet_NaN();
+    CHECK(ds::first_non_finite(v) == 700);
+    v[3] = std::numeric_limits<float>::max();  // large but finite
+    CHECK(ds::first_non_finite(v) == 700);
+    v[255] = std::numeric_limits<float>::infinity();
+    CHECK(ds::first_non_finite(v) == 255);
 }
 
 TEST_CASE("the trainer rejects data that does not fit the network") {

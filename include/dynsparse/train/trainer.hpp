@@ -31,6 +31,7 @@
 #include "dynsparse/core/attributes.hpp"
 #include "dynsparse/core/denormals.hpp"
 #include "dynsparse/core/error.hpp"
+#include "dynsparse/core/finite.hpp"
 #include "dynsparse/core/rng.hpp"
 #include "dynsparse/data/dataset.hpp"
 #include "dynsparse/loss/softmax_cross_entropy.hpp"
@@ -106,13 +107,13 @@ public:
             gather_batch(train, std::span<const std::size_t>(order_.data() + first, count), x_, y_);
             if (cfg_.augment) cfg_.augment(x_, augment_rng_);
             const double loss = step(x_, y_, r.learning_rate);
-            if (!std::isfinite(loss)) {
+            if (const std::string fault = non_finite_state(loss); !fault.empty()) {
                 progress_.finish();
                 std::ostringstream msg;
-                msg << "training diverged: the loss is " << loss << " at epoch " << epoch_
-                    << ", step " << s + 1 << " of " << steps << " (global step " << global_step_ + 1
-                    << ", learning rate " << r.learning_rate
-                    << "); try a smaller learning rate or alpha";
+                msg << "training diverged at epoch " << epoch_ << ", step " << s + 1 << " of " << steps
+                    << " (global step " << global_step_ << ", learning rate " << r.learning_rate
+                    << ", alpha " << cfg_.alpha << "): " << fault
+                    << "; the epoch was not reported or saved; try a smaller learning rate or alpha";
                 throw training_diverged(msg.str());
             }
             loss_sum += loss;
@@ -152,7 +153,10 @@ public:
     double step(const matrix& x, std::span<const std::uint8_t> y, float lr) {
         const matrix& out = run_forward(x, true);                          // 1. forward
         const double loss = loss_.value_and_gradient(out, y, grad_out_);   // 2. loss, dL/d(output)
-        if (!std::isfinite(loss)) return loss;
+        if (!std::isfinite(loss)) {
+            ++global_step_;  // the step counts as taken in messages; nothing was updated
+            return loss;
+        }
         run_backward(grad_out_);   // 3. backward: raw gradients (masked layers: dL/dWm)
         reduce_gradients();        // 4. the reducer's hook (identity in one process)
         last_ = run_update(opt_, lr, cfg_.alpha, {global_step_, total_steps_});  // 5. DST update
@@ -242,12 +246,14 @@ protected:
     /// datasets); parameters and masked: the network's, in network order.
     training_loop(L loss, O optimizer, train_config config, std::size_t inputs, std::size_t outputs,
                   std::vector<parameter> parameters, std::vector<masked_layer_view> masked,
-                  std::string_view regulariser_name, std::string_view reset_rule_name)
+                  std::string_view regulariser_name, std::string_view reset_rule_name,
+                  std::vector<std::string> parameter_owners = {})
         : loss_(std::move(loss)), opt_(std::move(optimizer)), cfg_(std::move(config)),
           regulariser_name_(regulariser_name), reset_rule_name_(reset_rule_name),
           shuffle_rng_(cfg_.seed), augment_rng_(cfg_.seed ^ 0xA5A5A5A5A5A5A5A5ULL),
           progress_(cfg_.progress), params_(std::move(parameters)), masked_(std::move(masked)),
-          inputs_(inputs), outputs_(outputs) {
+          owners_(std::move(parameter_owners)), inputs_(inputs), outputs_(outputs) {
+        owners_.resize(params_.size());
         if (cfg_.batch_size == 0) throw invalid_argument("trainer: batch_size must be positive");
         if (cfg_.eval_batch_size == 0) cfg_.eval_batch_size = cfg_.batch_size;
     }
@@ -263,6 +269,26 @@ protected:
 private:
     void reduce_gradients() {
         if (reducer_) reducer_(params_);
+    }
+
+    /// Empty when the step left everything finite; otherwise what is not: the loss, the
+    /// regulariser's value or the first parameter holding a NaN or infinity (its layer, its
+    /// name and the element). Every parameter is checked after every step, so a bad value
+    /// is caught before any report, callback or checkpoint sees it.
+    std::string non_finite_state(double loss) const {
+        std::ostringstream what;
+        for (std::size_t p = 0; p < params_.size(); ++p) {
+            const std::span<const float> v = params_[p].value;
+            if (const std::size_t i = first_non_finite(v); i != all_finite) {
+                what << owners_[p] << (owners_[p].empty() ? "" : " ") << params_[p].name << '[' << i
+                     << "] is " << v[i] << " after the update";
+                if (!std::isfinite(loss)) what << " (the loss is " << loss << ')';
+                return what.str();
+            }
+        }
+        if (!std::isfinite(loss)) what << "the loss is " << loss;
+        else if (!std::isfinite(last_.regulariser)) what << "the regulariser's value is " << last_.regulariser;
+        return what.str();
     }
 
     void check_dataset(const dataset& d, const char* what) const {
@@ -290,6 +316,7 @@ private:
     progress_bar progress_;
     std::vector<parameter> params_;
     std::vector<masked_layer_view> masked_;
+    std::vector<std::string> owners_;  ///< per parameter: "layer 1 (masked_dense<...>)"
     std::size_t inputs_, outputs_;
     std::vector<std::size_t> order_, eval_index_;
     matrix x_, grad_out_;
@@ -306,6 +333,19 @@ std::vector<parameter> parameters_of(Net& net) {
     std::vector<parameter> params;
     net.for_each_parameter([&](const parameter& p) { params.push_back(p); });
     return params;
+}
+
+/// For each parameter (for_each_parameter order), the top-level layer holding it, for
+/// messages: "layer 1 (masked_dense<300, ...>)".
+template <class Net>
+std::vector<std::string> parameter_owners(Net& net) {
+    std::vector<std::string> owners;
+    net.for_each_layer([&](auto& layer, std::size_t i) {
+        using L = std::remove_cvref_t<decltype(layer)>;
+        const std::string owner = "layer " + std::to_string(i) + " (" + describe_of<L>() + ")";
+        layer.for_each_parameter([&](const parameter&) { owners.push_back(owner); });
+    });
+    return owners;
 }
 
 }  // namespace detail
@@ -326,7 +366,8 @@ public:
     trainer(Net& net, L loss, O optimizer, train_config config, R regulariser = {}, Rule rule = {})
         : training_loop<L, O>(std::move(loss), std::move(optimizer), std::move(config),
                               Net::input_shape::size, Net::output_shape::size,
-                              detail::parameters_of(net), dynsparse::masked_layers(net), R::name, Rule::name),
+                              detail::parameters_of(net), dynsparse::masked_layers(net), R::name, Rule::name,
+                              detail::parameter_owners(net)),
           net_(net), pass_(net, std::move(regulariser), std::move(rule)) {}
 
     Net& network() { return net_; }
