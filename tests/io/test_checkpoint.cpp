@@ -3,6 +3,10 @@
 // trainer untouched.
 #include <doctest/doctest.h>
 
+#include <cstring>
+#include <functional>
+#include <limits>
+
 #include <filesystem>
 #include <stdexcept>
 #include <string>
@@ -13,6 +17,7 @@
 #include "dynsparse/layers/activations.hpp"
 #include "dynsparse/layers/batch_norm.hpp"
 #include "dynsparse/layers/masked_dense.hpp"
+#include "dynsparse/train/target_sparsity.hpp"
 #include "dynsparse/train/trainer.hpp"
 #include "support/fixtures.hpp"
 
@@ -116,7 +121,7 @@ void check_resume(Optimizer opt) {
 }
 
 /// The checkpoint bytes with the payload changed by `edit`, re-framed with a valid checksum.
-std::string reframed(const std::string& bytes, void (*edit)(std::string&)) {
+std::string reframed(const std::string& bytes, const std::function<void(std::string&)>& edit) {
     std::string payload(ds::unframe(bytes, "x", ds::checkpoint_kind));
     edit(payload);
     return ds::frame(ds::checkpoint_kind.magic, ds::checkpoint_kind.version, payload);
@@ -248,9 +253,36 @@ TEST_CASE("a bad checkpoint is refused with a clear message and changes nothing"
                 "run.ckpt: this is a dynsparse exported model, not a dynsparse checkpoint");
     }
     SUBCASE("trailing bytes") { refused(good + "x", "trailing bytes"); }
+    // Values behind a valid checksum: the field named "alpha" is followed by its tag and a float.
+    auto with_float = [&](std::string_view field, float value) {
+        return reframed(good, [&](std::string& p) {
+            const std::string key = std::string(1, static_cast<char>(field.size())) + std::string(7, '\0') +
+                                    std::string(field);
+            const std::size_t at = p.find(key);
+            REQUIRE(at != std::string::npos);
+            std::memcpy(p.data() + at + key.size() + 1, &value, sizeof value);
+        });
+    };
+    SUBCASE("alpha = NaN behind a valid checksum") {
+        refused(with_float("alpha", std::numeric_limits<float>::quiet_NaN()),
+                "run.ckpt: trainer: field 'alpha' is nan, not a finite number");
+    }
+    SUBCASE("alpha = -1e30 behind a valid checksum") {
+        refused(with_float("alpha", -1e30f), "run.ckpt: trainer: alpha is -1000000015");
+    }
+    SUBCASE("an infinite weight behind a valid checksum") {
+        refused(reframed(good, [](std::string& p) {
+                    const std::string key = std::string(1, '\6') + std::string(7, '\0') + "weight";
+                    const std::size_t at = p.find(key);
+                    REQUIRE(at != std::string::npos);
+                    const float inf = std::numeric_limits<float>::infinity();
+                    std::memcpy(p.data() + at + key.size() + 1 + 8 + 4 * 7, &inf, sizeof inf);  // tag, length
+                }),
+                "run.ckpt: layer 0 (masked_dense<16, long_tailed, per_neuron>): field 'weight' element 7 is inf");
+    }
     SUBCASE("a valid checksum over a cut payload: the last field is missing") {
         refused(reframed(good, [](std::string& p) { p.resize(p.size() - 3); }),
-                "run.ckpt: trainer: field 'sgd.momentum_buffers' buffer 5: length");
+                "run.ckpt: truncated trainer: field 'step callbacks with state: 0'");
     }
     SUBCASE("a valid checksum over a payload with extra bytes") {
         refused(reframed(good, [](std::string& p) { p += "zz"; }), "unexpected bytes after the last record");
@@ -263,4 +295,116 @@ TEST_CASE("a bad checkpoint is refused with a clear message and changes nothing"
                          }),
                 "the checkpoint was written for the network");
     }
+}
+
+TEST_CASE("target-sparsity mode resumes its controller: alpha and the integral go on as straight") {
+    const auto data = blobs(96, 2);
+    ds::target_remaining_options t;
+    t.target = 0.3;
+    t.every = 2;
+    // first epochs in one trainer, then (if rest > 0) the rest in another from its checkpoint
+    auto train = [&](std::size_t first, std::size_t rest) {
+        std::string saved;
+        double integral = 0;
+        {
+            tiny_dst net;
+            net.initialize(1);
+            ds::trainer<tiny_dst> tr(net, {}, ds::sgd({.momentum = 0.9f}), config(4));
+            const auto ctl = ds::attach_target_remaining(tr, t, data.size());
+            for (std::size_t e = 0; e < first; ++e) tr.train_epoch(data);
+            saved = ds::checkpoint_bytes(tr);
+            integral = ctl->integral();
+        }
+        if (rest == 0) return std::make_pair(saved, integral);
+        tiny_dst net;
+        net.initialize(9);
+        ds::trainer<tiny_dst> tr(net, {}, ds::sgd({.momentum = 0.9f}), config(4));
+        const auto ctl = ds::attach_target_remaining(tr, t, data.size());
+        ds::restore_checkpoint(tr, saved, "half.ckpt");
+        CHECK(ctl->integral() == integral);
+        for (std::size_t e = 0; e < rest; ++e) tr.train_epoch(data);
+        return std::make_pair(ds::checkpoint_bytes(tr), ctl->integral());
+    };
+    const auto straight = train(4, 0), resumed = train(2, 2);
+    CHECK(straight.second != 0);  // the controller did integrate
+    CHECK(resumed.second == straight.second);
+    CHECK(resumed.first == straight.first);
+
+    // Into a trainer without the controller: its fields are left over.
+    tiny_dst net;
+    net.initialize(1);
+    ds::trainer<tiny_dst> plain(net, {}, ds::sgd({.momentum = 0.9f}), config(4));
+    CHECK_THROWS_WITH_AS(ds::restore_checkpoint(plain, straight.first, "target.ckpt"),
+                         doctest::Contains("expected field 'step callbacks with state: 0', found 'step callbacks with state: 1'"),
+                         ds::data_error);
+}
+
+TEST_CASE("resuming with another recipe is refused, naming what changed") {
+    const auto data = blobs(64, 1);
+    tiny_dst net;
+    net.initialize(1);
+    ds::trainer<tiny_dst> tr(net, {}, ds::sgd({.momentum = 0.9f}), config(3));
+    tr.train_epoch(data);
+    const std::string saved = ds::checkpoint_bytes(tr);
+
+    tiny_dst target;
+    target.initialize(5);
+    auto cfg = config(3);
+    SUBCASE("another batch size") {
+        cfg.batch_size = 32;
+        ds::trainer<tiny_dst> into(target, {}, ds::sgd({.momentum = 0.9f}), cfg);
+        CHECK_THROWS_WITH_AS(ds::restore_checkpoint(into, saved, "run.ckpt"),
+                             doctest::Contains("run.ckpt: the run was trained with batch size 16, this one has 32"),
+                             ds::data_error);
+        CHECK(into.epoch() == 0);  // rolled back
+    }
+    SUBCASE("another learning rate") {
+        cfg.schedule = ds::cosine_lr(0.5f);
+        ds::trainer<tiny_dst> into(target, {}, ds::sgd({.momentum = 0.9f}), cfg);
+        CHECK_THROWS_WITH_AS(ds::restore_checkpoint(into, saved, "run.ckpt"),
+                             doctest::Contains("would train epoch 2 at learning rate"), ds::data_error);
+        CHECK(into.epoch() == 0);
+    }
+    SUBCASE("another training set size") {
+        ds::trainer<tiny_dst> into(target, {}, ds::sgd({.momentum = 0.9f}), cfg);
+        ds::restore_checkpoint(into, saved, "run.ckpt");
+        CHECK_THROWS_WITH_AS(into.train_epoch(blobs(48, 1)),
+                             doctest::Contains("trained on 64 samples per epoch, this training set has 48"),
+                             ds::invalid_argument);
+        CHECK(into.epoch() == 1);
+    }
+    SUBCASE("accepted when asked for") {
+        cfg.batch_size = 32;
+        cfg.accept_recipe_change = true;
+        ds::trainer<tiny_dst> into(target, {}, ds::sgd({.momentum = 0.9f}), cfg);
+        ds::restore_checkpoint(into, saved, "run.ckpt");
+        into.train_epoch(blobs(48, 1));
+        CHECK(into.epoch() == 2);
+    }
+}
+
+TEST_CASE("a resumed trainer's history holds the epochs before the resume") {
+    const auto data = blobs(64, 1);
+    auto cfg = config(2);
+    cfg.schedule = ds::constant_lr(0.05f);
+    tiny_dst net;
+    net.initialize(1);
+    ds::trainer<tiny_dst> first(net, {}, ds::sgd({.momentum = 0.9f}), cfg);
+    first.fit(data, data);
+    REQUIRE(first.history().size() == 2);
+
+    cfg.epochs = 3;
+    tiny_dst again;
+    again.initialize(2);
+    ds::trainer<tiny_dst> resumed(again, {}, ds::sgd({.momentum = 0.9f}), cfg);
+    ds::restore_checkpoint(resumed, ds::checkpoint_bytes(first), "two.ckpt");
+    resumed.fit(data, data);
+    REQUIRE(resumed.history().size() == 3);
+    for (std::size_t e = 0; e < 2; ++e) {
+        CHECK(resumed.history()[e].epoch == e + 1);
+        CHECK(resumed.history()[e].eval_accuracy == first.history()[e].eval_accuracy);
+        CHECK(resumed.history()[e].remaining == first.history()[e].remaining);
+        CHECK(resumed.history()[e].resets == first.history()[e].resets);
+    }
+    CHECK(resumed.history()[2].epoch == 3);
 }

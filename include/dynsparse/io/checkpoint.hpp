@@ -15,9 +15,10 @@
 //   - the trainer's visit_state: epoch (the schedule position), global step, alpha, the
 //     shuffling and augmentation generators, and the optimizer's visit_state (SGD
 //     momentum, Adam moments).
-// A field is one of: std::size_t, float, bool, rng, std::span<float> (fixed size), or
+// A field is one of: std::size_t, float, double, bool, rng, std::span<float> (fixed size),
 // std::vector<std::vector<float>> (per-parameter buffers: empty, or one buffer per
-// trainable tensor of the network, each of that tensor's size).
+// trainable tensor of the network, each of that tensor's size) or std::vector<double> (a
+// list of any length). Numbers must be finite: a NaN or infinity is refused on loading.
 //
 // File: io/binary.hpp's frame (magic "DSCKPT", version, size, CRC-32) around
 //   network description (Net::describe(): the layers and their shapes), layer count,
@@ -31,6 +32,8 @@
 // a run-time list of the network's layers (checkpoint_view), of which only the list's
 // construction is compiled per network type.
 #include <array>
+#include <bit>
+#include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <span>
@@ -40,7 +43,9 @@
 #include <vector>
 
 #include "dynsparse/core/error.hpp"
+#include "dynsparse/core/finite.hpp"
 #include "dynsparse/core/rng.hpp"
+#include "dynsparse/core/state.hpp"
 #include "dynsparse/io/atomic_file.hpp"
 #include "dynsparse/io/binary.hpp"
 #include "dynsparse/layers/layer.hpp"
@@ -50,7 +55,7 @@ namespace dynsparse {
 
 namespace detail {
 
-enum class field_tag : std::uint8_t { count = 1, real = 2, flag = 3, generator = 4, tensor = 5, buffers = 6 };
+enum class field_tag : std::uint8_t { count = 1, real = 2, flag = 3, generator = 4, tensor = 5, buffers = 6, real64 = 7, doubles = 8 };
 
 inline const char* field_tag_name(std::uint8_t t) {
     switch (t) {
@@ -60,32 +65,13 @@ inline const char* field_tag_name(std::uint8_t t) {
         case 4: return "random generator";
         case 5: return "float array";
         case 6: return "per-parameter buffers";
+        case 7: return "double";
+        case 8: return "list of doubles";
         default: return "unknown";
     }
 }
 
 }  // namespace detail
-
-/// What visit_state(v) of a layer, optimizer or trainer hands its fields to: v(name, field)
-/// for each of the types a checkpoint stores.
-class field_visitor {
-public:
-    virtual void operator()(std::string_view name, std::size_t& v) = 0;
-    virtual void operator()(std::string_view name, float& v) = 0;
-    virtual void operator()(std::string_view name, bool& v) = 0;
-    virtual void operator()(std::string_view name, rng& g) = 0;
-    virtual void operator()(std::string_view name, std::span<float> v) = 0;
-    virtual void operator()(std::string_view name, std::vector<std::vector<float>>& buffers) = 0;
-
-protected:
-    ~field_visitor() = default;
-};
-
-/// A part with state beyond its trainable tensors: visit_state(v) calls v(name, field) for
-/// each field, in a fixed order, and reading back the same fields restores the part. Fields
-/// are the types field_visitor takes; a std::span<float> keeps its size.
-template <class T>
-concept HasState = requires(T& t, field_visitor& v) { t.visit_state(v); };
 
 namespace detail {
 
@@ -106,6 +92,10 @@ struct state_writer final : field_visitor {
         head(name, field_tag::real);
         out.f32(v);
     }
+    void operator()(std::string_view name, double& v) override {
+        head(name, field_tag::real64);
+        out.u64(std::bit_cast<std::uint64_t>(v));
+    }
     void operator()(std::string_view name, bool& v) override {
         head(name, field_tag::flag);
         out.u8(v ? 1 : 0);
@@ -122,6 +112,11 @@ struct state_writer final : field_visitor {
         head(name, field_tag::buffers);
         out.u64(buffers.size());
         for (const auto& b : buffers) out.floats(b);
+    }
+    void operator()(std::string_view name, std::vector<double>& list) override {
+        head(name, field_tag::doubles);
+        out.u64(list.size());
+        for (double x : list) out.u64(std::bit_cast<std::uint64_t>(x));
     }
 };
 
@@ -150,13 +145,26 @@ struct state_reader final : field_visitor {
 
     void operator()(std::string_view name, std::size_t& v) override {
         head(name, field_tag::count);
-        const std::uint64_t x = in.u64("integer");
+        const std::uint64_t x = in.u64(field(name).c_str());
         if (store) v = static_cast<std::size_t>(x);
     }
     void operator()(std::string_view name, float& v) override {
         head(name, field_tag::real);
         const float x = in.f32("float");
+        if (!std::isfinite(x)) in.fail(field(name) + " is " + std::to_string(x) + ", not a finite number");
         if (store) v = x;
+    }
+    void operator()(std::string_view name, double& v) override {
+        head(name, field_tag::real64);
+        const double x = std::bit_cast<double>(in.u64("double"));
+        if (!std::isfinite(x)) in.fail(field(name) + " is " + std::to_string(x) + ", not a finite number");
+        if (store) v = x;
+    }
+    /// No NaN or infinity is ever saved by a healthy run (training stops on one first).
+    void check_finite(std::span<const float> v, const std::string& what) {
+        if (const std::size_t i = first_non_finite(v); i != all_finite)
+            in.fail(what + " element " + std::to_string(i) + " is " + std::to_string(v[i]) +
+                    ", not a finite number");
     }
     void operator()(std::string_view name, bool& v) override {
         head(name, field_tag::flag);
@@ -178,6 +186,7 @@ struct state_reader final : field_visitor {
         } else {
             std::vector<float> scratch(v.size());
             in.floats_into(scratch, field(name));
+            check_finite(scratch, field(name));
         }
     }
     void operator()(std::string_view name, std::vector<std::vector<float>>& buffers) override {
@@ -190,8 +199,20 @@ struct state_reader final : field_visitor {
         for (std::size_t i = 0; i < read.size(); ++i) {
             read[i].resize(parameter_sizes[i]);
             in.floats_into(read[i], field(name) + " buffer " + std::to_string(i));
+            check_finite(read[i], field(name) + " buffer " + std::to_string(i));
         }
         if (store) buffers = std::move(read);
+    }
+    void operator()(std::string_view name, std::vector<double>& list) override {
+        head(name, field_tag::doubles);
+        std::vector<double> read(static_cast<std::size_t>(in.length((field(name) + " length").c_str(), 8)));
+        for (std::size_t i = 0; i < read.size(); ++i) {
+            read[i] = std::bit_cast<double>(in.u64("double"));
+            if (!std::isfinite(read[i]))
+                in.fail(field(name) + " element " + std::to_string(i) + " is " + std::to_string(read[i]) +
+                        ", not a finite number");
+        }
+        if (store) list = std::move(read);
     }
 };
 
@@ -235,6 +256,7 @@ struct checkpoint_view {
     std::vector<std::size_t> parameter_sizes;
     void* trainer = nullptr;
     void (*visit_trainer)(void* trainer, field_visitor& v) = nullptr;
+    void (*check_trainer)(const void* trainer) = nullptr;  ///< throws on a value out of range
     std::vector<masked_layer_view> masked;
 };
 
@@ -258,6 +280,8 @@ checkpoint_view checkpoint_view_of(T& trainer) {
     net.for_each_parameter([&](const parameter& p) { s.parameter_sizes.push_back(p.value.size()); });
     s.trainer = &trainer;
     s.visit_trainer = [](void* t, field_visitor& v) { static_cast<T*>(t)->visit_state(v); };
+    if constexpr (requires(const T& c) { c.check_state(); })
+        s.check_trainer = [](const void* t) { static_cast<const T*>(t)->check_state(); };
     if constexpr (requires { trainer.masked_layers(); }) {
         const auto masked = trainer.masked_layers();
         s.masked.assign(masked.begin(), masked.end());
@@ -282,32 +306,50 @@ inline std::string checkpoint_bytes(const checkpoint_view& s) {
     return frame(checkpoint_kind.magic, checkpoint_kind.version, out.bytes());
 }
 
+namespace detail {
+/// One pass over a checkpoint's payload: checks every field, and stores them when `store`.
+inline void read_checkpoint_payload(const checkpoint_view& s, std::string_view payload,
+                                    const std::string& file, bool store) {
+    byte_reader in(payload, file);
+    const std::string written_for = in.text("network description");
+    if (written_for != s.network)
+        in.fail("the checkpoint was written for the network\n" + written_for + "but is being loaded into\n" +
+                s.network);
+    const std::uint64_t layers = in.u64("layer count");
+    if (layers != s.layers.size())
+        in.fail("the checkpoint has " + std::to_string(layers) + " layers, the network " +
+                std::to_string(s.layers.size()));
+    state_reader r{in, store, s.parameter_sizes};
+    for (std::size_t i = 0; i < s.layers.size(); ++i) {
+        const std::string name = s.layers[i].describe();
+        r.where = "layer " + std::to_string(i) + " (" + name + ")";
+        if (in.text("layer description") != name) in.fail(r.where + ": the checkpoint holds another layer");
+        s.layers[i].visit(s.layers[i].layer, r);
+    }
+    r.where = "trainer";
+    if (in.text("section") != "trainer") in.fail("expected the trainer's section");
+    s.visit_trainer(s.trainer, r);
+    in.expect_end();
+}
+}  // namespace detail
+
 /// Restores from checkpoint bytes; `file` names them in messages. Throws data_error (and
-/// changes nothing) when the bytes are not a valid checkpoint of this network type.
+/// changes nothing) when the bytes are not a valid checkpoint of this network type, hold a
+/// non-finite number, or a value the trainer refuses (its check_state(), e.g. alpha < 0).
 inline void restore_checkpoint(const checkpoint_view& s, std::string_view bytes, const std::string& file) {
     detail::refuse_old_checkpoint(bytes, file);
     const std::string_view payload = unframe(bytes, file, checkpoint_kind, known_file_kinds);
-    for (const bool store : {false, true}) {
-        byte_reader in(payload, file);
-        const std::string written_for = in.text("network description");
-        if (written_for != s.network)
-            in.fail("the checkpoint was written for the network\n" + written_for +
-                    "but is being loaded into\n" + s.network);
-        const std::uint64_t layers = in.u64("layer count");
-        if (layers != s.layers.size())
-            in.fail("the checkpoint has " + std::to_string(layers) + " layers, the network " +
-                    std::to_string(s.layers.size()));
-        detail::state_reader r{in, store, s.parameter_sizes};
-        for (std::size_t i = 0; i < s.layers.size(); ++i) {
-            const std::string name = s.layers[i].describe();
-            r.where = "layer " + std::to_string(i) + " (" + name + ")";
-            if (in.text("layer description") != name) in.fail(r.where + ": the checkpoint holds another layer");
-            s.layers[i].visit(s.layers[i].layer, r);
+    detail::read_checkpoint_payload(s, payload, file, false);
+    // Values are checked by their owner once stored; keep the current state to roll back to.
+    const std::string before = s.check_trainer ? checkpoint_bytes(s) : std::string();
+    detail::read_checkpoint_payload(s, payload, file, true);
+    if (s.check_trainer) {
+        try {
+            s.check_trainer(s.trainer);
+        } catch (const std::exception& e) {
+            detail::read_checkpoint_payload(s, unframe(before, file, checkpoint_kind, known_file_kinds), file, true);
+            throw data_error(file + ": " + e.what());
         }
-        r.where = "trainer";
-        if (in.text("section") != "trainer") in.fail("expected the trainer's section");
-        s.visit_trainer(s.trainer, r);
-        in.expect_end();
     }
     // Parameters were written through their spans: masks must be recomputed.
     for (const auto& m : s.masked) m.invalidate_mask();

@@ -30,6 +30,9 @@ struct train_config {
     /// crop_flip_augmentation (data/cifar10.hpp); draws from the trainer's own generator,
     /// seeded from `seed`. Empty = no augmentation. Evaluation batches are never augmented.
     std::function<void(matrix& batch, rng& gen)> augment;
+    /// Resuming a checkpoint with another batch size, training-set size or learning rate
+    /// is refused unless this is set (then the run goes on with the new recipe).
+    bool accept_recipe_change = false;
 };
 
 }  // namespace dynsparse

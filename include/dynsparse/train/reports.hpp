@@ -41,6 +41,22 @@ struct epoch_report {
     float alpha = 0;                ///< regulariser weight at the end of the epoch
 };
 
+/// The scalars of an epoch's report (no per-layer lines): what a trainer keeps of every
+/// epoch of its run, resumed epochs included (training_loop::history).
+struct epoch_summary {
+    std::size_t epoch = 0;
+    double learning_rate = 0, train_loss = 0, regulariser = 0;
+    double eval_loss = 0, eval_accuracy = 0;
+    double remaining = 1;
+    std::size_t resets = 0;
+    double train_seconds = 0, eval_seconds = 0, alpha = 0;
+
+    static epoch_summary of(const epoch_report& r) {
+        return {r.epoch, r.learning_rate, r.train_loss, r.regulariser, r.eval.loss, r.eval.accuracy,
+                r.remaining, r.resets, r.train_seconds, r.eval_seconds, r.alpha};
+    }
+};
+
 /// What a step callback sees after each optimisation step (see trainer::add_step_callback).
 struct step_report {
     std::size_t epoch = 0;            ///< 1-based

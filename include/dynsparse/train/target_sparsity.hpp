@@ -28,7 +28,7 @@
 //
 // The controller is independent of the trainer (it maps (step, remaining, resets) to an
 // alpha), so it can be tested on a simulated response; attach_target_remaining() connects
-// it to a trainer through a step callback.
+// it to a trainer through a step callback, whose state checkpoints carry.
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
@@ -112,6 +112,16 @@ public:
     double integral() const { return integral_; }
     const target_remaining_options& options() const { return o_; }
 
+    /// Checkpoint fields (core/state.hpp): a resumed run continues the control loop.
+    template <class V>
+    void visit_state(V&& v) {
+        v("target_remaining.log_alpha0", log_alpha0_);
+        v("target_remaining.alpha", alpha_);
+        v("target_remaining.integral", integral_);
+        v("target_remaining.error", error_);
+        v("target_remaining.resets_seen", resets_seen_);
+    }
+
 private:
     void set_log_alpha(double la) {
         alpha_ = static_cast<float>(std::clamp(std::exp(la), static_cast<double>(o_.alpha_min),
@@ -137,10 +147,12 @@ std::shared_ptr<target_remaining_controller> attach_target_remaining(
     const std::size_t steps_per_epoch = (train_size + batch - 1) / batch;
     auto ctl = std::make_shared<target_remaining_controller>(
         o, trainer.alpha(), steps_per_epoch * trainer.config().epochs, steps_per_epoch);
-    trainer.add_step_callback([&trainer, ctl](const step_report& s) {
-        const mask_totals t = totals(trainer.masked_layers());
-        trainer.set_alpha(ctl->update(s.global_step, t.remaining(), t.resets));
-    });
+    trainer.add_step_callback(
+        [&trainer, ctl](const step_report& s) {
+            const mask_totals t = totals(trainer.masked_layers());
+            trainer.set_alpha(ctl->update(s.global_step, t.remaining(), t.resets));
+        },
+        [ctl](field_visitor& v) { ctl->visit_state(v); });
     return ctl;
 }
 

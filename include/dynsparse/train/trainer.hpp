@@ -33,6 +33,7 @@
 #include "dynsparse/core/error.hpp"
 #include "dynsparse/core/finite.hpp"
 #include "dynsparse/core/rng.hpp"
+#include "dynsparse/core/state.hpp"
 #include "dynsparse/data/dataset.hpp"
 #include "dynsparse/loss/softmax_cross_entropy.hpp"
 #include "dynsparse/network/masked_layer_view.hpp"
@@ -75,6 +76,7 @@ public:
             const auto t0 = std::chrono::steady_clock::now();
             r.eval = evaluate(eval);
             r.eval_seconds = seconds_since(t0);
+            history_.push_back(epoch_summary::of(r));
             if (cfg_.log) print_epoch_report(*cfg_.log, r, cfg_.epochs);
             if (on_epoch) on_epoch(r);
             history.push_back(std::move(r));
@@ -85,6 +87,7 @@ public:
     /// One pass over the shuffled training set; returns its report without evaluation.
     DYNSPARSE_COMPILE_ONCE epoch_report train_epoch(const dataset& train) {
         check_dataset(train, "training set");
+        check_recipe(train.size());
         const flush_denormals_scope ftz(cfg_.flush_denormals);
         epoch_report r;
         r.epoch = ++epoch_;
@@ -212,6 +215,16 @@ public:
     void add_step_callback(std::function<void(const step_report&)> f) {
         if (f) step_callbacks_.push_back(std::move(f));
     }
+    /// The same for a callback with state of its own (a controller): state(v) visits its
+    /// fields (core/state.hpp), which checkpoints save and restore after the trainer's, so
+    /// a resumed run continues the callback where it was.
+    void add_step_callback(std::function<void(const step_report&)> f, std::function<void(field_visitor&)> state) {
+        add_step_callback(std::move(f));
+        if (state) callback_states_.push_back(std::move(state));
+    }
+
+    /// Every epoch of the run, those before a resume included (they come from the checkpoint).
+    std::span<const epoch_summary> history() const { return history_; }
 
     /// Changes the regulariser weight alpha from the next step on (target-sparsity
     /// control, alpha schedules). Must be finite and >= 0.
@@ -231,6 +244,10 @@ public:
 
     /// Checkpoint hook (io/checkpoint.hpp): the resumable state, v(name, field) per field.
     /// The schedule's position is the epoch; step callbacks keep their own state.
+    /// The recipe of the run (batch size, samples per epoch, the learning rate of the next
+    /// epoch) is saved too: resuming with another one is refused (check_state, check_recipe)
+    /// unless train_config::accept_recipe_change. So is the history, and the state of the
+    /// step callbacks added with one.
     template <class V>
     void visit_state(V&& v) {
         v("epoch", epoch_);
@@ -239,6 +256,47 @@ public:
         v("shuffle_rng", shuffle_rng_);
         v("augment_rng", augment_rng_);
         if constexpr (StatefulOptimizer<O>) opt_.visit_state(v);
+        v("batch_size", saved_.batch_size);
+        v("samples_per_epoch", saved_.samples_per_epoch);
+        v("next_learning_rate", saved_.next_learning_rate);
+        history_fields_.clear();
+        for (const epoch_summary& e : history_)
+            history_fields_.insert(history_fields_.end(),
+                                   {static_cast<double>(e.epoch), e.learning_rate, e.train_loss, e.regulariser,
+                                    e.eval_loss, e.eval_accuracy, e.remaining, static_cast<double>(e.resets),
+                                    e.alpha});
+        v("history", history_fields_);
+        unpack_history();
+        if constexpr (std::is_convertible_v<V&, field_visitor&>) {
+            // The count is in the name, so a reader with other callbacks names the difference.
+            std::size_t count = callback_states_.size();
+            v("step callbacks with state: " + std::to_string(count), count);
+            for (const auto& state : callback_states_) state(v);
+        }
+    }
+
+    /// Throws when the state (as restored from a checkpoint) is out of range or belongs to
+    /// another recipe: alpha < 0, a step count below the epoch count, another batch size,
+    /// another learning rate for the next epoch.
+    void check_state() const {
+        if (cfg_.alpha < 0) throw invalid_argument("trainer: alpha is " + std::to_string(cfg_.alpha) + ", below 0");
+        if (global_step_ < epoch_)
+            throw invalid_argument("trainer: " + std::to_string(epoch_) + " epochs done in " +
+                                   std::to_string(global_step_) + " steps");
+        if (history_.size() > epoch_)
+            throw invalid_argument("trainer: a history of " + std::to_string(history_.size()) + " epochs after " +
+                                   std::to_string(epoch_));
+        resumed_ = epoch_ > 0;
+        if (epoch_ == 0 || cfg_.accept_recipe_change) return;
+        if (saved_.batch_size != cfg_.batch_size)
+            throw invalid_argument("the run was trained with batch size " + std::to_string(saved_.batch_size) +
+                                   ", this one has " + std::to_string(cfg_.batch_size) + recipe_hint);
+        const float lr = cfg_.schedule(epoch_, cfg_.epochs);
+        if (lr != saved_.next_learning_rate)
+            throw invalid_argument("the run would train epoch " + std::to_string(epoch_ + 1) + " at learning rate " +
+                                   std::to_string(saved_.next_learning_rate) + ", this one at " +
+                                   std::to_string(lr) + " (another learning rate, schedule or epoch count)" +
+                                   recipe_hint);
     }
 
 protected:
@@ -267,6 +325,40 @@ protected:
     virtual update_result run_update(O& opt, float lr, float alpha, step_position at) = 0;
 
 private:
+    static constexpr const char* recipe_hint =
+        "; resuming would not continue that run (set train_config::accept_recipe_change to do it anyway)";
+
+    /// Before an epoch: the training set must be as large as the run's (a resumed one).
+    void check_recipe(std::size_t samples) {
+        if (resumed_ && saved_.samples_per_epoch != samples && !cfg_.accept_recipe_change)
+            throw invalid_argument("the run was trained on " + std::to_string(saved_.samples_per_epoch) +
+                                   " samples per epoch, this training set has " + std::to_string(samples) +
+                                   recipe_hint);
+        resumed_ = false;
+        saved_.batch_size = cfg_.batch_size;
+        saved_.samples_per_epoch = samples;
+        saved_.next_learning_rate = cfg_.schedule(epoch_ + 1, cfg_.epochs);
+    }
+
+    void unpack_history() {
+        // Timings stay out of checkpoints (a resumed run's file equals the straight run's):
+        // epochs read back keep the timings of this process only.
+        constexpr std::size_t fields = 9;
+        std::vector<epoch_summary> read;
+        for (std::size_t i = 0; i + fields <= history_fields_.size(); i += fields) {
+            const double* f = history_fields_.data() + i;
+            epoch_summary e{static_cast<std::size_t>(f[0]), f[1], f[2], f[3], f[4], f[5], f[6],
+                            static_cast<std::size_t>(f[7]), 0, 0, f[8]};
+            const std::size_t k = read.size();
+            if (k < history_.size() && history_[k].epoch == e.epoch) {
+                e.train_seconds = history_[k].train_seconds;
+                e.eval_seconds = history_[k].eval_seconds;
+            }
+            read.push_back(e);
+        }
+        history_ = std::move(read);
+    }
+
     void reduce_gradients() {
         if (reducer_) reducer_(params_);
     }
@@ -323,6 +415,14 @@ private:
     std::vector<std::uint8_t> y_;
     std::vector<std::function<void(const step_report&)>> step_callbacks_;
     std::function<void(std::span<const parameter>)> reducer_;
+    std::vector<std::function<void(field_visitor&)>> callback_states_;
+    std::vector<epoch_summary> history_;
+    std::vector<double> history_fields_;  // history_ as a checkpoint field
+    struct recipe {
+        std::size_t batch_size = 0, samples_per_epoch = 0;
+        float next_learning_rate = 0;
+    } saved_;
+    mutable bool resumed_ = false;  // set by check_state after a restore, until the next epoch
     update_result last_;
     std::size_t epoch_ = 0, global_step_ = 0, total_steps_ = 0;
 };
