@@ -67,6 +67,10 @@ std::string usage_text(const model_info& m, const recipe& d) {
                        the previous one)
   --resume PATH        continue from a checkpoint up to --epochs epochs in all (same
                        flags as the run that wrote it)
+  --accept-recipe-change  let --resume go on with another --batch, --lr, schedule
+                       or training-set size (refused otherwise)
+  --stop-after N       stop after epoch N of --epochs, as an interruption would (with
+                       --save, --resume then continues the same run)
   --export PATH        write the trained network as a compact sparse inference model
                        (see examples/sparse_inference.cpp)
 )" + d.extra_help;
@@ -99,6 +103,7 @@ ds::train_config make_config(const run_options& o) {
     cfg.seed = o.seed;
     cfg.progress = !o.quiet;
     cfg.log = &std::cout;
+    cfg.accept_recipe_change = o.accept_recipe_change;
     return cfg;
 }
 
@@ -139,7 +144,8 @@ run_result run_training(const run_options& o, ds::training_loop<ds::softmax_cros
     r.history = trainer.fit(train_set, eval_set, [&](const ds::epoch_report& e) {
         if (csv) csv->record_epoch(trainer.masked_layers(), e, steps_per_epoch);
         if (!o.save.empty()) ds::save_checkpoint(session.checkpoint, o.save);
-    });
+    }, o.stop_after);
+    r.run.assign(trainer.history().begin(), trainer.history().end());
     r.final_alpha = trainer.alpha();
     r.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     r.test = eval_is_test ? r.history.back().eval : trainer.evaluate(test_set);
@@ -174,11 +180,13 @@ void report(const model_info& m, const run_options& o, const run_result& r, bool
     std::vector<double> epoch_seconds, layer_remaining, epoch_acc, epoch_remaining;
     std::vector<std::string> layer_names, thrashing;  // thrashing: layers the reset rule thrashed
     std::size_t resets = 0;
-    for (const auto& e : r.history) {
-        epoch_seconds.push_back(e.train_seconds);
-        epoch_acc.push_back(e.eval.accuracy);
+    for (const auto& e : r.run) {  // the whole run: the epochs before a --resume come from the checkpoint
+        epoch_acc.push_back(e.eval_accuracy);
         epoch_remaining.push_back(e.remaining);
         resets += e.resets;
+    }
+    for (const auto& e : r.history) {  // this process's epochs
+        epoch_seconds.push_back(e.train_seconds);
         for (const auto& l : e.layers) {
             if (!l.thrashing) continue;
             char index[32];
@@ -224,8 +232,8 @@ void report(const model_info& m, const run_options& o, const run_result& r, bool
         .add("remaining_ratio", remaining)
         .add("layer_remaining", layer_remaining)
         .add("layer_names", layer_names)
-        .add("epochs", r.resumed_after_epoch + r.history.size())
-        .add("resumed_after_epoch", r.resumed_after_epoch)  // the epoch_* lists start after it
+        .add("epochs", r.run.size())
+        .add("resumed_after_epoch", r.resumed_after_epoch)  // epoch_seconds starts after it
         .add("seconds_per_epoch", per_epoch)
         .add("epoch_seconds", epoch_seconds)
         .add("epoch_eval_accuracy", epoch_acc)
@@ -263,9 +271,9 @@ int run_main(int argc, char** argv, const model_info& m, dispatch_fn dispatch, c
             {"--data", "--epochs", "--batch", "--lr", "--momentum", "--weight-decay", "--schedule",
              "--milestones", "--alpha", "--seed", "--surrogate", "--granularity", "--val-fraction",
              "--train-limit", "--threads", "--json", "--target-remaining", "--csv", "--log-every",
-             "--eval-batch", "--save", "--resume", "--export", "--regulariser", "--reset-rule"},
+             "--eval-batch", "--save", "--resume", "--export", "--regulariser", "--reset-rule", "--stop-after"},
             {"--help", "--dense", "--nesterov", "--no-reset", "--quiet", "--no-augment",
-             "--threshold-decay", "--no-threshold-decay"});
+             "--threshold-decay", "--no-threshold-decay", "--accept-recipe-change"});
         if (args.has("--help")) {
             std::cout << usage_text(m, d);
             return 0;
@@ -304,6 +312,8 @@ int run_main(int argc, char** argv, const model_info& m, dispatch_fn dispatch, c
         o.save = args.text("--save", "");
         o.resume = args.text("--resume", "");
         o.export_path = args.text("--export", "");
+        o.stop_after = args.count("--stop-after", 0);
+        o.accept_recipe_change = args.has("--accept-recipe-change");
         if (o.epochs == 0 || o.batch == 0 || o.threads == 0 || o.eval_batch == 0)
             throw std::invalid_argument("--epochs, --batch, --eval-batch and --threads must be positive");
         if (o.schedule == "multistep" && o.milestones.empty())

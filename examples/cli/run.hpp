@@ -35,6 +35,8 @@ struct recipe {
     const char* milestones = "";
     bool decay_thresholds = false;  ///< weight decay on DST thresholds (the CIFAR recipe)
     std::size_t eval_batch = 1000;
+    bool accept_recipe_change = false;  ///< --accept-recipe-change
+    std::size_t stop_after = 0;  ///< --stop-after: last epoch of this process (0 = --epochs)
     std::string extra_help;
 };
 
@@ -78,6 +80,8 @@ struct run_options {
     bool dense;
     bool decay_thresholds = false;
     std::size_t eval_batch = 1000;
+    bool accept_recipe_change = false;  ///< --accept-recipe-change
+    std::size_t stop_after = 0;  ///< --stop-after: last epoch of this process (0 = --epochs)
     std::function<void(ds::matrix&, ds::rng&)> augment;  ///< training batches; empty = none
 };
 
@@ -87,6 +91,7 @@ ds::lr_schedule make_schedule(const run_options& o);
 struct run_result {
     std::vector<ds::epoch_report> history;  ///< this process's epochs (after a --resume: the rest)
     std::size_t resumed_after_epoch = 0;    ///< the checkpoint's epoch, 0 without --resume
+    std::vector<ds::epoch_summary> run;     ///< every epoch of the run, those before --resume too
     ds::evaluation test;
     std::vector<ds::layer_report> layers;
     double wall_seconds = 0;

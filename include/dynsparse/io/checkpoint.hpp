@@ -135,7 +135,7 @@ struct state_reader final : field_visitor {
         const std::string found = in.text("field name");
         if (found != name)
             in.fail(where + ": expected field '" + std::string(name) + "', found '" + found +
-                    "' (the checkpoint was written by a different network, layer or optimizer)");
+                    "' (the checkpoint was written by another network, layer, optimizer or training setup)");
         const std::uint8_t tag = in.u8("field type");
         if (tag != static_cast<std::uint8_t>(t))
             in.fail(where + ": field '" + found + "' holds a " + field_tag_name(tag) + ", expected a " +

@@ -115,6 +115,9 @@ public:
     /// Checkpoint fields (core/state.hpp): a resumed run continues the control loop.
     template <class V>
     void visit_state(V&& v) {
+        // The time base is in the name: a run with another length or batch is another run.
+        std::size_t steps = total_steps_;
+        v("target_remaining.total_steps: " + std::to_string(total_steps_), steps);
         v("target_remaining.log_alpha0", log_alpha0_);
         v("target_remaining.alpha", alpha_);
         v("target_remaining.integral", integral_);

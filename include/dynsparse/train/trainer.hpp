@@ -63,15 +63,18 @@ public:
     training_loop(const training_loop&) = delete;
     training_loop& operator=(const training_loop&) = delete;
 
-    /// Trains for config.epochs epochs, evaluating on `eval` after each; calls
-    /// on_epoch(report) after each epoch's report is printed.
+    /// Trains up to config.epochs epochs in all, evaluating on `eval` after each; calls
+    /// on_epoch(report) after each epoch's report is printed. stop_after (if not 0) ends
+    /// this call after that epoch, as an interruption would: a checkpoint then resumes the
+    /// same run (the schedule and step callbacks still count config.epochs).
     DYNSPARSE_COMPILE_ONCE std::vector<epoch_report> fit(
         const dataset& train, const dataset& eval,
-        const std::function<void(const epoch_report&)>& on_epoch = {}) {
+        const std::function<void(const epoch_report&)>& on_epoch = {}, std::size_t stop_after = 0) {
         check_dataset(train, "training set");
         check_dataset(eval, "evaluation set");
         std::vector<epoch_report> history;
-        for (std::size_t e = epoch_; e < cfg_.epochs; ++e) {
+        const std::size_t last = stop_after == 0 ? cfg_.epochs : std::min(stop_after, cfg_.epochs);
+        for (std::size_t e = epoch_; e < last; ++e) {
             epoch_report r = train_epoch(train);
             const auto t0 = std::chrono::steady_clock::now();
             r.eval = evaluate(eval);
@@ -326,7 +329,8 @@ protected:
 
 private:
     static constexpr const char* recipe_hint =
-        "; resuming would not continue that run (set train_config::accept_recipe_change to do it anyway)";
+        "; resuming would not continue that run (train_config::accept_recipe_change, --accept-recipe-change "
+        "in the examples, goes on with the new recipe)";
 
     /// Before an epoch: the training set must be as large as the run's (a resumed one).
     void check_recipe(std::size_t samples) {
