@@ -77,15 +77,20 @@ void for_each_update_chunk(std::size_t n, F&& f) {
     }, parallel_grain_elements / chunk + 1);
 }
 
+/// The optimizer's update of every element of parameter p (number p of the step's list).
+template <Optimizer O>
+void update_parameter(O& opt, std::size_t p, const parameter& param) {
+    for_each_update_chunk(param.value.size(), [&](std::size_t b, std::size_t e) {
+        opt.update({p, param.kind, param.value.data(), param.gradient.data(), b, e});
+    });
+}
+
 /// One plain optimizer step over a list of parameters (no DST structure): begin_step,
 /// update of every element, end_step.
 template <Optimizer O>
 void optimizer_step(O& opt, std::span<const parameter> params, float lr) {
     opt.begin_step(params, lr);
-    for (std::size_t p = 0; p < params.size(); ++p)
-        for_each_update_chunk(params[p].value.size(), [&](std::size_t b, std::size_t e) {
-            opt.update({p, params[p].kind, params[p].value.data(), params[p].gradient.data(), b, e});
-        });
+    for (std::size_t p = 0; p < params.size(); ++p) update_parameter(opt, p, params[p]);
     opt.end_step();
 }
 
@@ -130,10 +135,7 @@ public:
             if constexpr (requires { block_of(layer); })
                 if (s.weight != npos) update_layer(opt, block_of(layer), s, alpha, at, result);
         });
-        for (std::size_t p : plain_)
-            for_each_update_chunk(params_[p].value.size(), [&](std::size_t b, std::size_t e) {
-                opt.update({p, params_[p].kind, params_[p].value.data(), params_[p].gradient.data(), b, e});
-            });
+        for (std::size_t p : plain_) update_parameter(opt, p, params_[p]);
         opt.end_step();
         return result;
     }
