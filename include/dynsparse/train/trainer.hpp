@@ -10,6 +10,10 @@
 // (add_step_callback) observe every step and may change alpha (set_alpha): train/csv_log.hpp
 // and train/target_sparsity.hpp are built on them.
 //
+// Data-parallel runs (set_data_parallel, train/data_parallel.hpp; over MPI with
+// distributed/mpi.hpp): each rank steps on its share of every global batch, and stage 4
+// sums the raw gradients over the ranks in one fused call.
+//
 // Only the network's forward and backward are compiled per network type: the loop, the
 // evaluation and the reports live in training_loop<Loss, Optimizer>, which reaches
 // the network through two virtual calls per step and its masked layers through
@@ -151,7 +155,8 @@ public:
     }
 
     /// One optimisation step on a batch; returns the mean cross-entropy (without the
-    /// regulariser). The stages, in order:
+    /// regulariser). In a data-parallel run (set_data_parallel) x is this rank's share and
+    /// every rank's share has as many rows. The stages, in order:
     double step(const matrix& x, std::span<const std::uint8_t> y, float lr) {
         if (dp_.ranks > 1) return step_distributed(x, y, lr, x.shape(0) * dp_.ranks);
         const matrix& out = run_forward(x, true);                          // 1. forward
