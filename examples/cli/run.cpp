@@ -11,7 +11,46 @@
 #include <string>
 #include <vector>
 
+#ifdef DYNSPARSE_WITH_MPI
+#include <dynsparse/distributed/mpi.hpp>
+#endif
+
 namespace examples {
+
+// Data-parallel runs (built with -DDYNSPARSE_WITH_MPI=ON, started by mpirun or with
+// --distributed): every rank trains its share of each global batch; rank 0 alone prints,
+// writes files and reads --resume. See "Distributed training" in docs/user-guide.md.
+namespace {
+#ifdef DYNSPARSE_WITH_MPI
+struct distributed_run {
+    std::unique_ptr<ds::distributed::mpi_environment> env;
+    std::unique_ptr<ds::distributed::mpi_communicator> world;
+};
+distributed_run& distributed() {
+    static distributed_run d;
+    return d;
+}
+bool started_by_mpirun() {
+    for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS"})
+        if (std::getenv(v) != nullptr) return true;
+    return false;
+}
+#endif
+/// The number of processes of the run (1 without MPI).
+std::size_t world_size() {
+#ifdef DYNSPARSE_WITH_MPI
+    if (distributed().world) return distributed().world->size();
+#endif
+    return 1;
+}
+/// This process's rank (0 without MPI).
+std::size_t process_rank() {
+#ifdef DYNSPARSE_WITH_MPI
+    if (distributed().world) return distributed().world->rank();
+#endif
+    return 0;
+}
+}  // namespace
 
 static std::string number_text(double v) {
     char b[32];
@@ -73,6 +112,8 @@ std::string usage_text(const model_info& m, const recipe& d) {
                        --save, --resume then continues the same run)
   --export PATH        write the trained network as a compact sparse inference model
                        (see examples/sparse_inference.cpp)
+  --distributed        data-parallel over MPI (builds with -DDYNSPARSE_WITH_MPI=ON; implied
+                       under mpirun): --batch is the global batch, split over the processes
 )" + d.extra_help;
     return u;
 }
@@ -101,9 +142,11 @@ ds::train_config make_config(const run_options& o) {
     cfg.alpha = o.dense ? 0.0f : o.alpha;
     cfg.schedule = make_schedule(o);
     cfg.seed = o.seed;
-    cfg.progress = !o.quiet;
+    const bool lead = process_rank() == 0;
+    cfg.progress = !o.quiet && lead;
     cfg.log = &std::cout;
     cfg.accept_recipe_change = o.accept_recipe_change;
+    if (!lead) cfg.warnings = nullptr;
     return cfg;
 }
 
@@ -123,13 +166,17 @@ run_result run_training(const run_options& o, ds::training_loop<ds::softmax_cros
                   << ", alpha adapted from " << trainer.alpha() << "\n";
     }
     std::unique_ptr<ds::csv_log> csv;
-    if (!o.csv.empty()) {
+    const bool lead = process_rank() == 0;  // the one rank that writes files
+    if (!o.csv.empty() && lead) {
         csv = std::make_unique<ds::csv_log>(o.csv, eval_is_test ? "test" : "validation",
                                             o.log_every);
         csv->attach(trainer);
     }
+    if (!o.resume.empty() && lead) ds::load_checkpoint(session.checkpoint, o.resume);
+#ifdef DYNSPARSE_WITH_MPI
+    if (distributed().world) ds::distributed::attach(trainer, session.checkpoint, *distributed().world);
+#endif
     if (!o.resume.empty()) {
-        ds::load_checkpoint(session.checkpoint, o.resume);
         std::cout << "resumed from " << o.resume << " after epoch " << trainer.epoch() << "\n";
         if (trainer.epoch() >= o.epochs)
             throw std::invalid_argument(o.resume + " has already trained " +
@@ -143,14 +190,14 @@ run_result run_training(const run_options& o, ds::training_loop<ds::softmax_cros
     const auto start = std::chrono::steady_clock::now();
     r.history = trainer.fit(train_set, eval_set, [&](const ds::epoch_report& e) {
         if (csv) csv->record_epoch(trainer.masked_layers(), e, steps_per_epoch);
-        if (!o.save.empty()) ds::save_checkpoint(session.checkpoint, o.save);
+        if (!o.save.empty() && lead) ds::save_checkpoint(session.checkpoint, o.save);
     }, o.stop_after);
     r.run.assign(trainer.history().begin(), trainer.history().end());
     r.final_alpha = trainer.alpha();
     r.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     r.test = eval_is_test ? r.history.back().eval : trainer.evaluate(test_set);
     r.layers = ds::layer_reports(trainer.masked_layers());
-    if (!o.export_path.empty() && session.export_model != nullptr) {
+    if (!o.export_path.empty() && session.export_model != nullptr && lead) {
         const ds::sparse_model model = session.export_model(session.net);
         ds::save_sparse_model(model, o.export_path);
         std::cout << "exported " << o.export_path << ": " << model.summary();
@@ -221,7 +268,7 @@ void report(const model_info& m, const run_options& o, const run_result& r, bool
     std::printf("time             %.2f s per training epoch (median of %zu), %.1f s in all\n",
                 per_epoch, r.history.size(), r.wall_seconds);
 
-    if (o.json.empty()) return;
+    if (o.json.empty() || process_rank() != 0) return;
     ds::json_object j;
     j.add("model", m.json_name)
         .add("dense", o.dense)
@@ -255,6 +302,7 @@ void report(const model_info& m, const run_options& o, const run_result& r, bool
         .add("csv", o.csv)
         .add("seed", static_cast<std::size_t>(o.seed))
         .add("threads", o.threads)
+        .add("processes", world_size())
         .add("blas_core", ds::blas_core_name())
         .add("wall_seconds", r.wall_seconds);
     ds::write_file_atomically(o.json, j.str() + "\n", "JSON summary");
@@ -265,6 +313,30 @@ void report(const model_info& m, const run_options& o, const run_result& r, bool
 /// `dispatch(options, train, eval, test, eval_is_test)`, report. Returns the exit code.
 int run_main(int argc, char** argv, const model_info& m, dispatch_fn dispatch, const recipe& d) {
     examples::restart_with_fast_blas_kernels(argv, m.prefer_avx512_blas);
+    bool distributed_flag = false;
+    for (int i = 1; i < argc; ++i) distributed_flag = distributed_flag || std::string(argv[i]) == "--distributed";
+#ifdef DYNSPARSE_WITH_MPI
+    if (distributed_flag || started_by_mpirun()) {
+        distributed().env = std::make_unique<ds::distributed::mpi_environment>(argc, argv);
+        distributed().world = std::make_unique<ds::distributed::mpi_communicator>();
+        if (distributed().world->rank() != 0) {  // rank 0 alone prints
+            std::cout.setstate(std::ios::badbit);
+            if (std::freopen("/dev/null", "w", stdout) == nullptr) std::cout.clear();
+        }
+    }
+    // An error on one rank would leave the others waiting in a collective: end them all.
+    const auto fail = [](int code) {
+        if (distributed().world && distributed().world->size() > 1) ds::distributed::mpi_environment::abort(code);
+        return code;
+    };
+#else
+    const auto fail = [](int code) { return code; };
+    if (distributed_flag) {
+        std::cerr << "error: --distributed: this program was built without MPI (configure with "
+                     "-DDYNSPARSE_WITH_MPI=ON)\n";
+        return 1;
+    }
+#endif
     try {
         const examples::arguments args(
             argc, argv,
@@ -273,7 +345,7 @@ int run_main(int argc, char** argv, const model_info& m, dispatch_fn dispatch, c
              "--train-limit", "--threads", "--json", "--target-remaining", "--csv", "--log-every",
              "--eval-batch", "--save", "--resume", "--export", "--regulariser", "--reset-rule", "--stop-after"},
             {"--help", "--dense", "--nesterov", "--no-reset", "--quiet", "--no-augment",
-             "--threshold-decay", "--no-threshold-decay", "--accept-recipe-change"});
+             "--threshold-decay", "--no-threshold-decay", "--accept-recipe-change", "--distributed"});
         if (args.has("--help")) {
             std::cout << usage_text(m, d);
             return 0;
@@ -320,6 +392,9 @@ int run_main(int argc, char** argv, const model_info& m, dispatch_fn dispatch, c
             throw std::invalid_argument("--schedule multistep needs --milestones, e.g. 10,15");
         ds::set_threads(o.threads);
         std::cout << "BLAS kernels: " << ds::blas_core_name() << ", " << o.threads << " thread(s)\n";
+        if (world_size() > 1)
+            std::cout << "data-parallel: " << world_size() << " processes, global batch " << o.batch << " ("
+                      << o.batch / std::max<std::size_t>(1, world_size()) << " per process)\n";
 
         const bool cifar = m.data == data_kind::cifar10;
         const std::string dir = args.text(
@@ -353,10 +428,10 @@ int run_main(int argc, char** argv, const model_info& m, dispatch_fn dispatch, c
         return 0;
     } catch (const ds::training_diverged& e) {
         std::cerr << "error: " << e.what() << "\n";
-        return 2;
+        return fail(2);
     } catch (const std::exception& e) {
         std::cerr << "error: " << e.what() << "\n";
-        return 1;
+        return fail(1);
     }
 }
 

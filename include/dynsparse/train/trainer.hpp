@@ -10,6 +10,10 @@
 // (add_step_callback) observe every step and may change alpha (set_alpha): train/csv_log.hpp
 // and train/target_sparsity.hpp are built on them.
 //
+// Data-parallel runs (set_data_parallel, train/data_parallel.hpp; over MPI with
+// distributed/mpi.hpp): each rank steps on its share of every global batch, and stage 4
+// sums the raw gradients over the ranks in one fused call.
+//
 // Only the network's forward and backward are compiled per network type: the loop, the
 // evaluation and the reports live in training_loop<Loss, Optimizer>, which reaches
 // the network through two virtual calls per step and its masked layers through
@@ -42,6 +46,7 @@
 #include "dynsparse/optim/schedule.hpp"
 #include "dynsparse/optim/update.hpp"
 #include "dynsparse/train/config.hpp"
+#include "dynsparse/train/data_parallel.hpp"
 #include "dynsparse/train/progress.hpp"
 #include "dynsparse/train/reports.hpp"
 
@@ -104,6 +109,7 @@ public:
         shuffle_rng_.shuffle(std::span<std::size_t>(order_));
 
         const std::size_t steps = (train.size() + cfg_.batch_size - 1) / cfg_.batch_size;
+        check_shares(train.size());
         total_steps_ = steps * cfg_.epochs;
         progress_.start(epoch_, cfg_.epochs, steps);
         double loss_sum = 0;
@@ -112,7 +118,7 @@ public:
             const std::size_t count = std::min(cfg_.batch_size, train.size() - first);
             gather_batch(train, std::span<const std::size_t>(order_.data() + first, count), x_, y_);
             if (cfg_.augment) cfg_.augment(x_, augment_rng_);
-            const double loss = step(x_, y_, r.learning_rate);
+            const double loss = dp_.ranks > 1 ? step_share(count, r.learning_rate) : step(x_, y_, r.learning_rate);
             if (const std::string fault = non_finite_state(loss); !fault.empty()) {
                 progress_.finish();
                 std::ostringstream msg;
@@ -134,6 +140,7 @@ public:
         // A mask made during the last optimizer step must not outlive the epoch (users may
         // write parameters before the next forward).
         for (const auto& l : masked_) l.invalidate_mask();
+        if (dp_.end_of_epoch) dp_.end_of_epoch();
         r.train_seconds = seconds_since(t0);
         r.train_loss = loss_sum / static_cast<double>(steps);
         r.regulariser = last_.regulariser;
@@ -155,8 +162,10 @@ public:
     }
 
     /// One optimisation step on a batch; returns the mean cross-entropy (without the
-    /// regulariser). The stages, in order:
+    /// regulariser). In a data-parallel run (set_data_parallel) x is this rank's share and
+    /// every rank's share has as many rows. The stages, in order:
     double step(const matrix& x, std::span<const std::uint8_t> y, float lr) {
+        if (dp_.ranks > 1) return step_distributed(x, y, lr, x.shape(0) * dp_.ranks);
         const matrix& out = run_forward(x, true);                          // 1. forward
         const double loss = loss_.value_and_gradient(out, y, grad_out_);   // 2. loss, dL/d(output)
         if (!std::isfinite(loss)) {
@@ -176,6 +185,20 @@ public:
     /// order in every process; it must be linear (a sum or a mean). Empty = identity.
     void set_gradient_reducer(std::function<void(std::span<const parameter>)> f) { reducer_ = std::move(f); }
 
+    /// Makes this trainer one rank of a data-parallel run (train/data_parallel.hpp; usually
+    /// through distributed::attach of distributed/mpi.hpp). Default: one process.
+    void set_data_parallel(data_parallel_hooks h) {
+        if (h.ranks == 0 || h.rank >= h.ranks || (h.ranks > 1 && (!h.sum || !h.sum_doubles)))
+            throw invalid_argument("trainer::set_data_parallel: needs rank < ranks and both sums");
+        if (h.ranks > 1 && cfg_.batch_size % h.ranks != 0)
+            throw invalid_argument("data-parallel training: the global batch size " +
+                                   std::to_string(cfg_.batch_size) + " does not divide by the " +
+                                   std::to_string(h.ranks) + " processes; choose a multiple of " +
+                                   std::to_string(h.ranks));
+        dp_ = std::move(h);
+    }
+    const data_parallel_hooks& data_parallel() const { return dp_; }
+
     /// Every trainable parameter, in the order optimizers and the reducer see them.
     std::span<const parameter> parameters() const { return params_; }
 
@@ -193,14 +216,23 @@ public:
         if (data.size() == 0) return ev;
         std::size_t correct = 0;
         double loss_sum = 0;
-        for (std::size_t first = 0; first < data.size(); first += cfg_.eval_batch_size) {
-            const std::size_t count = std::min(cfg_.eval_batch_size, data.size() - first);
+        // Each rank evaluates its contiguous share of the set (all of it in one process).
+        const batch_share mine = share_of(data.size(), dp_.rank, dp_.ranks);
+        const std::size_t end = mine.first + mine.count;
+        for (std::size_t first = mine.first; first < end; first += cfg_.eval_batch_size) {
+            const std::size_t count = std::min(cfg_.eval_batch_size, end - first);
             eval_index_.resize(count);
             std::iota(eval_index_.begin(), eval_index_.end(), first);
             gather_batch(data, eval_index_, x_, y_);
             const matrix& out = run_forward(x_, false);
             loss_sum += loss_.value_and_gradient(out, y_, grad_out_) * static_cast<double>(count);
             correct += count_correct(out, y_);
+        }
+        if (dp_.ranks > 1) {
+            double both[2] = {loss_sum, static_cast<double>(correct)};
+            dp_.sum_doubles(both);
+            loss_sum = both[0];
+            correct = static_cast<std::size_t>(both[1]);
         }
         ev.loss = loss_sum / static_cast<double>(data.size());
         ev.accuracy = 100.0 * static_cast<double>(correct) / static_cast<double>(data.size());
@@ -387,6 +419,48 @@ private:
         return what.str();
     }
 
+    void check_shares(std::size_t samples) const {
+        if (dp_.ranks <= 1) return;
+        const std::size_t last = samples % cfg_.batch_size;
+        if (last != 0 && last < dp_.ranks)
+            throw invalid_argument("data-parallel training: the last batch of the epoch has " +
+                                   std::to_string(last) + " samples, fewer than the " +
+                                   std::to_string(dp_.ranks) +
+                                   " processes; change the batch size or the training set size");
+    }
+
+    /// This rank's rows of the global batch in x_, y_ (`count` rows), then the step.
+    double step_share(std::size_t count, float lr) {
+        const batch_share mine = share_of(count, dp_.rank, dp_.ranks);
+        const std::size_t f = x_.shape(1);
+        ensure_shape(xs_, mine.count, f);
+        std::copy_n(x_.data() + mine.first * f, mine.count * f, xs_.data());
+        ys_.assign(y_.begin() + static_cast<std::ptrdiff_t>(mine.first),
+                   y_.begin() + static_cast<std::ptrdiff_t>(mine.first + mine.count));
+        return step_distributed(xs_, ys_, lr, count);
+    }
+
+    /// The step of one rank: its share's dL/d(output) scaled by share/global, so that the
+    /// summed raw gradients are those of the global batch's mean loss; one fused sum of
+    /// every gradient and of the loss (as a float pair, hi + lo); then the same update.
+    double step_distributed(const matrix& x, std::span<const std::uint8_t> y, float lr, std::size_t global) {
+        const matrix& out = run_forward(x, true);
+        const double local = loss_.value_and_gradient(out, y, grad_out_);
+        const double weight = static_cast<double>(x.shape(0)) / static_cast<double>(global);
+        const float scale = static_cast<float>(weight);
+        for (float& g : grad_out_) g *= scale;
+        run_backward(grad_out_);
+        const double loss = fused_gradient_sum(params_, local * weight, fused_, dp_.sum);
+        reduce_gradients();
+        if (!std::isfinite(loss)) {  // every rank sees the same sum
+            ++global_step_;
+            return loss;
+        }
+        last_ = run_update(opt_, lr, cfg_.alpha, {global_step_, total_steps_});
+        ++global_step_;
+        return loss;
+    }
+
     void check_dataset(const dataset& d, const char* what) const {
         if (d.size() > 0 && d.features() != inputs_)
             throw invalid_argument(std::string("trainer: the ") + what + " has " +
@@ -427,6 +501,10 @@ private:
         float next_learning_rate = 0;
     } saved_;
     mutable bool resumed_ = false;  // set by check_state after a restore, until the next epoch
+    data_parallel_hooks dp_;
+    matrix xs_;
+    std::vector<std::uint8_t> ys_;
+    std::vector<float> fused_;
     update_result last_;
     std::size_t epoch_ = 0, global_step_ = 0, total_steps_ = 0;
 };
