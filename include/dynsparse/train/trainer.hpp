@@ -249,6 +249,8 @@ protected:
           progress_(cfg_.progress), params_(std::move(parameters)), masked_(std::move(masked)),
           inputs_(inputs), outputs_(outputs) {
         if (cfg_.batch_size == 0) throw invalid_argument("trainer: batch_size must be positive");
+        cfg_.validate();
+        if constexpr (requires { validate(opt_.settings()); }) validate(opt_.settings());
         if (cfg_.eval_batch_size == 0) cfg_.eval_batch_size = cfg_.batch_size;
     }
     ~training_loop() = default;
