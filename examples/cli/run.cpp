@@ -98,11 +98,13 @@ std::vector<std::size_t> parse_milestones(const std::string& text) {
 static void check_flag_path(const std::string& flag, const std::string& path, bool force) {
     if (path.empty()) return;
     try {
-        const std::string_view sig = flag == "--save"     ? std::string_view(ds::checkpoint_kind.magic, 8)
-                                     : flag == "--export" ? std::string_view(ds::exported_model_kind.magic, 8)
-                                     : flag == "--json"   ? std::string_view("{")
-                                                          : std::string_view("kind,epo");
-        ds::check_output_path(path, flag.substr(2), sig, force);
+        const bool save = flag == "--save", model = flag == "--export", json = flag == "--json";
+        const std::string_view sig = save    ? ds::checkpoint_kind.magic
+                                     : model ? ds::exported_model_kind.magic
+                                     : json  ? std::string_view("{")
+                                             : ds::csv_log::header_start;
+        const char* what = save ? "checkpoint" : model ? "exported model" : json ? "JSON summary" : "CSV log";
+        ds::check_output_path(path, what, sig, force);
     } catch (const std::exception& e) {
         throw std::invalid_argument(flag + ": " + e.what());
     }
