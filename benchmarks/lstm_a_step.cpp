@@ -192,6 +192,7 @@ static int run(int argc, char** argv) {
             .add("threads", threads).add("blas_core", ds::blas_core_name()).add("peak_rss_mib", rss);
         ds::write_file_atomically(args.text("--json", ""), j.str() + "\n");
     }
+    return 0;
 }
 
 int main(int argc, char** argv) {
