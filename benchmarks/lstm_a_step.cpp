@@ -119,10 +119,12 @@ double peak_rss_mib() {
     return static_cast<double>(u.ru_maxrss) / 1024.0;
 }
 
-int main(int argc, char** argv) {
-    examples::restart_with_fast_blas_kernels(argv);
+static int run(int argc, char** argv) {
     const examples::arguments args(argc, argv,
-                                   {"--steps", "--rounds", "--threads", "--data", "--json", "--net"}, {});
+                                   {"--steps", "--rounds", "--threads", "--data", "--json", "--net"}, {},
+                                   "usage: lstm_a_step [--steps 100] [--rounds 3] [--threads 1] [--net both|dst|dense]\n"
+                                   "                   [--data DIR] [--json PATH]\n"
+                                   "Speed of one DST training step of LSTM-a on Fashion-MNIST.\n");
     const std::size_t steps = args.count("--steps", 100), rounds = args.count("--rounds", 3);
     const int threads = static_cast<int>(args.count("--threads", 1));
     const std::string which = args.choice("--net", "both", {"both", "dst", "dense"});
@@ -190,4 +192,12 @@ int main(int argc, char** argv) {
             .add("threads", threads).add("blas_core", ds::blas_core_name()).add("peak_rss_mib", rss);
         ds::write_file_atomically(args.text("--json", ""), j.str() + "\n");
     }
+    return 0;
+}
+
+int main(int argc, char** argv) {
+    examples::restart_with_fast_blas_kernels(argv);
+    int status = 1;
+    const int caught = examples::exit_status_of([&] { status = run(argc, argv); });
+    return caught != 0 ? caught : status;
 }

@@ -28,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "../examples/cli/cli.hpp"
 #include "../examples/cli/machine.hpp"
 #include "common/step_timing.hpp"
 
@@ -293,17 +294,22 @@ int main(int argc, char** argv) {
     examples::restart_with_fast_blas_kernels(argv);
     ds::set_blas_threads(1);
     try {
-        if (argc < 2) {
-            std::fprintf(stderr, "usage: %s density [--reps N] | lenet300 CKPT | lenet5 CKPT | lstm_a CKPT [--data DIR] [--reps N]\n",
+        const bool help = argc >= 2 && (std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0);
+        if (argc < 2 || help) {
+            std::fprintf(help ? stdout : stderr,
+                         "usage: %s density [--reps N] | lenet300 CKPT | lenet5 CKPT | lstm_a CKPT [--data DIR] [--reps N]\n",
                          argv[0]);
-            return 2;
+            return help ? 0 : 2;
         }
         const std::string mode = argv[1];
         std::string data = examples::default_fashion_mnist_directory.string();
         std::size_t reps = 0;
-        for (int i = 2; i + 1 < argc; ++i) {
-            if (std::strcmp(argv[i], "--data") == 0) data = argv[i + 1];
-            if (std::strcmp(argv[i], "--reps") == 0) reps = std::stoul(argv[i + 1]);
+        for (int i = mode == "density" ? 2 : 3; i < argc; ++i) {
+            const std::string a = argv[i];
+            if ((a == "--data" || a == "--reps") && i + 1 >= argc) throw std::invalid_argument(a + " needs a value");
+            if (a == "--data") data = argv[++i];
+            else if (a == "--reps") reps = examples::arguments::parse_count("--reps", argv[++i]);
+            else throw std::invalid_argument("unknown option '" + a + "' (see --help)");
         }
         if (mode == "density") return density_sweep(reps ? reps : 51);
         if (argc < 3) throw std::invalid_argument(mode + " needs a checkpoint path");

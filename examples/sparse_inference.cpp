@@ -71,8 +71,10 @@ int main(int argc, char** argv) {
             return args.has("--help") ? 0 : 2;
         }
         ds::set_blas_threads(1);
-        const std::size_t batch = std::max<std::size_t>(1, args.count("--batch", 64));
-        const std::size_t reps = std::max<std::size_t>(1, args.count("--reps", 200));
+        const std::size_t batch = args.count("--batch", 64);
+        const std::size_t reps = args.count("--reps", 200);
+        if (batch == 0) throw std::invalid_argument("--batch must be positive, got 0");
+        if (reps == 0) throw std::invalid_argument("--reps must be positive, got 0");
         ds::sparse_model model = ds::load_sparse_model(args.text("--model", ""));
         std::cout << "model: " << model.summary();
 

@@ -13,9 +13,30 @@
 #include <algorithm>
 #include <cstdio>
 #include <exception>
+#include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace ds = dynsparse;
+
+static std::size_t parse_epochs(const std::string& text) {
+    if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos || text.size() > 7)
+        throw std::invalid_argument("EPOCHS must be a whole number of epochs up to 1000000, got '" + text + "'");
+    return std::stoul(text);
+}
+
+// --help, and arguments that are not a directory and a number of epochs.
+static bool answered_help(int argc, char** argv) {
+    if (argc > 1 && (std::string_view(argv[1]) == "--help" || std::string_view(argv[1]) == "-h")) {
+        std::printf("usage: train_fashion_mnist [DATA_DIR] [EPOCHS]\n"
+                    "Trains LeNet-300-100 with DST on Fashion-MNIST, writes lenet_300_100.ckpt and .dsm.\n");
+        return true;
+    }
+    if (argc > 3 || (argc > 1 && argv[1][0] == '-'))
+        throw std::invalid_argument(std::string("unknown argument '") + argv[argc > 3 ? 3 : 1] +
+                                    "' (usage: train_fashion_mnist [DATA_DIR] [EPOCHS])");
+    return false;
+}
 
 // [whole-loop]
 // LeNet-300-100 with DST's masked layers: DST's long-tailed surrogate, one threshold per
@@ -26,8 +47,9 @@ struct lenet_300_100 : ds::sequential<ds::input<784>,
                                       ds::masked_dense<10>> {};
 
 int main(int argc, char** argv) try {
+    if (answered_help(argc, argv)) return 0;
     const std::string data_dir = argc > 1 ? argv[1] : "/usr/share/datasets/fashion-mnist";
-    const std::size_t epochs = argc > 2 ? std::stoul(argv[2]) : 20;
+    const std::size_t epochs = argc > 2 ? parse_epochs(argv[2]) : 20;
 
     // Data: standardised with the training set's mean and standard deviation.
     ds::train_test data = ds::load_mnist_directory(data_dir);

@@ -1,9 +1,12 @@
 #pragma once
 // Command-line handling shared by the examples: a tiny "--flag value" parser with
 // clear errors, and the JSON run summary.
+#include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <limits>
 #include <map>
 #include <set>
 #include <stdexcept>
@@ -49,21 +52,19 @@ public:
         auto it = values_.find(flag);
         if (it == values_.end()) return fallback;
         char* end = nullptr;
+        errno = 0;
         const double v = std::strtod(it->second.c_str(), &end);
         if (end == it->second.c_str() || *end != '\0')
             throw std::invalid_argument(flag + " expects a number, got '" + it->second + "'");
+        if (errno == ERANGE && std::abs(v) > 1)
+            throw std::invalid_argument(flag + ": '" + it->second + "' is out of range");
         return v;
     }
 
     std::size_t count(const std::string& flag, std::size_t fallback) const {
         auto it = values_.find(flag);
         if (it == values_.end()) return fallback;
-        char* end = nullptr;
-        const long long v = std::strtoll(it->second.c_str(), &end, 10);
-        if (end == it->second.c_str() || *end != '\0' || v < 0)
-            throw std::invalid_argument(flag + " expects a non-negative integer, got '" +
-                                        it->second + "'");
-        return static_cast<std::size_t>(v);
+        return parse_count(flag, it->second);
     }
 
     std::string choice(const std::string& flag, const std::string& fallback,
@@ -76,11 +77,23 @@ public:
         throw std::invalid_argument(flag + " must be one of " + list + ", got '" + v + "'");
     }
 
+    /// A non-negative decimal integer that is the whole of `text`; overflow is an error.
+    static std::size_t parse_count(const std::string& flag, const std::string& text) {
+        const bool digits = !text.empty() && text.find_first_not_of("0123456789") == std::string::npos;
+        if (!digits)
+            throw std::invalid_argument(flag + " expects a non-negative integer, got '" + text + "'");
+        errno = 0;
+        const unsigned long long v = std::strtoull(text.c_str(), nullptr, 10);
+        if (errno == ERANGE || v > std::numeric_limits<std::size_t>::max())
+            throw std::invalid_argument(flag + ": '" + text + "' is out of range");
+        return static_cast<std::size_t>(v);
+    }
+
 private:
     std::map<std::string, std::string> values_;
 };
 
-/// Runs body(); an exception becomes "error: <what>" on stderr and exit status 2, so a
+/// Runs body(); an exception becomes "error: <what>" on stderr and exit status 1, so a
 /// bad flag or file ends a program with a message rather than std::terminate.
 template <class Body>
 int exit_status_of(Body&& body) {
@@ -89,7 +102,7 @@ int exit_status_of(Body&& body) {
         return 0;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "error: %s\n", e.what());
-        return 2;
+        return 1;
     }
 }
 

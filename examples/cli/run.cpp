@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -110,6 +111,8 @@ std::string usage_text(const model_info& m, const recipe& d) {
                        or training-set size (refused otherwise)
   --stop-after N       stop after epoch N of --epochs, as an interruption would (with
                        --save, --resume then continues the same run)
+  --force              replace --save/--export/--json/--csv files that do not look like
+                       ours (by default such a file is refused)
   --export PATH        write the trained network as a compact sparse inference model
                        (see examples/sparse_inference.cpp)
   --distributed        data-parallel over MPI (builds with -DDYNSPARSE_WITH_MPI=ON; implied
@@ -118,17 +121,44 @@ std::string usage_text(const model_info& m, const recipe& d) {
     return u;
 }
 
+std::vector<std::size_t> parse_milestones(const std::string& text) {
+    std::vector<std::size_t> ms;
+    std::size_t start = 0;
+    while (start <= text.size() && !text.empty()) {
+        const std::size_t comma = std::min(text.find(',', start), text.size());
+        const std::string item = text.substr(start, comma - start);
+        if (item.empty() || item.find_first_not_of("0123456789") != std::string::npos)
+            throw std::invalid_argument("--milestones: '" + text + "' is not a list of epochs (e.g. 80,120)");
+        ms.push_back(arguments::parse_count("--milestones", item));
+        start = comma + 1;
+    }
+    try {
+        ds::validate_milestones(ms);
+    } catch (const std::exception& e) {
+        throw std::invalid_argument(std::string("--milestones: ") + e.what());
+    }
+    return ms;
+}
+
+static void check_flag_path(const std::string& flag, const std::string& path, bool force) {
+    if (path.empty()) return;
+    try {
+        const bool save = flag == "--save", model = flag == "--export", json = flag == "--json";
+        const std::string_view sig = save    ? ds::checkpoint_kind.magic
+                                     : model ? ds::exported_model_kind.magic
+                                     : json  ? std::string_view("{")
+                                             : ds::csv_log::header_start;
+        const char* what = save ? "checkpoint" : model ? "exported model" : json ? "JSON summary" : "CSV log";
+        ds::check_output_path(path, what, sig, force);
+    } catch (const std::exception& e) {
+        throw std::invalid_argument(flag + ": " + e.what());
+    }
+}
+
 ds::lr_schedule make_schedule(const run_options& o) {
     if (o.schedule == "cosine") return ds::cosine_lr(o.lr);
     if (o.schedule == "multistep") {
-        std::vector<std::size_t> ms;
-        std::size_t start = 0;
-        while (start < o.milestones.size()) {
-            const std::size_t comma = std::min(o.milestones.find(',', start), o.milestones.size());
-            ms.push_back(std::stoul(o.milestones.substr(start, comma - start)));
-            start = comma + 1;
-        }
-        return ds::multi_step_lr(o.lr, ms, 0.1f);
+        return ds::multi_step_lr(o.lr, parse_milestones(o.milestones), 0.1f);
     }
     return ds::constant_lr(o.lr);
 }
@@ -168,8 +198,9 @@ run_result run_training(const run_options& o, ds::training_loop<ds::softmax_cros
     std::unique_ptr<ds::csv_log> csv;
     const bool lead = process_rank() == 0;  // the one rank that writes files
     if (!o.csv.empty() && lead) {
-        csv = std::make_unique<ds::csv_log>(o.csv, eval_is_test ? "test" : "validation",
-                                            o.log_every);
+        ds::csv_log::mode mode = o.resume.empty() ? ds::csv_log::mode::create : ds::csv_log::mode::append;
+        csv = std::make_unique<ds::csv_log>(o.csv, eval_is_test ? "test" : "validation", o.log_every, mode,
+                                            o.force);
         csv->attach(trainer);
     }
     if (!o.resume.empty() && lead) ds::load_checkpoint(session.checkpoint, o.resume);
@@ -190,7 +221,7 @@ run_result run_training(const run_options& o, ds::training_loop<ds::softmax_cros
     const auto start = std::chrono::steady_clock::now();
     r.history = trainer.fit(train_set, eval_set, [&](const ds::epoch_report& e) {
         if (csv) csv->record_epoch(trainer.masked_layers(), e, steps_per_epoch);
-        if (!o.save.empty() && lead) ds::save_checkpoint(session.checkpoint, o.save);
+        if (!o.save.empty() && lead) ds::save_checkpoint(session.checkpoint, o.save, o.force);
     }, o.stop_after);
     r.run.assign(trainer.history().begin(), trainer.history().end());
     r.final_alpha = trainer.alpha();
@@ -199,7 +230,7 @@ run_result run_training(const run_options& o, ds::training_loop<ds::softmax_cros
     r.layers = ds::layer_reports(trainer.masked_layers());
     if (!o.export_path.empty() && session.export_model != nullptr && lead) {
         const ds::sparse_model model = session.export_model(session.net);
-        ds::save_sparse_model(model, o.export_path);
+        ds::save_sparse_model(model, o.export_path, o.force);
         std::cout << "exported " << o.export_path << ": " << model.summary();
     }
     return r;
@@ -213,6 +244,44 @@ template run_result run_training<ds::adam>(const run_options&,
                                            ds::training_loop<ds::softmax_cross_entropy, ds::adam>&,
                                            const network_session&, const ds::dataset&,
                                            const ds::dataset&, const ds::dataset&, bool);
+
+void validate_options(const run_options& o) {
+    // Every value the library checks, checked before any data is loaded; the messages
+    // name the flag.
+    auto flagged = [](const char* flag, auto&& check) {
+        try {
+            check();
+        } catch (const std::exception& e) {
+            throw std::invalid_argument(std::string(flag) + ": " + e.what());
+        }
+    };
+    if (!o.milestones.empty()) parse_milestones(o.milestones);
+    if (o.epochs > ds::train_config::max_epochs)
+        throw std::invalid_argument("--epochs " + std::to_string(o.epochs) + " is out of range (at most " +
+                                    std::to_string(ds::train_config::max_epochs) + ")");
+    if (!std::isfinite(o.lr) || !(o.lr > 0))
+        throw std::invalid_argument("--lr must be a finite number > 0, got " + number_text(o.lr));
+    if (!std::isfinite(o.alpha) || o.alpha < 0)
+        throw std::invalid_argument("--alpha must be a finite number >= 0, got " + number_text(o.alpha));
+    if (!std::isfinite(o.weight_decay) || o.weight_decay < 0)
+        throw std::invalid_argument("--weight-decay must be a finite number >= 0, got " + number_text(o.weight_decay));
+    if (!(o.momentum >= 0 && o.momentum < 1))
+        throw std::invalid_argument("--momentum must be in [0, 1), got " + number_text(o.momentum));
+    if (!(o.val_fraction >= 0 && o.val_fraction < 1))
+        throw std::invalid_argument("--val-fraction must be in [0, 1), got " + number_text(o.val_fraction));
+    flagged("configuration", [&] { make_config(o).validate(); });
+    if (o.optimizer == "adam") {
+        ds::adam::options a;
+        a.weight_decay = o.weight_decay;
+        flagged("--weight-decay", [&] { ds::validate(a); });
+    }
+    // Output paths before the (long) training: a missing directory or a foreign file is
+    // an error now, not after the last epoch.
+    check_flag_path("--save", o.save, o.force);
+    check_flag_path("--export", o.export_path, o.force);
+    check_flag_path("--json", o.json, o.force);
+    if (o.resume.empty()) check_flag_path("--csv", o.csv, o.force);
+}
 
 static double median(std::vector<double> v) {
     if (v.empty()) return 0;
@@ -305,7 +374,7 @@ void report(const model_info& m, const run_options& o, const run_result& r, bool
         .add("processes", world_size())
         .add("blas_core", ds::blas_core_name())
         .add("wall_seconds", r.wall_seconds);
-    ds::write_file_atomically(o.json, j.str() + "\n", "JSON summary");
+    ds::write_file_atomically(o.json, j.str() + "\n", "JSON summary", "{", o.force);
     std::printf("summary          %s\n", o.json.c_str());
 }
 
@@ -345,7 +414,7 @@ int run_main(int argc, char** argv, const model_info& m, dispatch_fn dispatch, c
              "--train-limit", "--threads", "--json", "--target-remaining", "--csv", "--log-every",
              "--eval-batch", "--save", "--resume", "--export", "--regulariser", "--reset-rule", "--stop-after"},
             {"--help", "--dense", "--nesterov", "--no-reset", "--quiet", "--no-augment",
-             "--threshold-decay", "--no-threshold-decay", "--accept-recipe-change", "--distributed"});
+             "--threshold-decay", "--no-threshold-decay", "--accept-recipe-change", "--distributed", "--force"});
         if (args.has("--help")) {
             std::cout << usage_text(m, d);
             return 0;
@@ -390,6 +459,11 @@ int run_main(int argc, char** argv, const model_info& m, dispatch_fn dispatch, c
             throw std::invalid_argument("--epochs, --batch, --eval-batch and --threads must be positive");
         if (o.schedule == "multistep" && o.milestones.empty())
             throw std::invalid_argument("--schedule multistep needs --milestones, e.g. 10,15");
+        if (o.threads > max_threads)
+            throw std::invalid_argument("--threads " + std::to_string(o.threads) + " is more than the supported " +
+                                        std::to_string(max_threads));
+        o.force = args.has("--force");
+        validate_options(o);
         ds::set_threads(o.threads);
         std::cout << "BLAS kernels: " << ds::blas_core_name() << ", " << o.threads << " thread(s)\n";
         if (world_size() > 1)

@@ -79,11 +79,23 @@ struct run_options {
     std::string regulariser = "exp_decay", reset_policy = "one_percent";  ///< --regulariser, --reset-rule
     bool dense;
     bool decay_thresholds = false;
+    bool force = false;  ///< --force: replace output files that are not ours
     std::size_t eval_batch = 1000;
     bool accept_recipe_change = false;  ///< --accept-recipe-change
     std::size_t stop_after = 0;  ///< --stop-after: last epoch of this process (0 = --epochs)
     std::function<void(ds::matrix&, ds::rng&)> augment;  ///< training batches; empty = none
 };
+
+/// Most threads --threads accepts.
+inline constexpr std::size_t max_threads = 256;
+
+/// "80,120" -> {80, 120}; anything else (not digits, empty items, not strictly
+/// increasing) is an error naming --milestones.
+std::vector<std::size_t> parse_milestones(const std::string& text);
+
+/// The flag values checked against their ranges (names the flag) and the output paths
+/// checked (ds::check_output_path), before any data is loaded or any epoch trained.
+void validate_options(const run_options& o);
 
 /// The learning-rate schedule named by --schedule / --milestones.
 ds::lr_schedule make_schedule(const run_options& o);
@@ -154,6 +166,13 @@ run_result train(const run_options& o, const ds::dataset& train_set, const ds::d
         throw std::invalid_argument("--export: the sparse inference engine has no kernels for a "
                                     "layer of this network yet (residual blocks, or a batch norm "
                                     "that does not directly follow a convolution or dense layer)");
+    // Images declared with another shape than the network's input are an error, not a
+    // silent reinterpretation of the same pixels.
+    using in_shape = typename Net::input_shape;
+    if constexpr (in_shape::rank == 3)
+        ds::check_image_shape(train_set, in_shape::dims[1], in_shape::dims[2], "the network");
+    else if constexpr (in_shape::rank == 2)
+        ds::check_image_shape(train_set, in_shape::dims[0], in_shape::dims[1], "the network");
     // --regulariser and --reset-rule name compile-time policies: one trainer type each.
     auto with = [&]<class R, class Rule>() {
         // [train]

@@ -390,6 +390,31 @@ TEST_CASE("load_mnist_directory: plain, gzip, preference and missing files") {
     }
 }
 
+TEST_CASE("load_mnist_directory: a directory named like a data file is reported as a directory") {
+    temp_dir dir;
+    write_mnist_dir(dir.path, false, 5, 3);
+    fs::remove(dir.path / "t10k-labels-idx1-ubyte");
+    fs::create_directory(dir.path / "t10k-labels-idx1-ubyte");
+    const std::string msg = data_error_message([&] { dynsparse::load_mnist_directory(dir.path); });
+    CHECK(msg.find("t10k-labels-idx1-ubyte: cannot read it: it is a directory") != std::string::npos);
+    CHECK(msg.find("missing") == std::string::npos);
+}
+
+TEST_CASE("check_image_shape: images declared with another shape than the network's input") {
+    temp_dir dir;
+    write_mnist_dir(dir.path, false, 6, 3, /*rows=*/6, /*cols=*/2, /*test_rows=*/6);  // 12 pixels as 6x2
+    const auto data = dynsparse::load_mnist_directory(dir.path);
+    CHECK(data.train.image_rows == 6);
+    CHECK(data.train.image_cols == 2);
+    const auto part = dynsparse::take(data.train, 0, 4);  // subsets keep the shape
+    dynsparse::check_image_shape(part, 6, 2, "net");
+    CHECK_THROWS_WITH_AS(dynsparse::check_image_shape(part, 3, 4, "the network"),
+                         doctest::Contains("train-images-idx3-ubyte: images are 6x2 but the network takes 3x4 images"),
+                         dynsparse::invalid_argument);
+    dynsparse::dataset unknown;  // no file behind it: nothing to check
+    dynsparse::check_image_shape(unknown, 3, 4, "net");
+}
+
 TEST_CASE("standardize: train has mean 0 and std 1, test uses the train statistics") {
     temp_dir dir;
     write_mnist_dir(dir.path, false, 50, 10);

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <limits>
 #include <sstream>
+#include <unistd.h>
 
 #include "dynsparse/io/atomic_file.hpp"
 #include "dynsparse/io/json_writer.hpp"
@@ -104,5 +105,74 @@ TEST_CASE("write_file_atomically refuses a target that is not a regular file and
     std::size_t entries = 0;
     for (const auto& e : fs::directory_iterator(dir)) entries += e.is_symlink() ? 0 : 1;
     CHECK(entries == 1);
+    fs::remove_all(dir);
+}
+
+TEST_CASE("write_file_atomically never writes through a symbolic link at a temporary name") {
+    const fs::path dir = fs::temp_directory_path() / "dynsparse_test_io_tmp_link";
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    { std::ofstream(dir / "precious") << "precious\n"; }
+    // Links at every name the writer could pick for its temporary file, and at P.tmp.
+    const std::string base = (dir / "out.ckpt").string();
+    fs::create_symlink(dir / "precious", base + ".tmp");
+    for (unsigned n = 0; n < 3; ++n)
+        fs::create_symlink(dir / "precious", base + "." + std::to_string(::getpid()) + "." + std::to_string(n) + ".tmp");
+    ds::write_file_atomically(dir / "out.ckpt", "new\n");
+    CHECK(read_text(dir / "out.ckpt") == "new\n");
+    CHECK(read_text(dir / "precious") == "precious\n");
+    CHECK(fs::is_symlink(base + ".tmp"));
+    fs::remove_all(dir);
+}
+
+TEST_CASE("write_file_atomically refuses to replace a file that is not of its kind unless forced") {
+    const fs::path dir = fs::temp_directory_path() / "dynsparse_test_io_foreign";
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    const fs::path images = dir / "train-images-idx3-ubyte";
+    { std::ofstream(images, std::ios::binary) << std::string("\0\0\x08\x03 pixels", 11); }
+    const std::string_view magic = "DSCKPT\x01\n";
+    const std::string ckpt = std::string(magic) + "payload";
+    CHECK_THROWS_WITH_AS(ds::write_file_atomically(images, ckpt, "checkpoint", magic),
+                         doctest::Contains("train-images-idx3-ubyte: refusing to replace an existing file that is "
+                                           "not a checkpoint"),
+                         ds::data_error);
+    CHECK(read_text(images) == std::string("\0\0\x08\x03 pixels", 11));
+    CHECK_THROWS_AS(ds::check_output_path(images, "checkpoint", magic), ds::data_error);
+    // One of ours, an empty file, or a forced write is replaced.
+    ds::write_file_atomically(images, ckpt, "checkpoint", magic, /*force=*/true);
+    CHECK(read_text(images) == ckpt);
+    ds::write_file_atomically(images, ckpt + "2", "checkpoint", magic);
+    CHECK(read_text(images) == ckpt + "2");
+    { std::ofstream(dir / "empty"); }
+    ds::check_output_path(dir / "empty", "JSON summary", "{");
+    ds::write_file_atomically(dir / "empty", "{}\n", "JSON summary", "{");
+    CHECK(read_text(dir / "empty") == "{}\n");
+    std::size_t files = 0;
+    for ([[maybe_unused]] const auto& e : fs::directory_iterator(dir)) ++files;
+    CHECK(files == 2);  // no temporary left behind by the refused write
+    fs::remove_all(dir);
+}
+
+TEST_CASE("check_output_path finds a missing directory, a directory target and a device before any work") {
+    const fs::path dir = fs::temp_directory_path() / "dynsparse_test_io_preflight";
+    fs::remove_all(dir);
+    fs::create_directories(dir / "sub");
+    CHECK_THROWS_WITH_AS(ds::check_output_path(dir / "missing" / "m.dsm", "exported model", "DSMODEL\n"),
+                         doctest::Contains("missing does not exist"), ds::data_error);
+    CHECK_THROWS_WITH_AS(ds::check_output_path(dir / "sub", "JSON summary", "{"),
+                         doctest::Contains("over a directory"), ds::data_error);
+    CHECK_THROWS_WITH_AS(ds::check_output_path("/dev/full", "checkpoint", "DSCKPT\x01\n"),
+                         doctest::Contains("/dev/full: refusing to write the checkpoint over a character device"),
+                         ds::data_error);
+    CHECK_THROWS_AS(ds::write_file_atomically("/dev/full", "x", "checkpoint"), ds::data_error);
+    CHECK(fs::is_character_file("/dev/full"));
+    ds::check_output_path(dir / "new.json", "JSON summary", "{");  // a new file in a writable directory
+    if (::geteuid() != 0) {  // root writes anywhere
+        fs::permissions(dir / "sub", fs::perms::owner_read | fs::perms::owner_exec);
+        CHECK_THROWS_WITH_AS(ds::check_output_path(dir / "sub" / "x.json", "JSON summary", "{"),
+                             doctest::Contains("Permission denied"), ds::data_error);
+        fs::permissions(dir / "sub", fs::perms::owner_all);
+    }
     fs::remove_all(dir);
 }

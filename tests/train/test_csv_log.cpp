@@ -134,3 +134,39 @@ TEST_CASE("csv_log refuses a target that is not a regular file (device, director
     CHECK(std::filesystem::is_directory(dir));
     std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("csv_log in append mode keeps the earlier rows (a resumed run), and refuses a foreign file") {
+    const auto path = std::filesystem::temp_directory_path() / "dynsparse_test_csv_append.csv";
+    std::filesystem::remove(path);
+    ds::train_config cfg;
+    cfg.epochs = 1;
+    cfg.batch_size = 16;
+    cfg.progress = false;
+    const ds::dataset train = blobs(64, 1), eval = blobs(32, 2);
+    for (auto mode : {ds::csv_log::mode::append, ds::csv_log::mode::append}) {  // a missing file, then rows
+        tiny_dst net;
+        net.initialize(3);
+        ds::trainer<tiny_dst> tr(net, {}, ds::sgd{}, cfg);
+        ds::csv_log log(path, "test", 0, mode);
+        tr.fit(train, eval, [&](const ds::epoch_report& e) { log.record_epoch(net, e, 4); });
+    }
+    const auto rows = read_csv(path);
+    REQUIRE(rows.size() == 3);  // one header, an epoch row from each run
+    CHECK(rows[0][0] == "kind");
+    CHECK(rows[1][0] == "epoch");
+    CHECK(rows[2][0] == "epoch");
+    // create mode starts the log again
+    { ds::csv_log log(path); }
+    CHECK(std::filesystem::file_size(path) == 0);
+
+    const auto foreign = std::filesystem::temp_directory_path() / "dynsparse_test_csv_foreign";
+    { std::ofstream(foreign) << "label,pixel\n1,2\n"; }
+    CHECK_THROWS_WITH_AS(ds::csv_log(foreign, "test", 0, ds::csv_log::mode::append),
+                         doctest::Contains("refusing to replace an existing file that is not a CSV log"),
+                         ds::data_error);
+    CHECK_THROWS_AS(ds::csv_log{foreign}, ds::data_error);
+    { ds::csv_log log(foreign, "test", 0, ds::csv_log::mode::create, /*force=*/true); }
+    CHECK(std::filesystem::file_size(foreign) == 0);
+    std::filesystem::remove(path);
+    std::filesystem::remove(foreign);
+}

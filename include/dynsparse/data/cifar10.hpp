@@ -79,8 +79,11 @@ inline train_test load_cifar10_directory(const std::filesystem::path& dir) {
     for (int i = 1; i <= 5; ++i) names.push_back("data_batch_" + std::to_string(i) + ".bin");
     names.push_back("test_batch.bin");
     std::string missing;
-    for (const auto& n : names)
+    for (const auto& n : names) {
+        if (std::filesystem::is_directory(dir / n, ec))
+            throw data_error((dir / n).string() + ": cannot read it: it is a directory, not a CIFAR-10 batch file");
         if (!std::filesystem::is_regular_file(dir / n, ec)) missing += (missing.empty() ? "" : ", ") + n;
+    }
     if (!missing.empty())
         throw data_error(dir.string() + ": missing CIFAR-10 file(s): " + missing +
                          " (expected the binary version, cifar-10-batches-bin)");

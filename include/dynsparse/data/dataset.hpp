@@ -9,6 +9,7 @@
 #include <numeric>
 #include <span>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <utility>
 #include <vector>
@@ -25,10 +26,26 @@ struct dataset {
     matrix images;
     std::vector<std::uint8_t> labels;
     std::size_t classes = 10;
+    /// Image height and width as the file declared them (IDX), 0 when unknown; and the
+    /// file they came from. check_image_shape compares them with a network's input.
+    std::size_t image_rows = 0, image_cols = 0;
+    std::string source;
 
     std::size_t size() const { return labels.size(); }
     std::size_t features() const { return images.shape(1); }
 };
+
+/// Throws invalid_argument naming the file and both shapes when `d`'s images were
+/// declared rows x cols other than the network's `rows` x `cols` input (the same number
+/// of pixels read with another shape would train on scrambled images without a word).
+/// Does nothing when `d` does not know its image shape.
+inline void check_image_shape(const dataset& d, std::size_t rows, std::size_t cols, std::string_view network) {
+    if (d.image_rows == 0 || (d.image_rows == rows && d.image_cols == cols)) return;
+    throw invalid_argument((d.source.empty() ? std::string("dataset") : d.source) + ": images are " +
+                           std::to_string(d.image_rows) + "x" + std::to_string(d.image_cols) + " but " +
+                           std::string(network) + " takes " + std::to_string(rows) + "x" + std::to_string(cols) +
+                           " images");
+}
 
 struct train_test {
     dataset train, test;
@@ -59,6 +76,9 @@ inline loaded_pair load_idx_pair_sized(const std::filesystem::path& images_path,
     out.data.classes = classes;
     out.rows = img.rows;
     out.cols = img.cols;
+    out.data.image_rows = img.rows;
+    out.data.image_cols = img.cols;
+    out.data.source = images_path.string();
     return out;
 }
 
@@ -66,6 +86,9 @@ inline loaded_pair load_idx_pair_sized(const std::filesystem::path& images_path,
 inline dataset select_rows(const dataset& d, std::span<const std::size_t> rows) {
     dataset out;
     out.classes = d.classes;
+    out.image_rows = d.image_rows;
+    out.image_cols = d.image_cols;
+    out.source = d.source;
     const std::size_t f = d.features();
     out.images = matrix::from_shape({rows.size(), f});
     out.labels.resize(rows.size());
@@ -112,6 +135,9 @@ inline train_test load_mnist_directory(const std::filesystem::path& dir) {
             found[i] = plain;
         else if (std::filesystem::is_regular_file(gz, ec))
             found[i] = gz;
+        else if (std::filesystem::is_directory(plain, ec) || std::filesystem::is_directory(gz, ec))
+            throw data_error((std::filesystem::is_directory(plain, ec) ? plain : gz).string() +
+                             ": cannot read it: it is a directory, not an IDX file");
         else
             missing += (missing.empty() ? "" : ", ") + std::string(names[i]) + "[.gz]";
     }

@@ -10,10 +10,18 @@
 // temporary file gets a name no other file has (created exclusively), so no existing file
 // is overwritten on the way, and it is removed when anything fails. A replaced file keeps
 // its permission bits.
+//
+// Given a signature (how files of that kind begin: the 8-byte magic of a checkpoint or an
+// exported model, "{" of a JSON summary, the header of a CSV log), an existing non-empty
+// file is replaced only when it begins with it, so that a typo such as
+// `--save train-images-idx3-ubyte` cannot destroy data. `force` replaces it anyway.
+// check_output_path runs the same checks before a long run writes anything.
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <fcntl.h>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <string_view>
 #include <sys/stat.h>
@@ -59,9 +67,48 @@ inline std::filesystem::path checked_write_target(const std::filesystem::path& p
     return fs::is_symlink(link) ? fs::canonical(path) : path;
 }
 
-inline void write_file_atomically(const std::filesystem::path& path, std::string_view content,
-                                  std::string_view what = "file") {
+/// Throws data_error when `target` is a non-empty file that does not begin with
+/// `signature` (and force is false): it is not ours to replace.
+inline void check_replaceable(const std::filesystem::path& path, const std::filesystem::path& target,
+                              std::string_view signature, std::string_view what, bool force) {
+    if (force || signature.empty()) return;
+    std::ifstream in(target, std::ios::binary);
+    if (!in) return;  // unreadable: the write itself reports what is wrong
+    std::string head(signature.size(), '\0');
+    in.read(head.data(), static_cast<std::streamsize>(head.size()));
+    const std::size_t got = static_cast<std::size_t>(in.gcount());
+    if (got == 0) return;  // an empty file holds nothing to lose
+    if (got < head.size() || head != signature)
+        throw data_error(path.string() + ": refusing to replace an existing file that is not a " +
+                         std::string(what) + " (its first bytes differ); remove it, choose another " +
+                         "path, or force the write (--force)");
+}
+
+/// Checks, before anything is written, that a `what` can later be written to `path`: its
+/// directory exists and is writable, the path is not a directory or other non-regular
+/// file, and an existing file there begins with `signature` (unless force). Throws
+/// data_error naming the path and the reason.
+inline void check_output_path(const std::filesystem::path& path, std::string_view what,
+                              std::string_view signature, bool force = false) {
     const std::filesystem::path target = checked_write_target(path, what);
+    const std::filesystem::path dir = target.has_parent_path() ? target.parent_path() : ".";
+    std::error_code ec;
+    if (!std::filesystem::is_directory(dir, ec))
+        throw data_error(path.string() + ": cannot write the " + std::string(what) + ": directory " +
+                         dir.string() + (std::filesystem::exists(dir, ec) ? " is not a directory" : " does not exist"));
+    if (::access(dir.c_str(), W_OK | X_OK) != 0)
+        throw data_error(path.string() + ": cannot write the " + std::string(what) + " into " + dir.string() +
+                         ": " + std::strerror(errno));
+    check_replaceable(path, target, signature, what, force);
+}
+
+/// signature: how a file of this kind begins (a frame's 8-byte magic, "{" for JSON);
+/// empty = replace any regular file. force: replace even a file without the signature.
+inline void write_file_atomically(const std::filesystem::path& path, std::string_view content,
+                                  std::string_view what = "file", std::string_view signature = {},
+                                  bool force = false) {
+    const std::filesystem::path target = checked_write_target(path, what);
+    check_replaceable(path, target, signature, what, force);
     struct stat old {};
     const bool replacing = ::stat(target.c_str(), &old) == 0;
 
@@ -70,26 +117,33 @@ inline void write_file_atomically(const std::filesystem::path& path, std::string
     int fd = -1;
     for (unsigned n = 0; fd < 0 && n < 100; ++n) {
         tmp = target.string() + "." + std::to_string(::getpid()) + "." + std::to_string(n) + ".tmp";
-        fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
         if (fd < 0 && errno != EEXIST) break;
     }
     if (fd < 0)
         throw data_error(path.string() + ": cannot create a temporary file next to it (" + tmp +
                          "): " + std::strerror(errno));
     bool ok = true;
+    int err = 0;  // the first failure's errno
+    auto fail = [&] {
+        if (ok) err = errno != 0 ? errno : EIO;
+        ok = false;
+    };
     for (std::size_t done = 0; ok && done < content.size();) {
+        errno = 0;
         const ::ssize_t w = ::write(fd, content.data() + done, content.size() - done);
         if (w < 0 && errno == EINTR) continue;
-        ok = w > 0;
-        if (ok) done += static_cast<std::size_t>(w);
+        if (w <= 0) fail();
+        else done += static_cast<std::size_t>(w);
     }
-    if (ok && replacing) ok = ::fchmod(fd, old.st_mode & 07777) == 0;
-    ok = ok && ::fsync(fd) == 0;
-    ok = ::close(fd) == 0 && ok;
+    if (ok && replacing && ::fchmod(fd, old.st_mode & 07777) != 0) fail();
+    if (ok && ::fsync(fd) != 0) fail();
+    if (::close(fd) != 0) fail();
     std::error_code ec;
     if (!ok) {
         std::filesystem::remove(tmp, ec);
-        throw data_error(path.string() + ": writing " + tmp + " failed (disk full?); the previous file is unchanged");
+        throw data_error(path.string() + ": writing " + tmp + " failed: " + std::strerror(err) +
+                         "; the previous file is unchanged");
     }
     std::filesystem::rename(tmp, target, ec);
     if (ec) {

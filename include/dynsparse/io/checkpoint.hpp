@@ -357,8 +357,9 @@ inline void restore_checkpoint(const checkpoint_view& s, std::string_view bytes,
 
 /// Writes the checkpoint atomically (temporary file, fsync, rename, fsync of the directory):
 /// a crash during the write leaves the previous checkpoint in place.
-inline void save_checkpoint(const checkpoint_view& s, const std::filesystem::path& path) {
-    write_file_atomically(path, checkpoint_bytes(s), "checkpoint");
+/// force: replace an existing file even if it is not a checkpoint (io/atomic_file.hpp).
+inline void save_checkpoint(const checkpoint_view& s, const std::filesystem::path& path, bool force = false) {
+    write_file_atomically(path, checkpoint_bytes(s), "checkpoint", checkpoint_kind.magic, force);
 }
 
 inline void load_checkpoint(const checkpoint_view& s, const std::filesystem::path& path) {

@@ -215,8 +215,9 @@ inline sparse_model parse_sparse_model(std::string_view bytes, const std::string
     return m;
 }
 
-inline void save_sparse_model(const sparse_model& m, const std::filesystem::path& path) {
-    write_file_atomically(path, sparse_model_bytes(m), "exported model");
+/// force: replace an existing file even if it is not an exported model (io/atomic_file.hpp).
+inline void save_sparse_model(const sparse_model& m, const std::filesystem::path& path, bool force = false) {
+    write_file_atomically(path, sparse_model_bytes(m), "exported model", exported_model_kind.magic, force);
 }
 
 inline sparse_model load_sparse_model(const std::filesystem::path& path) {

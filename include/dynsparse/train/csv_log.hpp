@@ -33,11 +33,14 @@
 //   trainer.fit(train, test, [&](const ds::epoch_report& r) { log.record_epoch(net, r); });
 #include <concepts>
 #include <cstddef>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "dynsparse/core/error.hpp"
@@ -48,14 +51,31 @@ namespace dynsparse {
 
 class csv_log {
 public:
-    /// path: the CSV file (created or truncated); eval_set: the name of the set the epoch
-    /// rows' evaluation used; every_steps: a step row every this many steps (0: none).
+    /// create: start a new log (an existing CSV log is truncated; any other non-empty file
+    /// is refused unless force). append: continue an existing CSV log (a resumed run): the
+    /// rows go after the earlier ones, without a second header; a missing or empty file is
+    /// started as by create. Rows for epochs after the checkpoint a run resumed from may
+    /// then appear twice (the later rows are the resumed run's).
+    enum class mode { create, append };
+
+    /// path: the CSV file; eval_set: the name of the set the epoch rows' evaluation used;
+    /// every_steps: a step row every this many steps (0: none).
     explicit csv_log(const std::filesystem::path& path, std::string eval_set = "test",
-                     std::size_t every_steps = 0)
+                     std::size_t every_steps = 0, mode m = mode::create, bool force = false)
         : path_(path), eval_set_(std::move(eval_set)), every_(every_steps) {
-        out_.open(checked_write_target(path, "CSV log"), std::ios::out | std::ios::trunc);
-        if (!out_) throw data_error(path.string() + ": cannot open the CSV log for writing");
+        const std::filesystem::path target = checked_write_target(path, "CSV log");
+        check_replaceable(path, target, header_start, "CSV log", force);
+        std::error_code ec;
+        const bool has_rows = m == mode::append && std::filesystem::exists(target, ec) &&
+                              std::filesystem::file_size(target, ec) > 0 && !ec;
+        out_.open(target, has_rows ? std::ios::out | std::ios::app : std::ios::out | std::ios::trunc);
+        if (!out_)
+            throw data_error(path.string() + ": cannot open the CSV log for writing: " + std::strerror(errno));
+        header_written_ = has_rows;
     }
+
+    /// How every CSV log begins (the first bytes of its header).
+    static constexpr std::string_view header_start = "kind,epo";
 
     /// Registers a step callback on the trainer that writes a step row every every_steps
     /// steps. The trainer and its network must outlive the log's use.
@@ -160,7 +180,8 @@ private:
             layers_text += buf;
             ++n;
         }
-        if (rows_ == 0) {
+        if (!header_written_) {
+            header_written_ = true;
             out_ << "kind,epoch,step,loss,lr,alpha,eval_set,eval_loss,eval_accuracy,remaining,resets";
             for (std::size_t i = 0; i < n; ++i)
                 for (const char* c : {"remaining", "t_mean", "t_min", "t_max", "revived", "pruned",
@@ -192,6 +213,7 @@ private:
     std::ofstream out_;
     std::vector<layer_state> layers_;
     std::size_t rows_ = 0, last_step_ = 0;
+    bool header_written_ = false;
 };
 
 }  // namespace dynsparse

@@ -348,6 +348,8 @@ protected:
           owners_(std::move(parameter_owners)), inputs_(inputs), outputs_(outputs) {
         owners_.resize(params_.size());
         if (cfg_.batch_size == 0) throw invalid_argument("trainer: batch_size must be positive");
+        cfg_.validate();
+        if constexpr (requires { validate(opt_.settings()); }) validate(opt_.settings());
         if (cfg_.eval_batch_size == 0) cfg_.eval_batch_size = cfg_.batch_size;
     }
     ~training_loop() = default;
