@@ -85,6 +85,25 @@ inline std::size_t sparse_grain(std::size_t kept, std::size_t lines, std::size_t
     return (std::size_t{1} << 16) / per_line + 1;
 }
 
+/// The product both directions share, on batches stored transposed (features x batch):
+/// out_t line l = init(l) + sum over l's entries k of value[k] * in_t line index[k], for
+/// l in [0, lines); `start` delimits each line's entries (CSR rows or CSC columns).
+inline void compressed_product(std::size_t lines, std::size_t batch, const std::vector<std::uint32_t>& start,
+                               const std::vector<std::uint32_t>& index, const std::vector<float>& value,
+                               const float* in_t, const float* init, float* out_t) {
+    parallel_for(lines, [&](std::size_t, std::size_t lo, std::size_t hi) {
+        for (std::size_t l = lo; l < hi; ++l) {
+            float* o = out_t + l * batch;
+            std::fill(o, o + batch, init != nullptr ? init[l] : 0.0f);
+            for (std::uint32_t k = start[l]; k < start[l + 1]; ++k) {
+                const float v = value[k];
+                const float* src = in_t + std::size_t{index[k]} * batch;
+                for (std::size_t i = 0; i < batch; ++i) o[i] += v * src[i];
+            }
+        }
+    }, sparse_grain(value.size(), lines, batch));
+}
+
 /// y (batch x out) = x (batch x in) (W*M)^T + b, from the compressed rows.
 inline void sparse_linear_forward(const matrix& x, const kept_weights& w, const float* b, std::size_t out,
                                   std::size_t in, std::vector<float>& xt, std::vector<float>& yt, matrix& y) {
@@ -93,20 +112,8 @@ inline void sparse_linear_forward(const matrix& x, const kept_weights& w, const 
     xt.resize(in * batch);
     yt.resize(out * batch);
     transpose_into(x.data(), batch, in, xt.data());
-    const float* xs = xt.data();
-    float* ys = yt.data();
-    parallel_for(out, [&](std::size_t, std::size_t lo, std::size_t hi) {
-        for (std::size_t r = lo; r < hi; ++r) {
-            float* yr = ys + r * batch;
-            std::fill(yr, yr + batch, b[r]);
-            for (std::uint32_t k = w.row_start[r]; k < w.row_start[r + 1]; ++k) {
-                const float v = w.row_value[k];
-                const float* xr = xs + std::size_t{w.row_col[k]} * batch;
-                for (std::size_t i = 0; i < batch; ++i) yr[i] += v * xr[i];
-            }
-        }
-    }, sparse_grain(w.kept(), out, batch));
-    transpose_into(ys, out, batch, y.data());
+    compressed_product(out, batch, w.row_start, w.row_col, w.row_value, xt.data(), b, yt.data());
+    transpose_into(yt.data(), out, batch, y.data());
 }
 
 /// dx (batch x in) = dy (batch x out) (W*M), from the compressed columns.
@@ -118,20 +125,8 @@ inline void sparse_linear_input_gradient(const matrix& dy, const kept_weights& w
     dyt.resize(out * batch);
     dxt.resize(in * batch);
     transpose_into(dy.data(), batch, out, dyt.data());
-    const float* ds = dyt.data();
-    float* xs = dxt.data();
-    parallel_for(in, [&](std::size_t, std::size_t lo, std::size_t hi) {
-        for (std::size_t c = lo; c < hi; ++c) {
-            float* xc = xs + c * batch;
-            std::fill(xc, xc + batch, 0.0f);
-            for (std::uint32_t k = w.col_start[c]; k < w.col_start[c + 1]; ++k) {
-                const float v = w.col_value[k];
-                const float* dr = ds + std::size_t{w.col_row[k]} * batch;
-                for (std::size_t i = 0; i < batch; ++i) xc[i] += v * dr[i];
-            }
-        }
-    }, sparse_grain(w.kept(), in, batch));
-    transpose_into(xs, in, batch, dx.data());
+    compressed_product(in, batch, w.col_start, w.col_row, w.col_value, dyt.data(), nullptr, dxt.data());
+    transpose_into(dxt.data(), in, batch, dx.data());
 }
 
 }  // namespace dynsparse::detail
