@@ -16,6 +16,7 @@
 #include <cstddef>
 
 #include "dynsparse/core/blas.hpp"
+#include "dynsparse/core/select.hpp"
 #include "dynsparse/core/tensor.hpp"
 #include "dynsparse/detail/fast_exp.hpp"  // detail::vector_friendly_exp
 
@@ -67,9 +68,12 @@ void lstm_forward(const matrix& x, const float* w, const float* b, lstm_buffers&
             for (std::size_t j = 2 * H; j < 3 * H; ++j) zr[j] = fast_tanh(zr[j]);
             for (std::size_t j = 3 * H; j < G; ++j) zr[j] = fast_sigmoid(zr[j]);
             float* __restrict cr = c + r * H;
-            const float* __restrict cp = t > 0 ? c + (r - 1) * H : nullptr;
+            // The previous cell's term is selected away at t = 0 (cv then points at any
+            // readable row): a pointer test in the loop would keep it from vectorising.
+            const bool first = t == 0;
+            const float* cv = first ? zr : c + (r - 1) * H;
             for (std::size_t j = 0; j < H; ++j)
-                cr[j] = (cp ? zr[H + j] * cp[j] : 0.0f) + zr[j] * zr[2 * H + j];
+                cr[j] = select(first, 0.0f, zr[H + j] * cv[j]) + zr[j] * zr[2 * H + j];
             float* __restrict tr = ct + r * H;
             for (std::size_t j = 0; j < H; ++j) tr[j] = fast_tanh(cr[j]);
             float* __restrict hr = h + r * H;
@@ -108,7 +112,8 @@ void lstm_backward(const matrix& x, const matrix& dy, const float* w, lstm_buffe
             const float* __restrict zr = z + r * G;
             const float* __restrict tr = ct + r * H;
             const float* __restrict dyr = d_out + r * H;
-            const float* __restrict cp = t > 0 ? c + (r - 1) * H : nullptr;
+            const bool first = t == 0;
+            const float* cv = first ? zr : c + (r - 1) * H;  // as in lstm_forward
             float* __restrict dhr = dh + s * H;
             float* __restrict dcr = dc + s * H;
             float* __restrict dzr = dz + r * G;
@@ -118,7 +123,7 @@ void lstm_backward(const matrix& x, const matrix& dy, const float* w, lstm_buffe
                 const float dhj = dyr[j] + dhr[j];
                 const float dcj = dcr[j] + dhj * o * (1.0f - tc * tc);
                 dzr[j] = dcj * g * i * (1.0f - i);
-                dzr[H + j] = (cp ? dcj * cp[j] : 0.0f) * f * (1.0f - f);
+                dzr[H + j] = select(first, 0.0f, dcj * cv[j]) * f * (1.0f - f);
                 dzr[2 * H + j] = dcj * i * (1.0f - g * g);
                 dzr[3 * H + j] = dhj * tc * o * (1.0f - o);
                 dcr[j] = dcj * f;

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <limits>
 
+#include "dynsparse/core/select.hpp"
 #include "dynsparse/layers/layer.hpp"
 #include "dynsparse/surrogate/surrogate.hpp"
 #include "dynsparse/threshold/granularity.hpp"
@@ -21,12 +22,12 @@ inline float mask_of(float q) {
     if constexpr (Smooth)
         return S::smooth_step(q);
     else
-        return q > 0.0f ? 1.0f : 0.0f;
+        return select(q > 0.0f, 1.0f, 0.0f);
 }
 
 /// The masked weight for w and threshold t; counts a kept weight in `kept`.
-/// The exact path selects rather than multiplying by a float mask: that form vectorises
-/// without AVX-512 masking and at -O2.
+/// The exact path selects bitwise (ds::select) rather than multiplying by a float mask:
+/// that form vectorises on every target and at -O2.
 template <Surrogate S, bool Smooth>
 inline float masked_value(float w, float t, std::uint32_t& kept) {
     const float q = std::fabs(w) - t;
@@ -37,7 +38,7 @@ inline float masked_value(float w, float t, std::uint32_t& kept) {
     } else {
         const bool keep = q > 0.0f;
         kept += keep;
-        return keep ? w : 0.0f;
+        return select(keep, w, 0.0f);
     }
 }
 
@@ -96,18 +97,17 @@ template <Surrogate S, ThresholdGranularity G, bool Smooth>
     return kept;
 }
 
-/// The gradient of one weight: returns dL/dW for G = g and sets `structure` to
-/// G*W*H(Q), its share of -dL/dt.
+/// The gradient of one weight: returns dL/dW for G = g and sets `gh` to G*H(Q) (times W,
+/// the weight's share of -dL/dt).
 template <Surrogate S, bool Smooth>
-inline float weight_gradient(float w, float t, float g, float& structure) {
+inline float weight_gradient(float w, float t, float g, float& gh) {
     const float a = std::fabs(w);
     const float q = a - t;
-    const float gh = g * S::derivative(q);
-    structure = gh * w;
+    gh = g * S::derivative(q);
     if constexpr (Smooth)
         return g * S::smooth_step(q) + gh * a;
     else
-        return (q > 0.0f ? g : 0.0f) + gh * a;  // a select, so it vectorises (see above)
+        return select(q > 0.0f, g, 0.0f) + gh * a;  // branch-free, so it vectorises
 }
 
 /// Turns G = dL/dWm (in `grad`, in place) into dL/dW and writes dL/dt into grad_t:
@@ -120,22 +120,44 @@ inline float weight_gradient(float w, float t, float g, float& structure) {
 /// additions is fixed, so results are deterministic.
 /// dL/dW in place for columns [j0, j1) of one row sharing threshold ti; returns the sum
 /// of the shares G*W*H(Q) (-dL/dti).
+/// acc + a * b rounded once where the target has FMA instructions: what GCC's contraction
+/// makes of the vectorised loop body, written out so that the result does not depend on
+/// whether the compiler vectorises (or contracts) a given loop.
+inline float add_fused(float acc, float a, float b) {
+#ifdef __FMA__
+    return __builtin_fmaf(a, b, acc);
+#else
+    return acc + a * b;
+#endif
+}
+
+/// acc + a * b with the product rounded first: never contracted into an FMA.
+inline float add_rounded(float acc, float a, float b) {
+    float p = a * b;
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    asm("" : "+x"(p));  // hides the product from contraction
+#endif
+    return acc + p;
+}
+
 template <Surrogate S, bool Smooth>
 inline float gradient_piece(const float* __restrict wr, float* __restrict gr, std::size_t j0,
                             std::size_t j1, float ti) {
     constexpr std::size_t lanes = mask_lanes;
     float acc[lanes] = {};
     const std::size_t body = j1 - (j1 - j0) % lanes;
+    // The share G*W*H(Q) is summed as acc + (G*H(Q)) * W: fused in the blocks, rounded
+    // in the tail, on every FMA target (the figures in docs/results.md were made so).
     for (std::size_t j = j0; j < body; j += lanes)
         for (std::size_t l = 0; l < lanes; ++l) {
-            float share;
-            gr[j + l] = weight_gradient<S, Smooth>(wr[j + l], ti, gr[j + l], share);
-            acc[l] += share;
+            float gh;
+            gr[j + l] = weight_gradient<S, Smooth>(wr[j + l], ti, gr[j + l], gh);
+            acc[l] = add_fused(acc[l], gh, wr[j + l]);
         }
     for (std::size_t j = body; j < j1; ++j) {
-        float share;
-        gr[j] = weight_gradient<S, Smooth>(wr[j], ti, gr[j], share);
-        acc[0] += share;
+        float gh;
+        gr[j] = weight_gradient<S, Smooth>(wr[j], ti, gr[j], gh);
+        acc[0] = add_rounded(acc[0], gh, wr[j]);
     }
     float sum = 0.0f;
     for (float v : acc) sum += v;
@@ -156,9 +178,9 @@ template <Surrogate S, ThresholdGranularity G, bool Smooth>
         float* __restrict gr = grad + i * cols;
         for (std::size_t j = 0; j < cols; ++j) {
             const std::size_t k = G::index(i, j, cols);
-            float share;
-            gr[j] = weight_gradient<S, Smooth>(wr[j], t[k], gr[j], share);
-            grad_t[k] -= share;  // several rows may share a threshold
+            float gh;
+            gr[j] = weight_gradient<S, Smooth>(wr[j], t[k], gr[j], gh);
+            grad_t[k] -= gh * wr[j];  // several rows may share a threshold
         }
     }
 }

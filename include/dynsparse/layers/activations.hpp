@@ -6,6 +6,7 @@
 #include <string>
 
 #include "dynsparse/core/parallel.hpp"
+#include "dynsparse/core/select.hpp"
 #include "dynsparse/layers/layer.hpp"
 
 namespace dynsparse {
@@ -50,8 +51,8 @@ public:
 
 struct relu_fn {
     static constexpr std::string_view name = "relu";
-    static float value(float x) { return x < 0.0f ? 0.0f : x; }  // NaN passes through
-    static float derivative_from_output(float y) { return y > 0.0f ? 1.0f : 0.0f; }
+    static float value(float x) { return select(x < 0.0f, 0.0f, x); }  // NaN passes through
+    static float derivative_from_output(float y) { return select(y > 0.0f, 1.0f, 0.0f); }
 };
 struct tanh_fn {
     static constexpr std::string_view name = "tanh";

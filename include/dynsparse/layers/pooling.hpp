@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "dynsparse/core/parallel.hpp"
+#include "dynsparse/core/select.hpp"
 #include "dynsparse/core/shape.hpp"
 #include "dynsparse/detail/reduce.hpp"
 #include "dynsparse/layers/conv2d.hpp"
@@ -144,7 +145,7 @@ private:
             for (std::size_t p = 0; p < pair_count; ++p) {
                 const float a = xs[2 * p], b = xs[2 * p + 1];
                 pmax[p] = std::max(a, b);
-                pright[p] = b > a ? 1.0f : 0.0f;
+                pright[p] = select(b > a, 1.0f, 0.0f);
             }
             float* __restrict ys = y.data() + r * out_size;
             float* __restrict ws = winner_.data() + r * out_size;
@@ -157,8 +158,8 @@ private:
 #pragma GCC unroll 1
                 for (std::size_t ox = 0; ox < OW; ++ox) {
                     const bool lower = bottom[ox] > top[ox];
-                    ys[row * OW + ox] = lower ? bottom[ox] : top[ox];
-                    ws[row * OW + ox] = lower ? 2.0f + bottom_right[ox] : top_right[ox];
+                    ys[row * OW + ox] = select(lower, bottom[ox], top[ox]);
+                    ws[row * OW + ox] = select(lower, 2.0f + bottom_right[ox], top_right[ox]);
                 }
             }
         }
@@ -179,17 +180,17 @@ private:
                 for (std::size_t ox = 0; ox < OW; ++ox) {
                     const float w = ws[row * OW + ox], v = d[row * OW + ox];
                     const bool lower = w >= 2.0f;
-                    top[ox] = lower ? 0.0f : v;
-                    bottom[ox] = lower ? v : 0.0f;
-                    top_right[ox] = w == 1.0f ? 1.0f : 0.0f;
-                    bottom_right[ox] = w == 3.0f ? 1.0f : 0.0f;
+                    top[ox] = select(lower, 0.0f, v);
+                    bottom[ox] = select(lower, v, 0.0f);
+                    top_right[ox] = select(w == 1.0f, 1.0f, 0.0f);
+                    bottom_right[ox] = select(w == 3.0f, 1.0f, 0.0f);
                 }
             }
             float* __restrict g = dx.data() + r * in_size;
             for (std::size_t p = 0; p < pair_count; ++p) {
                 const bool right = pright[p] != 0.0f;
-                g[2 * p] = right ? 0.0f : pd[p];
-                g[2 * p + 1] = right ? pd[p] : 0.0f;
+                g[2 * p] = select(right, 0.0f, pd[p]);
+                g[2 * p + 1] = select(right, pd[p], 0.0f);
             }
         }
     }

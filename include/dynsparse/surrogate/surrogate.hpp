@@ -16,6 +16,7 @@
 #include <concepts>
 #include <string_view>
 
+#include "dynsparse/core/select.hpp"
 #include "dynsparse/detail/fast_exp.hpp"  // detail::vector_friendly_exp
 
 namespace dynsparse {
@@ -30,14 +31,13 @@ concept Surrogate = requires(float x) {
 /// DST's long-tailed H(x): 2 - 4|x| on |x| <= 0.4, 0.4 on 0.4 < |x| <= 1, else 0.
 struct long_tailed {
     static constexpr std::string_view name = "long_tailed";
-    // Both pieces are computed, then one is selected (and |x| is fabs, not a conditional
-    // negation): no floating-point operation is conditional, so callers vectorise
-    // without AVX-512 masking.
+    // Both pieces are computed, then one is selected bitwise (ds::select): no operation
+    // is conditional, so the surrogate pass vectorises on every target.
     static float derivative(float x) {
         const float a = std::fabs(x);
         const float centre = 2.0f - 4.0f * a;
-        const float tail = a <= 1.0f ? 0.4f : 0.0f;
-        return a <= 0.4f ? centre : tail;
+        const float tail = select(a <= 1.0f, 0.4f, 0.0f);
+        return select(a <= 0.4f, centre, tail);
     }
     static float smooth_step(float x) {
         const float a = std::fabs(x);
@@ -50,7 +50,7 @@ struct long_tailed {
 /// Straight-through estimator: H(x) = 1 on |x| <= 1, else 0.
 struct straight_through {
     static constexpr std::string_view name = "straight_through";
-    static float derivative(float x) { return std::fabs(x) <= 1.0f ? 1.0f : 0.0f; }
+    static float derivative(float x) { return select(std::fabs(x) <= 1.0f, 1.0f, 0.0f); }
     static float smooth_step(float x) {
         return 0.5f + (x < -1.0f ? -1.0f : (x > 1.0f ? 1.0f : x));
     }
