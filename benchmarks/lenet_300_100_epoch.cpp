@@ -1,7 +1,9 @@
 // End-to-end speed of LeNet-300-100 on Fashion-MNIST, batch 64: seconds per training
-// epoch of DST and of the same network with dense layers, measured alternately in one run
-// so the ratio is not skewed by the machine's load; the GEMM floor of the same work
-// (the matrix products alone, on the same shapes); and a per-phase breakdown of a DST step.
+// epoch of DST (kept-weight products below the crossover, the default), of DST with dense
+// products only, and of the same network with dense layers, measured alternately in one
+// run so the ratios are not skewed by the machine's load; the GEMM floor of the same work
+// (the matrix products alone, on the same shapes); and a per-phase breakdown of a DST
+// step, started from the trained DST network's parameters (so at its sparsity).
 //
 //   lenet_300_100_epoch [--epochs 3] [--threads 1] [--data DIR] [--json PATH]
 #include <dynsparse/dynsparse.hpp>
@@ -76,9 +78,13 @@ using bench::phased;
 
 /// Times the phases of DST and dense steps, alternating step by step on the same shuffled
 /// batches so that the machine's load falls on both alike.
-static void breakdown(const ds::dataset& train, std::size_t steps) {
+static void breakdown(const ds::dataset& train, std::size_t steps, dst_net& trained) {
     const ds::flush_denormals_scope ftz;  // as the trainer does
     phased<dst_net> dst(5e-4f);
+    std::vector<ds::parameter> from;
+    trained.for_each_parameter([&](const ds::parameter& p) { from.push_back(p); });
+    for (std::size_t i = 0; i < from.size(); ++i)
+        std::copy(from[i].value.begin(), from[i].value.end(), dst.params[i].value.begin());
     phased<dense_net> dense(0.0f);
     ds::rng gen(1);
     std::vector<std::size_t> order(train.size());
@@ -92,7 +98,9 @@ static void breakdown(const ds::dataset& train, std::size_t steps) {
         dst.step(x, y);
         dense.step(x, y);
     }
-    std::printf("step breakdown over %zu alternating steps:\n", steps);
+    const ds::mask_totals kept = ds::totals(ds::masked_layers(dst.net));
+    std::printf("step breakdown over %zu alternating steps (DST from the trained network, %.2f%% kept):\n", steps,
+                100.0 * kept.remaining());
     dst.print("DST", steps);
     dense.print("dense", steps);
     std::printf("step ratio DST/dense %.3f\n", dst.total() / dense.total());
@@ -117,9 +125,10 @@ static void run(int argc, char** argv) {
     std::printf("BLAS kernels %s, %d thread(s), %zu samples, batch 64\n", ds::blas_core_name().c_str(),
                 threads, data.train.size());
 
-    runner<dst_net> dst(5e-4f);
+    runner<dst_net> dst(5e-4f), dst_dense_products(5e-4f);
+    ds::set_product_mode(dst_dense_products.net, ds::product_mode::dense);
     runner<dense_net> dense(0.0f);
-    std::vector<double> t_dst, t_dense, t_floor, c_dst, c_dense, c_floor;
+    std::vector<double> t_dst, t_dstd, t_dense, t_floor, c_dst, c_dstd, c_dense, c_floor;
     // Process CPU seconds of f(): with one thread, the time it ran on its core.
     auto cpu_of = [](auto&& f) {
         const double c0 = bench::process_cpu_seconds();
@@ -128,22 +137,31 @@ static void run(int argc, char** argv) {
     };
     for (std::size_t e = 0; e < epochs; ++e) {
         c_dst.push_back(cpu_of([&] { t_dst.push_back(dst.tr.train_epoch(data.train).train_seconds); }));
+        c_dstd.push_back(cpu_of([&] {
+            t_dstd.push_back(dst_dense_products.tr.train_epoch(data.train).train_seconds);
+        }));
         c_dense.push_back(cpu_of([&] { t_dense.push_back(dense.tr.train_epoch(data.train).train_seconds); }));
         c_floor.push_back(cpu_of([&] { t_floor.push_back(gemm_floor(data.train.size(), 64)); }));
-        std::printf("epoch %zu: DST %.3f s  dense %.3f s  GEMM floor %.3f s   (CPU s: %.3f %.3f %.3f)\n", e + 1,
-                    t_dst.back(), t_dense.back(), t_floor.back(), c_dst.back(), c_dense.back(), c_floor.back());
+        std::printf("epoch %zu: DST %.3f s (%.2f%% kept)  DST dense products %.3f s  dense %.3f s  GEMM floor %.3f s"
+                    "   (CPU s: %.3f %.3f %.3f %.3f)\n",
+                    e + 1, t_dst.back(), 100.0 * ds::totals(ds::masked_layers(dst.net)).remaining(), t_dstd.back(), t_dense.back(),
+                    t_floor.back(), c_dst.back(), c_dstd.back(), c_dense.back(), c_floor.back());
     }
-    const double md = median(t_dst), mn = median(t_dense), mf = median(t_floor);
-    std::printf("median s/epoch: DST %.3f  dense %.3f  GEMM floor %.3f\n", md, mn, mf);
-    std::printf("ratios: DST/dense %.3f  DST/floor %.3f  dense/floor %.3f\n", md / mn, md / mf, mn / mf);
-    const double cd = median(c_dst), cn = median(c_dense), cf = median(c_floor);
-    std::printf("median CPU s/epoch (process CPU time, robust to other jobs): DST %.3f  dense %.3f  GEMM floor %.3f\n",
-                cd, cn, cf);
-    std::printf("CPU-time ratios: DST/dense %.3f  DST/floor %.3f  dense/floor %.3f\n", cd / cn, cd / cf, cn / cf);
-    breakdown(data.train, 2000);
+    const double md = median(t_dst), mdd = median(t_dstd), mn = median(t_dense), mf = median(t_floor);
+    std::printf("median s/epoch: DST %.3f  DST dense products %.3f  dense %.3f  GEMM floor %.3f\n", md, mdd, mn, mf);
+    std::printf("ratios: DST/dense %.3f  DST dense products/dense %.3f  DST/floor %.3f  dense/floor %.3f\n", md / mn,
+                mdd / mn, md / mf, mn / mf);
+    const double cd = median(c_dst), cdd = median(c_dstd), cn = median(c_dense), cf = median(c_floor);
+    std::printf("median CPU s/epoch (process CPU time, robust to other jobs): DST %.3f  DST dense products %.3f"
+                "  dense %.3f  GEMM floor %.3f\n",
+                cd, cdd, cn, cf);
+    std::printf("CPU-time ratios: DST/dense %.3f  DST dense products/dense %.3f  DST/floor %.3f  dense/floor %.3f\n",
+                cd / cn, cdd / cn, cd / cf, cn / cf);
+    breakdown(data.train, 2000, dst.net);
     if (args.has("--json")) {
         ds::json_object j;
-        j.add("dst_seconds_per_epoch", md).add("dense_seconds_per_epoch", mn).add("gemm_floor_seconds", mf)
+        j.add("dst_seconds_per_epoch", md).add("dst_dense_products_seconds_per_epoch", mdd)
+            .add("dense_seconds_per_epoch", mn).add("gemm_floor_seconds", mf)
             .add("dst_cpu_seconds_per_epoch", cd).add("dense_cpu_seconds_per_epoch", cn).add("gemm_floor_cpu_seconds", cf)
             .add("threads", threads).add("blas_core", ds::blas_core_name());
         ds::write_file_atomically(args.text("--json", ""), j.str() + "\n");

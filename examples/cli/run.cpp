@@ -97,6 +97,8 @@ std::string usage_text(const model_info& m, const recipe& d) {
                        evaluation; the test set is then used once, at the end (0)
   --train-limit N      use only the first N training samples (0 = all)
   --threads N          threads for BLAS and the library's own loops (1)
+  --products P         auto|dense|kept: masked layers multiply by their kept weights
+                       only (kept), by W*M with BLAS (dense), or kept below 25% kept (auto)
   --json PATH          write a summary of the run as JSON
   --target-remaining R adapt alpha during training so that the model ends with this
                        remaining ratio, R in (0, 1), e.g. 0.05; --alpha is the start
@@ -371,6 +373,7 @@ void report(const model_info& m, const run_options& o, const run_result& r, bool
         .add("csv", o.csv)
         .add("seed", static_cast<std::size_t>(o.seed))
         .add("threads", o.threads)
+        .add("products", o.products)
         .add("processes", world_size())
         .add("blas_core", ds::blas_core_name())
         .add("wall_seconds", r.wall_seconds);
@@ -412,7 +415,8 @@ int run_main(int argc, char** argv, const model_info& m, dispatch_fn dispatch, c
             {"--data", "--epochs", "--batch", "--lr", "--momentum", "--weight-decay", "--schedule",
              "--milestones", "--alpha", "--seed", "--surrogate", "--granularity", "--val-fraction",
              "--train-limit", "--threads", "--json", "--target-remaining", "--csv", "--log-every",
-             "--eval-batch", "--save", "--resume", "--export", "--regulariser", "--reset-rule", "--stop-after"},
+             "--eval-batch", "--save", "--resume", "--export", "--regulariser", "--reset-rule", "--stop-after",
+             "--products"},
             {"--help", "--dense", "--nesterov", "--no-reset", "--quiet", "--no-augment",
              "--threshold-decay", "--no-threshold-decay", "--accept-recipe-change", "--distributed", "--force"});
         if (args.has("--help")) {
@@ -443,6 +447,7 @@ int run_main(int argc, char** argv, const model_info& m, dispatch_fn dispatch, c
         o.val_fraction = static_cast<float>(args.real("--val-fraction", 0.0));
         o.train_limit = args.count("--train-limit", 0);
         o.threads = args.count("--threads", 1);
+        o.products = args.choice("--products", "auto", {"auto", "dense", "kept"});
         o.json = args.text("--json", "");
         o.quiet = args.has("--quiet");
         o.target_remaining = args.real("--target-remaining", 0.0);

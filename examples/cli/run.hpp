@@ -37,6 +37,7 @@ struct recipe {
     std::size_t eval_batch = 1000;
     bool accept_recipe_change = false;  ///< --accept-recipe-change
     std::size_t stop_after = 0;  ///< --stop-after: last epoch of this process (0 = --epochs)
+    std::string products = "auto";  ///< --products: masked layers' forward / input-gradient products
     std::string extra_help;
 };
 
@@ -83,6 +84,7 @@ struct run_options {
     std::size_t eval_batch = 1000;
     bool accept_recipe_change = false;  ///< --accept-recipe-change
     std::size_t stop_after = 0;  ///< --stop-after: last epoch of this process (0 = --epochs)
+    std::string products = "auto";  ///< --products: masked layers' forward / input-gradient products
     std::function<void(ds::matrix&, ds::rng&)> augment;  ///< training batches; empty = none
 };
 
@@ -181,6 +183,7 @@ run_result train(const run_options& o, const ds::dataset& train_set, const ds::d
         ds::trainer<Net, ds::softmax_cross_entropy, Opt, R, Rule> trainer(net, {}, make_optimizer<Opt>(o),
                                                                          make_config(o));
         // [train]
+        ds::set_product_mode(net, ds::parse_product_mode(o.products));
         network_session s{&net, Net::describe(), ds::checkpoint_view_of(trainer)};
         if constexpr (ds::ExportableNetwork<Net>)
             s.export_model = [](void* n) { return ds::export_sparse(*static_cast<Net*>(n)); };

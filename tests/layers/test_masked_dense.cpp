@@ -2,9 +2,12 @@
 // the exact step mask, the exact-mode gradient formulas and the 1% reset rule.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "dynsparse/layers/masked_dense.hpp"
+#include "dynsparse/layers/product_mode.hpp"
 #include "dynsparse/optim/optimizer.hpp"
 #include "dynsparse/optim/update.hpp"
 #include "support/fixtures.hpp"
@@ -199,3 +202,83 @@ TEST_CASE("masked_dense initialisation follows PyTorch: U(-1/sqrt(fan_in), +) an
 template class ds::masked_dense_layer<8, 4, ds::long_tailed, ds::per_neuron>;
 template class ds::masked_dense_layer<8, 4, ds::straight_through, ds::scalar>;
 template class ds::masked_dense_layer<8, 4, ds::sigmoid_surrogate<8>, ds::per_weight>;
+
+namespace {
+
+// Thresholds that keep roughly `fraction` of a layer's weights (per-neuron, from |W|'s quantile).
+template <class L>
+void keep_about(L& layer, float fraction) {
+    std::vector<float> a;
+    for (float w : layer.weight()) a.push_back(std::fabs(w));
+    std::sort(a.begin(), a.end());
+    const float t = a[static_cast<std::size_t>((1.0f - fraction) * static_cast<float>(a.size() - 1))];
+    for (auto& v : layer.threshold()) v = t;
+}
+
+}  // namespace
+
+TEST_CASE("masked_dense kept-weight products equal the dense products, and leave dL/dW and dL/dt unchanged") {
+    using L = ds::masked_dense_layer<120, 40, ds::long_tailed, ds::per_neuron>;
+    for (const float fraction : {0.0f, 0.02f, 0.1f, 0.5f}) {
+        CAPTURE(fraction);
+        ds::rng gen(3);
+        L dense_layer, kept_layer;
+        dense_layer.initialize(gen);
+        kept_layer.weight() = dense_layer.weight();
+        kept_layer.bias() = dense_layer.bias();
+        keep_about(dense_layer, fraction);
+        kept_layer.threshold() = dense_layer.threshold();
+        dense_layer.set_product_mode(ds::product_mode::dense);
+        kept_layer.set_product_mode(ds::product_mode::kept_weights);
+        const ds::matrix x = ds::testing::random_matrix(37, 120, gen), dy = ds::testing::random_matrix(37, 40, gen);
+        ds::matrix y_dense, y_kept, dx_dense, dx_kept;
+        dense_layer.forward(x, y_dense, true);
+        kept_layer.forward(x, y_kept, true);
+        CHECK_FALSE(dense_layer.used_kept_weights());
+        CHECK(kept_layer.used_kept_weights());
+        for (std::size_t i = 0; i < y_dense.size(); ++i)
+            CHECK(y_kept.data()[i] == doctest::Approx(y_dense.data()[i]).epsilon(1e-5).scale(0.1));
+        dense_layer.backward(x, y_dense, dy, &dx_dense);
+        kept_layer.backward(x, y_kept, dy, &dx_kept);
+        for (std::size_t i = 0; i < dx_dense.size(); ++i)
+            CHECK(dx_kept.data()[i] == doctest::Approx(dx_dense.data()[i]).epsilon(1e-5).scale(0.1));
+        // The weight gradient is the same dense GEMM in both modes: the same bits.
+        CHECK(std::equal(dense_layer.weight_gradient().begin(), dense_layer.weight_gradient().end(),
+                         kept_layer.weight_gradient().begin()));
+        CHECK(std::equal(dense_layer.threshold_gradient().begin(), dense_layer.threshold_gradient().end(),
+                         kept_layer.threshold_gradient().begin()));
+    }
+}
+
+TEST_CASE("masked_dense picks the kept-weight products below the crossover only") {
+    using L = ds::masked_dense_layer<200, 50, ds::long_tailed, ds::per_neuron>;
+    ds::rng gen(5);
+    L layer;
+    layer.initialize(gen);
+    CHECK(layer.get_product_mode() == ds::product_mode::automatic);
+    const ds::matrix x = ds::testing::random_matrix(4, 200, gen);
+    ds::matrix y;
+    layer.forward(x, y, false);  // thresholds 0: all kept
+    CHECK_FALSE(layer.used_kept_weights());
+    keep_about(layer, 0.5f * static_cast<float>(ds::kept_weights_crossover));
+    layer.forward(x, y, false);
+    CHECK(layer.used_kept_weights());
+    keep_about(layer, 2.0f * static_cast<float>(ds::kept_weights_crossover));
+    layer.forward(x, y, false);
+    CHECK_FALSE(layer.used_kept_weights());
+    CHECK(ds::parse_product_mode("kept") == ds::product_mode::kept_weights);
+    CHECK(ds::parse_product_mode("dense") == ds::product_mode::dense);
+    CHECK(ds::parse_product_mode("auto") == ds::product_mode::automatic);
+    CHECK_THROWS_WITH_AS(ds::parse_product_mode("sparse"), doctest::Contains("'sparse'"), std::invalid_argument);
+}
+
+TEST_CASE_TEMPLATE("masked_dense gradients match finite differences with the kept-weight products", C,
+                   DYNSPARSE_DENSE_COMBOS) {
+    using L = ds::masked_dense_layer<5, 4, typename C::surrogate, typename C::granularity>;
+    ds::rng gen(43);
+    L layer;
+    layer.set_product_mode(ds::product_mode::kept_weights);
+    const auto result = ds::testing::check_masked_layer(layer, ds::testing::random_matrix(3, 5, gen), gen);
+    DYNSPARSE_CHECK_GRADIENTS(result);
+    CHECK(layer.used_kept_weights());
+}

@@ -28,6 +28,7 @@
 #include "dynsparse/core/parallel.hpp"
 #include "dynsparse/core/tensor.hpp"
 #include "dynsparse/detail/reduce.hpp"
+#include "dynsparse/detail/sparse_linear.hpp"
 
 namespace dynsparse::detail {
 
@@ -199,13 +200,45 @@ void for_group_chunks(std::size_t batch, std::size_t group, conv_buffers& buf, B
 }
 }  // namespace conv_detail
 
+/// The two products of a convolution with its filter bank W (c_out x kk) on an unfolded
+/// group: out (c_out x ld) = init + W col, and dcol (kk x ld) = W^T d. dense_filters
+/// runs them as GEMMs; kept_filters on W*M's kept weights (detail/sparse_linear.hpp).
+struct dense_filters {
+    static constexpr bool dense = true;
+    const float* w;
+    std::size_t out_channels, kk;
+
+    void multiply(const float* col, std::size_t ld, float* out, const float* init) const {
+        if (init != nullptr)
+            for (std::size_t o = 0; o < out_channels; ++o) std::fill(out + o * ld, out + (o + 1) * ld, init[o]);
+        gemm(transpose::no, transpose::no, out_channels, ld, kk, 1.0f, w, kk, col, ld, init != nullptr ? 1.0f : 0.0f,
+             out, ld);
+    }
+    void multiply_transposed(const float* d, std::size_t ld, float* dcol) const {
+        gemm(transpose::yes, transpose::no, kk, ld, out_channels, 1.0f, w, kk, d, ld, 0.0f, dcol, ld);
+    }
+};
+
+struct kept_filters {
+    static constexpr bool dense = false;
+    const kept_rows* w;
+    std::size_t out_channels, kk;
+
+    void multiply(const float* col, std::size_t ld, float* out, const float* init) const {
+        kept_rows_multiply(*w, out_channels, col, ld, out, init);
+    }
+    void multiply_transposed(const float* d, std::size_t ld, float* dcol) const {
+        kept_rows_multiply_transposed(*w, out_channels, kk, d, ld, dcol);
+    }
+};
+
 /// y (batch x c_out*oh*ow) = conv(x, w) + b (b may be null: no bias). Samples are unfolded
 /// into col in groups (see conv_settings); a group of one sample is multiplied straight
 /// into its row of y, a larger group into `gathered` and then scattered to its rows.
 /// Groups are shared out between threads (parallel_for).
-template <conv_geometry g>
-void conv_forward(std::size_t out_channels, const matrix& x, const float* w, const float* b,
-                  conv_buffers& buf, matrix& y) {
+template <conv_geometry g, class Filters>
+void conv_forward_with(const Filters& f, const matrix& x, const float* b, conv_buffers& buf, matrix& y) {
+    const std::size_t out_channels = f.out_channels;
     const std::size_t batch = x.shape(0), n = g.positions(), kk = g.cols();
     const std::size_t out_size = out_channels * n;
     ensure_shape(y, batch, out_size);
@@ -221,15 +254,11 @@ void conv_forward(std::size_t out_channels, const matrix& x, const float* w, con
             float* c = buf.kept ? buf.col.data() + s0 * kk * n : sc.col.data();
             for (std::size_t i = 0; i < gs; ++i) im2col<g>(x.data() + (s0 + i) * g.in_size(), c + i * n, ld);
             if (gs == 1) {
-                float* yr = y.data() + s0 * out_size;
-                if (b != nullptr)
-                    for (std::size_t o = 0; o < out_channels; ++o) std::fill(yr + o * n, yr + (o + 1) * n, b[o]);
-                gemm(transpose::no, transpose::no, out_channels, n, kk, 1.0f, w, kk, c, n,
-                     b != nullptr ? 1.0f : 0.0f, yr, n);
+                f.multiply(c, n, y.data() + s0 * out_size, b);
                 continue;
             }
             float* out = sc.gathered.data();
-            gemm(transpose::no, transpose::no, out_channels, ld, kk, 1.0f, w, kk, c, ld, 0.0f, out, ld);
+            f.multiply(c, ld, out, nullptr);
             for (std::size_t i = 0; i < gs; ++i) {
                 float* yr = y.data() + (s0 + i) * out_size;
                 for (std::size_t o = 0; o < out_channels; ++o) {
@@ -240,6 +269,12 @@ void conv_forward(std::size_t out_channels, const matrix& x, const float* w, con
             }
         }
     });
+}
+
+template <conv_geometry g>
+void conv_forward(std::size_t out_channels, const matrix& x, const float* w, const float* b,
+                  conv_buffers& buf, matrix& y) {
+    conv_forward_with<g>(dense_filters{w, out_channels, g.cols()}, x, b, buf, y);
 }
 
 /// A stride-1 convolution whose output has the input's size (2*padding + 1 == kernel, e.g.
@@ -296,11 +331,13 @@ void conv_input_gradient_by_convolution(const float* w, const matrix& dy, conv_b
 /// geometries, conv_input_gradient_by_convolution. x is the forward's input (unfolded
 /// again when the forward did not keep col). Groups as in conv_forward; with several
 /// threads each chunk of groups sums its own gradients, added up in chunk order after.
-template <conv_geometry g, std::size_t Out>
-void conv_backward(const matrix& x, const float* w, const matrix& dy, float* grad_w, float* grad_b,
-                   conv_buffers& buf, matrix* dx) {
+/// Filters give the input-gradient product (dense_filters or kept_filters; the kept
+/// weights always go through dcol and col2im).
+template <conv_geometry g, std::size_t Out, class Filters>
+void conv_backward_with(const matrix& x, const Filters& f, const matrix& dy, float* grad_w, float* grad_b,
+                        conv_buffers& buf, matrix* dx) {
     constexpr std::size_t out_channels = Out;
-    constexpr bool by_convolution = same_size_stride_one<g>;
+    constexpr bool by_convolution = Filters::dense && same_size_stride_one<g>;
     const std::size_t batch = dy.shape(0), n = g.positions(), kk = g.cols();
     const std::size_t out_size = out_channels * n, group = buf.group;
     const std::size_t grad_size = out_channels * (kk + 1);
@@ -332,8 +369,7 @@ void conv_backward(const matrix& x, const float* w, const matrix& dy, float* gra
             if (gb != nullptr)
                 for (std::size_t o = 0; o < out_channels; ++o) gb[o] += sum_floats(d + o * ld, ld);
             if (dx != nullptr && !by_convolution) {
-                gemm(transpose::yes, transpose::no, kk, ld, out_channels, 1.0f, w, kk, d, ld, 0.0f,
-                     sc.dcol.data(), ld);
+                f.multiply_transposed(d, ld, sc.dcol.data());
                 for (std::size_t i = 0; i < gs; ++i)
                     col2im<g>(sc.dcol.data() + i * n, dx->data() + (s0 + i) * g.in_size(), ld);
             }
@@ -353,7 +389,15 @@ void conv_backward(const matrix& x, const float* w, const matrix& dy, float* gra
             for (std::size_t o = 0; o < out_channels; ++o) grad_b[o] += part[o];
         }
     if constexpr (by_convolution)
-        if (dx != nullptr) conv_input_gradient_by_convolution<g, Out>(w, dy, buf, *dx);
+        if (dx != nullptr) conv_input_gradient_by_convolution<g, Out>(f.w, dy, buf, *dx);
+}
+
+/// grad_w = sum over samples of dy_s col_s^T, grad_b (unless null) = sums of dy, and,
+/// unless dx is null, dx = dL/dx (see conv_backward_with), for dense filters w.
+template <conv_geometry g, std::size_t Out>
+void conv_backward(const matrix& x, const float* w, const matrix& dy, float* grad_w, float* grad_b,
+                   conv_buffers& buf, matrix* dx) {
+    conv_backward_with<g, Out>(x, dense_filters{w, Out, g.cols()}, dy, grad_w, grad_b, buf, dx);
 }
 
 }  // namespace dynsparse::detail

@@ -1,132 +1,294 @@
 #pragma once
 // The forward and input-gradient products of a masked fully connected layer on its kept
 // weights only: y = x (W*M)^T + b and dx = dy (W*M), with W*M held as compressed rows
-// (for y) and compressed columns (for dx). Both products run on transposed activations
-// (features x batch), so each kept weight costs one multiply-add over a contiguous row of
-// the batch, which vectorises; the batch is transposed in and out.
+// (kept_rows). Both products run on blocks of 32 samples stored transposed (features x
+// 32): each kept weight then costs one multiply-add over 32 contiguous floats, held in
+// four 8-lane registers. The input gradient scatters each row's kept weights into the
+// block of dx, so one compressed form serves both products.
 //
-// The weight gradient dy^T x stays a dense GEMM (DST needs it for every weight).
-//
-// Not yet used by the layers: benchmarks/sparse_crossover measures these kernels (with
-// building the compressed forms each step) against the dense GEMMs; they win only below
-// about 2% kept so far (docs/benchmarks.md), so masked_dense keeps its dense products.
+// Blocks are independent and each is summed in the same order whatever thread runs it,
+// so the results are the same for any thread count. The weight gradient dy^T x stays a
+// dense GEMM (DST needs it for every weight).
 #include <algorithm>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <vector>
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
 
 #include "dynsparse/core/parallel.hpp"
 #include "dynsparse/core/tensor.hpp"
 
 namespace dynsparse::detail {
 
-/// Kept weights of an out x in matrix by row (CSR) and by column (CSC).
-struct kept_weights {
-    std::vector<std::uint32_t> row_start, row_col;  // CSR: row r's entries [row_start[r], row_start[r + 1])
-    std::vector<float> row_value;
-    std::vector<std::uint32_t> col_start, col_row;  // CSC: column c's entries
-    std::vector<float> col_value;
+/// Kept weights of an out x in matrix by row: row r's entries are [start[r], end[r]) of
+/// index (the columns) and value. Rows are laid out at offsets given by an upper bound of
+/// their kept counts, so rows are compressed independently (and in parallel).
+struct kept_rows {
+    std::vector<std::uint32_t> start, end, index;
+    std::vector<float> value;
+    std::size_t kept = 0;  ///< entries held (non-zero masked weights)
 
-    std::size_t kept() const { return row_value.size(); }
-
-    /// From W*M (zeros where pruned); row_kept[r] is the number of kept weights of row r.
-    void build(const float* wm, std::size_t out, std::size_t in, const std::uint32_t* row_kept) {
-        std::size_t bound = 0;
-        for (std::size_t r = 0; r < out; ++r) bound += row_kept[r];
-        row_start.resize(out + 1);
-        row_col.resize(bound);
-        row_value.resize(bound);
-        col_start.assign(in + 1, 0);
-        std::uint32_t k = 0;
+    /// From W*M (zeros where pruned); row_bound[r] >= the number of non-zeros of row r
+    /// (the mask's kept count: a kept weight that is exactly 0 adds nothing and is left out).
+    void build(const float* wm, std::size_t out, std::size_t in, const std::uint32_t* row_bound) {
+        start.resize(out);
+        end.resize(out);
+        std::size_t at = 0;
         for (std::size_t r = 0; r < out; ++r) {
-            row_start[r] = k;
-            if (row_kept[r] == 0) continue;
-            const float* w = wm + r * in;
-            for (std::size_t c = 0; c < in; ++c)
-                if (w[c] != 0.0f) {  // a kept weight that is exactly 0 adds nothing: left out
-                    row_col[k] = static_cast<std::uint32_t>(c);
-                    row_value[k++] = w[c];
-                    ++col_start[c + 1];
-                }
+            start[r] = static_cast<std::uint32_t>(at);
+            at += row_bound[r];
         }
-        row_start[out] = k;
-        row_col.resize(k);
-        row_value.resize(k);
-        for (std::size_t c = 0; c < in; ++c) col_start[c + 1] += col_start[c];
-        col_row.resize(row_col.size());
-        col_value.resize(row_col.size());
-        fill_.assign(col_start.begin(), col_start.end() - 1);
-        for (std::size_t r = 0; r < out; ++r)
-            for (std::uint32_t k = row_start[r]; k < row_start[r + 1]; ++k) {
-                const std::uint32_t at = fill_[row_col[k]]++;
-                col_row[at] = static_cast<std::uint32_t>(r);
-                col_value[at] = row_value[k];
+        index.resize(at);
+        value.resize(at);
+        std::vector<std::size_t> per_chunk(parallel_chunks(out, build_grain(in)), 0);
+        parallel_for(out, [&](std::size_t chunk, std::size_t lo, std::size_t hi) {
+            std::size_t n = 0;
+            for (std::size_t r = lo; r < hi; ++r) {
+                const std::uint32_t k = row_bound[r] == 0 ? 0 : compress_row(wm + r * in, in, start[r], row_bound[r]);
+                end[r] = start[r] + k;
+                n += k;
             }
+            per_chunk[chunk] = n;
+        }, build_grain(in));
+        kept = 0;
+        for (std::size_t n : per_chunk) kept += n;
     }
 
 private:
-    std::vector<std::uint32_t> fill_;
-};
+    static std::size_t build_grain(std::size_t in) { return (std::size_t{1} << 15) / (in + 1) + 1; }
 
-/// t (cols x rows) = a^T for a (rows x cols), by tiles.
-inline void transpose_into(const float* a, std::size_t rows, std::size_t cols, float* t) {
-    constexpr std::size_t tile = 16;
-    for (std::size_t r0 = 0; r0 < rows; r0 += tile)
-        for (std::size_t c0 = 0; c0 < cols; c0 += tile) {
-            const std::size_t r1 = std::min(rows, r0 + tile), c1 = std::min(cols, c0 + tile);
-            for (std::size_t r = r0; r < r1; ++r)
-                for (std::size_t c = c0; c < c1; ++c) t[c * rows + r] = a[r * cols + c];
-        }
-}
-
-/// Rows of the output worth a thread: about 64k multiply-adds.
-inline std::size_t sparse_grain(std::size_t kept, std::size_t lines, std::size_t batch) {
-    const std::size_t per_line = kept * batch / std::max<std::size_t>(lines, 1) + 1;
-    return (std::size_t{1} << 16) / per_line + 1;
-}
-
-/// The product both directions share, on batches stored transposed (features x batch):
-/// out_t line l = init(l) + sum over l's entries k of value[k] * in_t line index[k], for
-/// l in [0, lines); `start` delimits each line's entries (CSR rows or CSC columns).
-inline void compressed_product(std::size_t lines, std::size_t batch, const std::vector<std::uint32_t>& start,
-                               const std::vector<std::uint32_t>& index, const std::vector<float>& value,
-                               const float* in_t, const float* init, float* out_t) {
-    parallel_for(lines, [&](std::size_t, std::size_t lo, std::size_t hi) {
-        for (std::size_t l = lo; l < hi; ++l) {
-            float* o = out_t + l * batch;
-            std::fill(o, o + batch, init != nullptr ? init[l] : 0.0f);
-            for (std::uint32_t k = start[l]; k < start[l + 1]; ++k) {
-                const float v = value[k];
-                const float* src = in_t + std::size_t{index[k]} * batch;
-                for (std::size_t i = 0; i < batch; ++i) o[i] += v * src[i];
+    /// Writes row w's non-zeros (at most cap) from offset `at`; returns how many. Tests 16
+    /// columns at a time (a compare and a bit mask per 4 on x86) and visits only the set
+    /// bits: at a few percent kept most groups hold none or one.
+    std::uint32_t compress_row(const float* w, std::size_t in, std::uint32_t at, std::uint32_t cap) {
+        std::uint32_t* idx = index.data() + at;
+        float* val = value.data() + at;
+        std::uint32_t k = 0;
+        std::size_t c = 0;
+#if defined(__SSE2__)
+        const __m128 zero = _mm_setzero_ps();
+        for (; c + 16 <= in; c += 16) {
+            auto bits = static_cast<std::uint32_t>(
+                _mm_movemask_ps(_mm_cmpneq_ps(_mm_loadu_ps(w + c), zero)) |
+                _mm_movemask_ps(_mm_cmpneq_ps(_mm_loadu_ps(w + c + 4), zero)) << 4 |
+                _mm_movemask_ps(_mm_cmpneq_ps(_mm_loadu_ps(w + c + 8), zero)) << 8 |
+                _mm_movemask_ps(_mm_cmpneq_ps(_mm_loadu_ps(w + c + 12), zero)) << 12);
+            if (k + static_cast<std::uint32_t>(std::popcount(bits)) > cap) break;  // a bound too low: stop at cap
+            for (; bits != 0; bits &= bits - 1) {
+                const std::size_t j = c + static_cast<std::size_t>(std::countr_zero(bits));
+                idx[k] = static_cast<std::uint32_t>(j);
+                val[k++] = w[j];
             }
         }
-    }, sparse_grain(value.size(), lines, batch));
+#endif
+        for (; c < in && k < cap; ++c)
+            if (w[c] != 0.0f) {
+                idx[k] = static_cast<std::uint32_t>(c);
+                val[k++] = w[c];
+            }
+        return k;
+    }
+};
+
+/// 32 floats of one block line, as four 8-lane vectors (registers on AVX2, pairs on SSE).
+/// Loads and stores go through a float-aligned vector type (GCC lets it alias float), so
+/// the lines stay in registers; no vector crosses a function boundary by value (that would
+/// depend on the target's ABI).
+struct block_lanes {
+    using v8 = float __attribute__((vector_size(32)));
+    using v8_unaligned = float __attribute__((vector_size(32), aligned(4)));
+    static constexpr std::size_t width = 32;
+    v8 a, b, c, d;
+
+    void load(const float* p) {
+        a = *reinterpret_cast<const v8_unaligned*>(p);
+        b = *reinterpret_cast<const v8_unaligned*>(p + 8);
+        c = *reinterpret_cast<const v8_unaligned*>(p + 16);
+        d = *reinterpret_cast<const v8_unaligned*>(p + 24);
+    }
+    void store(float* p) const {
+        *reinterpret_cast<v8_unaligned*>(p) = a;
+        *reinterpret_cast<v8_unaligned*>(p + 8) = b;
+        *reinterpret_cast<v8_unaligned*>(p + 16) = c;
+        *reinterpret_cast<v8_unaligned*>(p + 24) = d;
+    }
+    void fill(float s) { a = b = c = d = v8{} + s; }
+    /// this += s * src
+    void add_scaled(float s, const block_lanes& src) {
+        a += s * src.a;
+        b += s * src.b;
+        c += s * src.c;
+        d += s * src.d;
+    }
+};
+
+/// t (cols x 32) = rows [r0, r0 + n) of a (rows x cols), transposed; lanes n..31 are 0.
+inline void transpose_to_block(const float* a, std::size_t cols, std::size_t r0, std::size_t n, float* t) {
+    constexpr std::size_t w = block_lanes::width;
+    if (n < w) std::fill(t, t + cols * w, 0.0f);
+    constexpr std::size_t tile = 8;
+    for (std::size_t c0 = 0; c0 < cols; c0 += tile) {
+        const std::size_t c1 = std::min(cols, c0 + tile);
+        for (std::size_t s = 0; s < n; ++s) {
+            const float* src = a + (r0 + s) * cols;
+            for (std::size_t c = c0; c < c1; ++c) t[c * w + s] = src[c];
+        }
+    }
 }
 
-/// y (batch x out) = x (batch x in) (W*M)^T + b, from the compressed rows.
-inline void sparse_linear_forward(const matrix& x, const kept_weights& w, const float* b, std::size_t out,
-                                  std::size_t in, std::vector<float>& xt, std::vector<float>& yt, matrix& y) {
-    const std::size_t batch = x.shape(0);
+/// Rows [r0, r0 + n) of a (rows x cols) = the first n lanes of t (cols x 32), transposed back.
+inline void transpose_from_block(const float* t, std::size_t cols, std::size_t r0, std::size_t n, float* a) {
+    constexpr std::size_t w = block_lanes::width;
+    constexpr std::size_t tile = 8;
+    for (std::size_t c0 = 0; c0 < cols; c0 += tile) {
+        const std::size_t c1 = std::min(cols, c0 + tile);
+        for (std::size_t s = 0; s < n; ++s) {
+            float* dst = a + (r0 + s) * cols;
+            for (std::size_t c = c0; c < c1; ++c) dst[c] = t[c * w + s];
+        }
+    }
+}
+
+/// Per-thread scratch of the block products (two transposed blocks).
+inline std::vector<float>& sparse_block_scratch() {
+    thread_local std::vector<float> scratch;
+    return scratch;
+}
+
+/// y (batch x out) = x (batch x in) (W*M)^T + b, from the kept rows (b may be null).
+inline void sparse_linear_forward(const matrix& x, const kept_rows& w, const float* b, std::size_t out,
+                                  std::size_t in, matrix& y) {
+    constexpr std::size_t lanes = block_lanes::width;
+    const std::size_t batch = x.shape(0), blocks = (batch + lanes - 1) / lanes;
     ensure_shape(y, batch, out);
-    xt.resize(in * batch);
-    yt.resize(out * batch);
-    transpose_into(x.data(), batch, in, xt.data());
-    compressed_product(out, batch, w.row_start, w.row_col, w.row_value, xt.data(), b, yt.data());
-    transpose_into(yt.data(), out, batch, y.data());
+    const std::uint32_t* start = w.start.data();
+    const std::uint32_t* end = w.end.data();
+    const std::uint32_t* index = w.index.data();
+    const float* value = w.value.data();
+    parallel_for(blocks, [&](std::size_t, std::size_t lo, std::size_t hi) {
+        std::vector<float>& scratch = sparse_block_scratch();
+        scratch.resize((in + out) * lanes);
+        float* xt = scratch.data();
+        float* yt = xt + in * lanes;
+        for (std::size_t blk = lo; blk < hi; ++blk) {
+            const std::size_t r0 = blk * lanes, n = std::min(lanes, batch - r0);
+            transpose_to_block(x.data(), in, r0, n, xt);
+            for (std::size_t r = 0; r < out; ++r) {
+                block_lanes acc, in_line;
+                acc.fill(b != nullptr ? b[r] : 0.0f);
+                for (std::uint32_t k = start[r]; k < end[r]; ++k) {
+                    in_line.load(xt + std::size_t{index[k]} * lanes);
+                    acc.add_scaled(value[k], in_line);
+                }
+                acc.store(yt + r * lanes);
+            }
+            transpose_from_block(yt, out, r0, n, y.data());
+        }
+    });
 }
 
-/// dx (batch x in) = dy (batch x out) (W*M), from the compressed columns.
-inline void sparse_linear_input_gradient(const matrix& dy, const kept_weights& w, std::size_t out,
-                                         std::size_t in, std::vector<float>& dyt, std::vector<float>& dxt,
-                                         matrix& dx) {
-    const std::size_t batch = dy.shape(0);
+/// dx (batch x in) = dy (batch x out) (W*M), from the kept rows.
+inline void sparse_linear_input_gradient(const matrix& dy, const kept_rows& w, std::size_t out,
+                                         std::size_t in, matrix& dx) {
+    constexpr std::size_t lanes = block_lanes::width;
+    const std::size_t batch = dy.shape(0), blocks = (batch + lanes - 1) / lanes;
     ensure_shape(dx, batch, in);
-    dyt.resize(out * batch);
-    dxt.resize(in * batch);
-    transpose_into(dy.data(), batch, out, dyt.data());
-    compressed_product(in, batch, w.col_start, w.col_row, w.col_value, dyt.data(), nullptr, dxt.data());
-    transpose_into(dxt.data(), in, batch, dx.data());
+    const std::uint32_t* start = w.start.data();
+    const std::uint32_t* end = w.end.data();
+    const std::uint32_t* index = w.index.data();
+    const float* value = w.value.data();
+    parallel_for(blocks, [&](std::size_t, std::size_t lo, std::size_t hi) {
+        std::vector<float>& scratch = sparse_block_scratch();
+        scratch.resize((in + out) * lanes);
+        float* dxt = scratch.data();
+        float* dyt = dxt + in * lanes;
+        for (std::size_t blk = lo; blk < hi; ++blk) {
+            const std::size_t r0 = blk * lanes, n = std::min(lanes, batch - r0);
+            transpose_to_block(dy.data(), out, r0, n, dyt);
+            std::fill(dxt, dxt + in * lanes, 0.0f);
+            for (std::size_t r = 0; r < out; ++r) {
+                if (start[r] == end[r]) continue;
+                block_lanes d, acc;
+                d.load(dyt + r * lanes);
+                for (std::uint32_t k = start[r]; k < end[r]; ++k) {
+                    float* line = dxt + std::size_t{index[k]} * lanes;
+                    acc.load(line);
+                    acc.add_scaled(value[k], d);
+                    acc.store(line);
+                }
+            }
+            transpose_from_block(dxt, in, r0, n, dx.data());
+        }
+    });
+}
+
+}  // namespace dynsparse::detail
+
+namespace dynsparse::detail {
+
+/// out (rows x ld) = init + W*M in, for in (in_rows x ld) in its natural layout (a
+/// convolution's unfolded input, positions contiguous): each kept weight adds a multiple
+/// of one line of `in` to its output row, 32 positions at a time in registers. init holds
+/// one value per output row, or is null (0).
+inline void kept_rows_multiply(const kept_rows& w, std::size_t rows, const float* in, std::size_t ld,
+                               float* out, const float* init) {
+    constexpr std::size_t lanes = block_lanes::width;
+    const std::uint32_t* start = w.start.data();
+    const std::uint32_t* end = w.end.data();
+    const std::uint32_t* index = w.index.data();
+    const float* value = w.value.data();
+    const std::size_t body = ld - ld % lanes;
+    for (std::size_t r = 0; r < rows; ++r) {
+        const float r0 = init != nullptr ? init[r] : 0.0f;
+        float* o = out + r * ld;
+        for (std::size_t p = 0; p < body; p += lanes) {
+            block_lanes acc, line;
+            acc.fill(r0);
+            for (std::uint32_t k = start[r]; k < end[r]; ++k) {
+                line.load(in + std::size_t{index[k]} * ld + p);
+                acc.add_scaled(value[k], line);
+            }
+            acc.store(o + p);
+        }
+        for (std::size_t p = body; p < ld; ++p) {
+            float acc = r0;
+            for (std::uint32_t k = start[r]; k < end[r]; ++k) acc += value[k] * in[std::size_t{index[k]} * ld + p];
+            o[p] = acc;
+        }
+    }
+}
+
+/// out (cols x ld) = (W*M)^T d for d (rows x ld): out is zeroed, then each kept weight
+/// (r, c) adds a multiple of d's line r to out's line c.
+inline void kept_rows_multiply_transposed(const kept_rows& w, std::size_t rows, std::size_t cols, const float* d,
+                                          std::size_t ld, float* out) {
+    constexpr std::size_t lanes = block_lanes::width;
+    const std::uint32_t* start = w.start.data();
+    const std::uint32_t* end = w.end.data();
+    const std::uint32_t* index = w.index.data();
+    const float* value = w.value.data();
+    std::fill(out, out + cols * ld, 0.0f);
+    const std::size_t body = ld - ld % lanes;
+    for (std::size_t r = 0; r < rows; ++r) {
+        if (start[r] == end[r]) continue;
+        const float* dr = d + r * ld;
+        for (std::size_t p = 0; p < body; p += lanes) {
+            block_lanes dl, acc;
+            dl.load(dr + p);
+            for (std::uint32_t k = start[r]; k < end[r]; ++k) {
+                float* o = out + std::size_t{index[k]} * ld + p;
+                acc.load(o);
+                acc.add_scaled(value[k], dl);
+                acc.store(o);
+            }
+        }
+        for (std::size_t p = body; p < ld; ++p)
+            for (std::uint32_t k = start[r]; k < end[r]; ++k) out[std::size_t{index[k]} * ld + p] += value[k] * dr[p];
+    }
 }
 
 }  // namespace dynsparse::detail

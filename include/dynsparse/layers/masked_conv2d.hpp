@@ -9,6 +9,10 @@
 // with the same mask kernels, reset rule and optimizer hook as masked_dense. The default
 // granularity is per_filter (one threshold per output channel, the paper's choice);
 // scalar and per_weight are also accepted, per_neuron is not.
+//
+// Below a kept fraction (layers/product_mode.hpp) the products with the unfolded input
+// (forward, and dL/dcol for the input gradient) use the kept weights only; the weight
+// gradient is a dense GEMM in every mode.
 #include <string>
 
 #include "dynsparse/core/shape.hpp"
@@ -16,6 +20,7 @@
 #include "dynsparse/layers/conv2d.hpp"
 #include "dynsparse/layers/layer.hpp"
 #include "dynsparse/layers/masked_weights.hpp"
+#include "dynsparse/layers/product_mode.hpp"
 #include "dynsparse/surrogate/surrogate.hpp"
 #include "dynsparse/threshold/granularity.hpp"
 
@@ -40,20 +45,35 @@ public:
 
     void forward(const matrix& x, matrix& y, bool /*training*/) {
         this->prepare_mask();
-        detail::conv_forward<geo::geometry()>(Out, x, this->masked_weight_.data(), this->bias_data(),
-                                              buf_, y);
+        if (products_.prepare(this->masked_weight_.data(), Out, fan_in, this->row_kept(), this->kept_count()))
+            detail::conv_forward_with<geo::geometry()>(detail::kept_filters{&products_.rows(), Out, fan_in}, x,
+                                                       this->bias_data(), buf_, y);
+        else
+            detail::conv_forward<geo::geometry()>(Out, x, this->masked_weight_.data(), this->bias_data(), buf_, y);
     }
 
     void backward(const matrix& x, const matrix& /*y*/, const matrix& dy, matrix* dx) {
-        // grad_weight_ first receives dL/dWm, then the mask pass turns it into dL/dW.
-        detail::conv_backward<geo::geometry(), Out>(x, this->masked_weight_.data(), dy,
-                                               this->grad_weight_.data(), this->bias_gradient_data(),
-                                               buf_, dx);
+        // grad_weight_ first receives dL/dWm, then the mask pass turns it into dL/dW. The
+        // weight gradient is a dense GEMM either way; dx uses the forward's kept weights.
+        if (products_.active())
+            detail::conv_backward_with<geo::geometry(), Out>(x, detail::kept_filters{&products_.rows(), Out, fan_in},
+                                                             dy, this->grad_weight_.data(),
+                                                             this->bias_gradient_data(), buf_, dx);
+        else
+            detail::conv_backward<geo::geometry(), Out>(x, this->masked_weight_.data(), dy, this->grad_weight_.data(),
+                                                        this->bias_gradient_data(), buf_, dx);
         this->finish_weight_gradient();
     }
 
+    /// Which products forward and backward use (see layers/product_mode.hpp).
+    void set_product_mode(product_mode m) { products_.set_mode(m); }
+    product_mode get_product_mode() const { return products_.mode(); }
+    /// True when the last forward used the kept-weight products.
+    bool used_kept_weights() const { return products_.active(); }
+
 private:
     detail::conv_buffers buf_;
+    detail::kept_products products_;
 };
 
 /// Spec: a DST masked 2-D convolution with OutChannels filters of Kernel x Kernel.

@@ -8,6 +8,10 @@
 // where H is the Surrogate's derivative and the group of a threshold is set by the
 // Granularity. If a forward pass keeps <= 1% of the weights, the thresholds are reset
 // to 0 and the mask recomputed (the reference code's rule; switchable, counted).
+//
+// Below a kept fraction (layers/product_mode.hpp) the forward and input-gradient products
+// use the kept weights only, compressed once per forward (detail/sparse_linear.hpp); the
+// weight gradient is a dense GEMM in every mode.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -16,6 +20,7 @@
 #include "dynsparse/detail/linear_kernels.hpp"
 #include "dynsparse/layers/layer.hpp"
 #include "dynsparse/layers/masked_weights.hpp"
+#include "dynsparse/layers/product_mode.hpp"
 #include "dynsparse/surrogate/surrogate.hpp"
 #include "dynsparse/threshold/granularity.hpp"
 
@@ -33,6 +38,10 @@ public:
 
     void forward(const matrix& x, matrix& y, bool /*training*/) {
         this->prepare_mask();
+        if (products_.prepare(this->masked_weight_.data(), Out, In, this->row_kept(), this->kept_count())) {
+            detail::sparse_linear_forward(x, products_.rows(), this->bias_.data(), Out, In, y);
+            return;
+        }
         // DST empties whole rows (neurons): when an eighth or more of them hold no weight,
         // the product runs on the others only.
         live_rows_.clear();
@@ -47,16 +56,26 @@ public:
     }
 
     void backward(const matrix& x, const matrix& /*y*/, const matrix& dy, matrix* dx) {
-        // grad_weight_ first receives dL/dWm, then the mask pass turns it into dL/dW.
+        // grad_weight_ first receives dL/dWm, then the mask pass turns it into dL/dW. The
+        // kept weights of the forward serve dx (the mask has not changed since).
+        const bool kept_dx = products_.active() && dx != nullptr;
         detail::linear_backward(x, this->masked_weight_.data(), dy, Out, In,
-                                this->grad_weight_.data(), this->grad_bias_.data(), dx,
+                                this->grad_weight_.data(), this->grad_bias_.data(), kept_dx ? nullptr : dx,
                                 this->weight_gradient_zeroed());
+        if (kept_dx) detail::sparse_linear_input_gradient(dy, products_.rows(), Out, In, *dx);
         this->finish_weight_gradient();
     }
+
+    /// Which products forward and backward use (see layers/product_mode.hpp).
+    void set_product_mode(product_mode m) { products_.set_mode(m); }
+    product_mode get_product_mode() const { return products_.mode(); }
+    /// True when the last forward used the kept-weight products.
+    bool used_kept_weights() const { return products_.active(); }
 
 private:
     std::vector<std::size_t> live_rows_;
     std::vector<float> compact_, scratch_;
+    detail::kept_products products_;
 };
 
 /// Spec: a DST masked fully connected layer with Out outputs.

@@ -104,6 +104,8 @@ public:
     /// True between a deferred backward and the update pass that completes it.
     bool surrogate_backward_pending() const { return pending_; }
 
+    /// Weights kept by the current mask.
+    std::size_t kept_count() const { return kept_; }
     /// Weights kept in row r of the current mask.
     std::size_t kept_in_row(std::size_t r) const { return row_kept_[r]; }
 

@@ -1,0 +1,80 @@
+#pragma once
+// How a masked layer multiplies by its masked weights in the forward and input-gradient
+// products: dense BLAS over W*M (zeros included), or the kept weights only
+// (detail/sparse_linear.hpp). `automatic` picks the kept weights when the layer keeps
+// less than kept_weights_crossover of them: below it they are faster than the GEMMs on
+// the machines measured in docs/benchmarks.md. The weight gradient is a dense GEMM in
+// every mode (DST needs dL/dW for every weight).
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "dynsparse/core/error.hpp"
+#include "dynsparse/detail/sparse_linear.hpp"
+
+namespace dynsparse {
+
+enum class product_mode { automatic, dense, kept_weights };
+
+/// Kept fraction below which `automatic` uses the kept-weight products.
+inline constexpr double kept_weights_crossover = 0.25;
+
+inline std::string_view to_string(product_mode m) {
+    switch (m) {
+        case product_mode::dense: return "dense";
+        case product_mode::kept_weights: return "kept";
+        default: return "auto";
+    }
+}
+
+/// "auto", "dense" or "kept"; anything else throws invalid_argument naming the text.
+inline product_mode parse_product_mode(std::string_view s) {
+    if (s == "auto") return product_mode::automatic;
+    if (s == "dense") return product_mode::dense;
+    if (s == "kept") return product_mode::kept_weights;
+    throw invalid_argument("unknown product mode '" + std::string(s) + "' (expected auto, dense or kept)");
+}
+
+namespace detail {
+
+/// A masked layer's choice of products and, when it multiplies by its kept weights, their
+/// compressed rows, rebuilt for each forward from W*M.
+class kept_products {
+public:
+    void set_mode(product_mode m) { mode_ = m; }
+    product_mode mode() const { return mode_; }
+    /// True when the last forward chose the kept weights (backward then uses them too).
+    bool active() const { return active_; }
+    const kept_rows& rows() const { return rows_; }
+
+    /// Decides for this forward from the mask's kept count and, when the kept weights
+    /// win, compresses the rows x cols W*M (row_kept: the mask's count per row).
+    bool prepare(const float* wm, std::size_t rows, std::size_t cols, const std::uint32_t* row_kept,
+                 std::size_t kept) {
+        if (mode_ == product_mode::automatic)
+            active_ = static_cast<double>(kept) < kept_weights_crossover * static_cast<double>(rows * cols);
+        else
+            active_ = mode_ == product_mode::kept_weights;
+        if (active_) rows_.build(wm, rows, cols, row_kept);
+        return active_;
+    }
+
+private:
+    kept_rows rows_;
+    product_mode mode_ = product_mode::automatic;
+    bool active_ = false;
+};
+
+}  // namespace detail
+
+/// Sets the product mode of every masked layer of `net` that has one (masked_dense,
+/// masked_conv2d).
+template <class Net>
+void set_product_mode(Net& net, product_mode m) {
+    net.for_each_masked_layer([&](auto& layer, std::size_t) {
+        if constexpr (requires { layer.set_product_mode(m); }) layer.set_product_mode(m);
+    });
+}
+
+}  // namespace dynsparse
