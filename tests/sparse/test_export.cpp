@@ -183,3 +183,77 @@ TEST_CASE("a bad exported model is refused with a clear message") {
         CHECK_THROWS_AS(m.run(ds::make_matrix(2, 5)), ds::invalid_argument);
     }
 }
+
+namespace {
+
+// A model of `count` weightless operations of `kind` (window k, stride 1) on `input`.
+ds::sparse_model weightless_chain(ds::dims3 input, ds::op_kind kind, std::size_t k, std::size_t count) {
+    ds::sparse_model m;
+    m.input = input;
+    ds::dims3 cur = input;
+    for (std::size_t i = 0; i < count; ++i) {
+        ds::sparse_op op;
+        op.kind = kind;
+        op.in = cur;
+        op.kernel = k;
+        op.stride = 1;
+        op.out = {cur.c, cur.h - k + 1, cur.w - k + 1};
+        cur = op.out;
+        m.ops.push_back(op);
+    }
+    return m;
+}
+
+}  // namespace
+
+TEST_CASE("a small model file that declares too much work or too large activations is refused") {
+    SUBCASE("work: one 64x64 max pooling on a 1087x1087 image, 4.3e9 comparisons per sample from 60 bytes") {
+        const std::string bytes = ds::sparse_model_bytes(weightless_chain({1, 1087, 1087}, ds::op_kind::max_pool, 64, 1));
+        CHECK(bytes.size() < 200);
+        CHECK_THROWS_WITH_AS(ds::parse_sparse_model(bytes, "m.dsm"),
+                             doctest::Contains("m.dsm: operation 0 (max_pool): the model declares too much work per "
+                                               "sample: 4294967296 multiply-adds here bring the total to 4294967296, "
+                                               "above the limit of 2147483648"),
+                             ds::data_error);
+    }
+    SUBCASE("work adds up over operations: 200 relu passes over 2^24 values") {
+        ds::sparse_model m = weightless_chain({16, 1024, 1024}, ds::op_kind::relu, 1, 200);
+        CHECK_THROWS_WITH_AS(ds::parse_sparse_model(ds::sparse_model_bytes(m), "m.dsm"),
+                             doctest::Contains("m.dsm: operation 128 (relu): the model declares too much work"),
+                             ds::data_error);
+    }
+    SUBCASE("activations: five 2^24-float outputs per sample") {
+        const auto ok = weightless_chain({16, 1024, 1024}, ds::op_kind::avg_pool, 1, 4);  // exactly 2^26 floats
+        CHECK(ds::parse_sparse_model(ds::sparse_model_bytes(ok), "m.dsm").ops.size() == 4);
+        const auto bad = weightless_chain({16, 1024, 1024}, ds::op_kind::avg_pool, 1, 5);
+        CHECK_THROWS_WITH_AS(ds::parse_sparse_model(ds::sparse_model_bytes(bad), "m.dsm"),
+                             doctest::Contains("m.dsm: operation 4 (avg_pool): the model declares too large "
+                                               "activations per sample: 83886080 floats with this operation's "
+                                               "output (16,1024,1024), above the limit of 67108864"),
+                             ds::data_error);
+    }
+    SUBCASE("a convolution is counted at its dense cost: 15 empty 3x3 convolutions of 64 channels on 64x64") {
+        ds::sparse_model m;
+        m.input = {64, 64, 64};
+        for (std::size_t i = 0; i < 15; ++i) {
+            ds::sparse_op op;
+            op.kind = ds::op_kind::conv;
+            op.in = op.out = m.input;
+            op.kernel = 3;
+            op.stride = 1;
+            op.padding = 1;
+            op.bias.assign(64, 0.0f);
+            op.csr.rows = 64;
+            op.csr.cols = 64 * 9;
+            op.csr.row_start.assign(65, 0);
+            m.ops.push_back(op);
+        }
+        // 65 * 576 * 4096 = 153,354,240 per convolution: the 15th passes 2^31.
+        CHECK_THROWS_WITH_AS(ds::parse_sparse_model(ds::sparse_model_bytes(m), "m.dsm"),
+                             doctest::Contains("m.dsm: operation 14 (conv): the model declares too much work per "
+                                               "sample: 153354240 multiply-adds here bring the total to 2300313600"),
+                             ds::data_error);
+        m.ops.resize(14);
+        CHECK(ds::parse_sparse_model(ds::sparse_model_bytes(m), "m.dsm").ops.size() == 14);
+    }
+}
