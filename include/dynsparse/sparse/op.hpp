@@ -101,10 +101,11 @@ namespace detail {
 /// Bounds the loader puts on the work a model file can declare, per sample, so that a
 /// small file cannot ask for hours of computation or gigabytes of buffers (a 66 KB file
 /// of pooling windows and elementwise passes on a large input once cost 1.4 s a sample).
-/// Work: about 2.1e9 multiply-adds, some 7 times a dense VGG-16 on CIFAR-10 (3.1e8).
+/// Work: 2^30, about 1.07e9 multiply-adds, 3.4 times a dense VGG-16 on CIFAR-10 (3.2e8);
+/// at this bound the slowest kernel (a large pooling window) takes about 0.5 s a sample.
 /// Activations: 2^26 floats (256 MiB), the outputs of every operation plus the largest
 /// scratch (unfolded input, LSTM gates); LeNet-5 needs about 3e4, VGG-16 on CIFAR-10 1.2e6.
-inline constexpr std::uint64_t max_model_work = std::uint64_t{1} << 31;
+inline constexpr std::uint64_t max_model_work = std::uint64_t{1} << 30;
 inline constexpr std::uint64_t max_model_activations = std::uint64_t{1} << 26;
 
 /// Multiply-adds (or element operations) one sample costs in `op` with its shapes checked,
