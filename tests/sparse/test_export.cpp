@@ -215,7 +215,7 @@ TEST_CASE("a small model file that declares too much work or too large activatio
         CHECK(bytes.size() < 200);
         CHECK_THROWS_WITH_AS(ds::parse_sparse_model(bytes, "m.dsm"),
                              doctest::Contains("m.dsm: operation 0 (max_pool): the model declares too much work per "
-                                               "sample: 4294967296 multiply-adds here bring the total to 4294967296, "
+                                               "sample: 4294967296 arithmetic operations here bring the total to 4294967296, "
                                                "above the limit of 1073741824"),
                              ds::data_error);
     }
@@ -254,7 +254,7 @@ TEST_CASE("a small model file that declares too much work or too large activatio
         // 65 * 576 * 4096 = 153,354,240 per convolution: the 8th passes 2^30.
         CHECK_THROWS_WITH_AS(ds::parse_sparse_model(ds::sparse_model_bytes(m), "m.dsm"),
                              doctest::Contains("m.dsm: operation 7 (conv): the model declares too much work per "
-                                               "sample: 153354240 multiply-adds here bring the total to 1226833920"),
+                                               "sample: 153354240 arithmetic operations here bring the total to 1226833920"),
                              ds::data_error);
         m.ops.resize(7);
         CHECK(ds::parse_sparse_model(ds::sparse_model_bytes(m), "m.dsm").ops.size() == 7);

@@ -217,7 +217,7 @@ inline sparse_model parse_sparse_model(std::string_view bytes, const std::string
         work += cost;
         if (work > detail::max_model_work)
             in.fail(named + ": the model declares too much work per sample: " + std::to_string(cost) +
-                    " multiply-adds here bring the total to " + std::to_string(work) + ", above the limit of " +
+                    " arithmetic operations here bring the total to " + std::to_string(work) + ", above the limit of " +
                     std::to_string(detail::max_model_work) + " (dynsparse::detail::max_model_work)");
         // Outputs as the engine buffers them: a reshape changes nothing and an elementwise
         // operation runs in place once an earlier operation has produced a buffer.

@@ -101,14 +101,16 @@ namespace detail {
 /// Bounds the loader puts on the work a model file can declare, per sample, so that a
 /// small file cannot ask for hours of computation or gigabytes of buffers (a 66 KB file
 /// of pooling windows and elementwise passes on a large input once cost 1.4 s a sample).
-/// Work: 2^30, about 1.07e9 multiply-adds, 3.4 times a dense VGG-16 on CIFAR-10 (3.2e8);
-/// at this bound the slowest kernel (a large pooling window) takes about 0.5 s a sample.
+/// Work: 2^30 arithmetic operations (multiply-adds, comparisons, element updates), 3.4
+/// times a dense VGG-16 on CIFAR-10 (3.2e8); at this bound the slowest kernel (a 64x64
+/// pooling window) takes about 0.5 s a sample.
 /// Activations: 2^26 floats (256 MiB), the outputs of every operation plus the largest
 /// scratch (unfolded input, LSTM gates); LeNet-5 needs about 3e4, VGG-16 on CIFAR-10 1.2e6.
 inline constexpr std::uint64_t max_model_work = std::uint64_t{1} << 30;
 inline constexpr std::uint64_t max_model_activations = std::uint64_t{1} << 26;
 
-/// Multiply-adds (or element operations) one sample costs in `op` with its shapes checked,
+/// Arithmetic operations one sample costs in `op` (multiply-adds of a product, comparisons
+/// of a pooling window, one per element of an activation) with its shapes checked,
 /// the dense kernel's figure for weighted operations (an upper bound on the sparse ones,
 /// and what kernel_choice::dense runs).
 inline std::uint64_t op_work(const sparse_op& op) {
