@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Bad flags and unsafe output paths end the examples' command-line programs with a clear
 # message (exit 1) before any training, and no file of the user's is lost (issue 20).
-# Needs build/bin/{lenet_300_100,lenet5_caffe,sparse_inference} and Fashion-MNIST.
+# Needs build/bin/{lenet_300_100,lenet5_caffe,sparse_inference}, Fashion-MNIST and python3.
 #
 #   scripts/check_cli_errors.sh [BUILD_DIR]     (default: build)
 set -uo pipefail
@@ -104,6 +104,32 @@ if [[ -f "$work/r.dsm" ]]; then
 else
     echo "FAIL: no exported model for the sparse_inference check"; failed=$((failed + 1))
 fi
+
+# Item 6: small inputs that declare huge work or data are refused at once (timeout 20 s:
+# the gzip file below once inflated for 30 s to 4.2 GB; the model cost 1.4 s a sample).
+# write_model FILE C H W KIND K: an exported model of one weightless operation (sparse/format.hpp).
+write_model() {
+    python3 - "$@" <<'PY'
+import struct, sys, zlib
+path, c, h, w, kind, k = sys.argv[1], *map(int, sys.argv[2:])
+out = (c, h - k + 1, w - k + 1)
+payload = struct.pack("<3IQ", c, h, w, 1) + struct.pack("<B9I", kind, c, h, w, *out, k, 1, 0)
+frame = b"DSMODEL\n" + struct.pack("<IQ", 1, len(payload)) + payload + struct.pack("<I", zlib.crc32(payload))
+open(path, "wb").write(frame)
+PY
+}
+write_model "$work/pool.dsm" 1 1087 1087 6 64  # one 64x64 max pooling: 4.3e9 comparisons a sample
+expect_error "pool.dsm: operation 0 (max_pool): the model declares too much work per sample: 4294967296 arithmetic operations" \
+    timeout 20 "$bin/sparse_inference" --model "$work/pool.dsm"
+write_model "$work/relu.dsm" 784 1 1 3 1  # a valid model: one relu on 784 inputs
+mkdir -p "$work/bomb"
+cp "$data"/*labels*.gz "$data"/t10k-images*.gz "$work/bomb/"
+python3 -c '
+import gzip, struct, sys
+with gzip.open(sys.argv[1], "wb") as f:
+    f.write(struct.pack(">IIII", 0x803, 5357142, 28, 28) + bytes(1 << 20))' "$work/bomb/train-images-idx3-ubyte.gz"
+expect_error "train-images-idx3-ubyte.gz: absurd dimensions in header: 5357142 images of 28x28 declare 4199999328 bytes" \
+    timeout 20 "$bin/sparse_inference" --model "$work/relu.dsm" --data "$work/bomb"
 
 echo "check_cli_errors: $failed failure(s)"
 [[ $failed -eq 0 ]]

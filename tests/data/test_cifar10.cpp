@@ -84,6 +84,65 @@ TEST_CASE("CIFAR-10 reader: bad input gives errors naming the file and the probl
                          ds::data_error);
 }
 
+TEST_CASE("CIFAR-10 reader: a file above the record limit is refused before anything is allocated") {
+    // A sparse file (all holes, nothing stored on disk) one record above the limit: the old
+    // reader allocated four times its 184 MB and read zeros into it.
+    temp_dir dir("cifar_sparse");
+    const fs::path f = dir.path / "data_batch_1.bin";
+    { std::ofstream touch(f, std::ios::binary); }
+    const std::uintmax_t records = 60001;  // dynsparse::cifar10_max_records + 1
+    fs::resize_file(f, ds::cifar10_record * records);
+    const std::string size = std::to_string(ds::cifar10_record * records);
+    CHECK_THROWS_WITH_AS(ds::load_cifar10_batch(f),
+                         doctest::Contains((f.string() + ": size " + size + " bytes declares 60001 records, above "
+                                                                           "the reader's limit of 60000")
+                                               .c_str()),
+                         ds::data_error);
+    // The directory loader checks every training file before it allocates the training set.
+    ds::testing::write_synthetic_cifar_directory(dir.path, 1, 1);
+    fs::resize_file(dir.path / "data_batch_4.bin", ds::cifar10_record * records);
+    CHECK_THROWS_WITH_AS(ds::load_cifar10_directory(dir.path), doctest::Contains("data_batch_4.bin: size"),
+                         ds::data_error);
+}
+
+namespace {
+
+// A field of /proc/self/status in kB ("VmRSS", "VmHWM"), or -1.
+long proc_status_kb(const std::string& field) {
+    std::ifstream in("/proc/self/status");
+    std::string line;
+    while (std::getline(in, line))
+        if (line.rfind(field + ":", 0) == 0) return std::stol(line.substr(field.size() + 1));
+    return -1;
+}
+
+}  // namespace
+
+TEST_CASE("CIFAR-10 reader: the training files are read into the training set, not copied into it") {
+    // Peak memory of loading five batches of 2000 records (123 MB as floats): the old loader
+    // held the five per-file datasets and their concatenation at once, twice that.
+    temp_dir dir("cifar_peak");
+    ds::testing::write_synthetic_cifar_directory(dir.path, 2000, 1);
+    {
+        std::ofstream reset("/proc/self/clear_refs");  // "5" resets the peak (VmHWM) to the current RSS
+        reset << "5";
+        reset.flush();
+        if (!reset || proc_status_kb("VmHWM") < 0) {
+            MESSAGE("cannot reset the peak resident size here (/proc/self/clear_refs); check skipped");
+            return;
+        }
+    }
+    const long before = proc_status_kb("VmRSS");
+    const ds::train_test data = ds::load_cifar10_directory(dir.path);
+    const long peak = proc_status_kb("VmHWM");
+    REQUIRE(data.train.size() == 10000);
+    CHECK(data.train.images(4321, 17) ==
+          doctest::Approx(ds::testing::synthetic_cifar_record(321, 3)[18] / 255.0f));  // record 321 of batch 3
+    const double final_kb = static_cast<double>(data.train.images.size() + data.test.images.size()) * 4 / 1024;
+    INFO("peak growth " << peak - before << " kB for " << final_kb << " kB of images");
+    CHECK(static_cast<double>(peak - before) < 1.3 * final_kb);
+}
+
 TEST_CASE("per-channel statistics and normalisation") {
     ds::dataset d;
     d.images = {{0, 0, 1, 1, 2, 2}, {2, 2, 3, 3, 4, 4}};  // 3 channels of 2 pixels

@@ -225,10 +225,47 @@ TEST_CASE("idx: zero and absurd dimensions") {
 
 TEST_CASE("idx: a header announcing far more data than present fails cleanly") {
     temp_dir dir;
-    const auto img = dir / "img.gz";  // claims 3.9 GB, holds 100 bytes
-    write_gz(img, image_file(5000000, 28, 28, some_pixels(100)));
+    const auto img = dir / "img.gz";  // claims 784 MB (under the limit), holds 100 bytes
+    write_gz(img, image_file(1000000, 28, 28, some_pixels(100)));
     check_message(data_error_message([&] { (void)dynsparse::read_idx_images(img); }), img,
-                  {"truncated payload", "3920000000", "found 100"});
+                  {"truncated payload", "784000000", "found 100"});
+}
+
+TEST_CASE("idx: a header declaring more than the documented limit is refused before reading") {
+    temp_dir dir;
+    // 2,048,000,000 bytes: under the old 4 GiB bound, which let a 4 MB gzip file of zeros
+    // inflate to gigabytes; above idx_max_payload (1 GiB).
+    CHECK(dynsparse::detail::idx_max_payload == 1073741824);
+    const auto img = dir / "img.gz";
+    write_gz(img, image_file(2000000, 32, 32, some_pixels(100)));
+    check_message(data_error_message([&] { (void)dynsparse::read_idx_images(img); }), img,
+                  {"2000000 images of 32x32", "2048000000 bytes", "limit of 1073741824"});
+    // Exactly at the limit the header passes (and the short file is then truncated).
+    const auto at = dir / "at.gz";
+    write_gz(at, image_file(1024, 1024, 1024, some_pixels(100)));
+    check_message(data_error_message([&] { (void)dynsparse::read_idx_images(at); }), at,
+                  {"truncated payload", "1073741824", "found 100"});
+}
+
+TEST_CASE("idx: the payload buffer never grows beyond the declared size") {
+    // 68,224,000 bytes of zeros (a 66 KB gzip file), past the 64 MiB up to which the old
+    // reader reserved at once and beyond which std::vector doubled its capacity to 128 MiB.
+    temp_dir dir;
+    const auto img = dir / "zeros.gz";
+    write_gz(img, image_file(65, 1024, 1025, bytes(std::size_t{65} * 1024 * 1025)));
+    const auto got = dynsparse::read_idx_images(img);
+    REQUIRE(got.pixels.size() == std::size_t{65} * 1024 * 1025);
+    CHECK(got.pixels.capacity() == got.pixels.size());
+}
+
+TEST_CASE("idx: a long tail after the payload is not inflated to the end to count it") {
+    temp_dir dir;
+    const auto lab = dir / "lab.gz";  // 4 labels, then 16 MiB of zeros
+    bytes l = label_file(some_labels(4));
+    l.resize(l.size() + (std::size_t{16} << 20));
+    write_gz(lab, l);
+    check_message(data_error_message([&] { (void)dynsparse::read_idx_labels(lab); }), lab,
+                  {"more than 1048576 trailing bytes", "expected 12 bytes"});
 }
 
 TEST_CASE("idx: truncated payload") {

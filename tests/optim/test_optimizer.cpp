@@ -104,6 +104,9 @@ TEST_CASE("learning-rate schedules") {
     CHECK(ms(79, 160) == doctest::Approx(0.1));
     CHECK(ms(80, 160) == doctest::Approx(0.01));
     CHECK(ms(120, 160) == doctest::Approx(0.001));
+    // The schedule itself refuses milestones that do not strictly increase, not only the CLI.
+    CHECK_THROWS_WITH_AS(ds::multi_step_lr(0.1f, {2, 1}), doctest::Contains("2 then 1"), ds::invalid_argument);
+    CHECK_THROWS_AS(ds::multi_step_lr(0.1f, {5, 5}), ds::invalid_argument);
     const auto cos = ds::cosine_lr(0.1f, 0.0f);
     CHECK(cos(0, 10) == doctest::Approx(0.1));
     CHECK(cos(5, 10) == doctest::Approx(0.05));

@@ -3,7 +3,9 @@
 // filters are removed; its file round-trips; bad files are refused with clear messages.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -15,6 +17,7 @@
 #include "dynsparse/layers/masked_dense.hpp"
 #include "dynsparse/layers/pooling.hpp"
 #include "dynsparse/layers/reshape.hpp"
+#include "dynsparse/models/vgg16_cifar.hpp"
 #include "dynsparse/sparse/model.hpp"
 #include "dynsparse/train/trainer.hpp"
 #include "support/fixtures.hpp"
@@ -182,4 +185,94 @@ TEST_CASE("a bad exported model is refused with a clear message") {
         ds::sparse_model m = model;
         CHECK_THROWS_AS(m.run(ds::make_matrix(2, 5)), ds::invalid_argument);
     }
+}
+
+namespace {
+
+// A model of `count` weightless operations of `kind` (window k, stride 1) on `input`.
+ds::sparse_model weightless_chain(ds::dims3 input, ds::op_kind kind, std::size_t k, std::size_t count) {
+    ds::sparse_model m;
+    m.input = input;
+    ds::dims3 cur = input;
+    for (std::size_t i = 0; i < count; ++i) {
+        ds::sparse_op op;
+        op.kind = kind;
+        op.in = cur;
+        op.kernel = k;
+        op.stride = 1;
+        op.out = {cur.c, cur.h - k + 1, cur.w - k + 1};
+        cur = op.out;
+        m.ops.push_back(op);
+    }
+    return m;
+}
+
+}  // namespace
+
+TEST_CASE("a small model file that declares too much work or too large activations is refused") {
+    SUBCASE("work: one 64x64 max pooling on a 1087x1087 image, 4.3e9 comparisons per sample from 60 bytes") {
+        const std::string bytes = ds::sparse_model_bytes(weightless_chain({1, 1087, 1087}, ds::op_kind::max_pool, 64, 1));
+        CHECK(bytes.size() < 200);
+        CHECK_THROWS_WITH_AS(ds::parse_sparse_model(bytes, "m.dsm"),
+                             doctest::Contains("m.dsm: operation 0 (max_pool): the model declares too much work per "
+                                               "sample: 4294967296 arithmetic operations here bring the total to 4294967296, "
+                                               "above the limit of 1073741824"),
+                             ds::data_error);
+    }
+    SUBCASE("work adds up over operations: 100 relu passes over 2^24 values") {
+        ds::sparse_model m = weightless_chain({16, 1024, 1024}, ds::op_kind::relu, 1, 100);
+        CHECK_THROWS_WITH_AS(ds::parse_sparse_model(ds::sparse_model_bytes(m), "m.dsm"),
+                             doctest::Contains("m.dsm: operation 64 (relu): the model declares too much work"),
+                             ds::data_error);
+    }
+    SUBCASE("activations: five 2^24-float outputs per sample") {
+        const auto ok = weightless_chain({16, 1024, 1024}, ds::op_kind::avg_pool, 1, 4);  // exactly 2^26 floats
+        CHECK(ds::parse_sparse_model(ds::sparse_model_bytes(ok), "m.dsm").ops.size() == 4);
+        const auto bad = weightless_chain({16, 1024, 1024}, ds::op_kind::avg_pool, 1, 5);
+        CHECK_THROWS_WITH_AS(ds::parse_sparse_model(ds::sparse_model_bytes(bad), "m.dsm"),
+                             doctest::Contains("m.dsm: operation 4 (avg_pool): the model declares too large "
+                                               "activations per sample: 83886080 floats with this operation's "
+                                               "output (16,1024,1024), above the limit of 67108864"),
+                             ds::data_error);
+    }
+    SUBCASE("a convolution is counted at its dense cost: 8 empty 3x3 convolutions of 64 channels on 64x64") {
+        ds::sparse_model m;
+        m.input = {64, 64, 64};
+        for (std::size_t i = 0; i < 8; ++i) {
+            ds::sparse_op op;
+            op.kind = ds::op_kind::conv;
+            op.in = op.out = m.input;
+            op.kernel = 3;
+            op.stride = 1;
+            op.padding = 1;
+            op.bias.assign(64, 0.0f);
+            op.csr.rows = 64;
+            op.csr.cols = 64 * 9;
+            op.csr.row_start.assign(65, 0);
+            m.ops.push_back(op);
+        }
+        // 65 * 576 * 4096 = 153,354,240 per convolution: the 8th passes 2^30.
+        CHECK_THROWS_WITH_AS(ds::parse_sparse_model(ds::sparse_model_bytes(m), "m.dsm"),
+                             doctest::Contains("m.dsm: operation 7 (conv): the model declares too much work per "
+                                               "sample: 153354240 arithmetic operations here bring the total to 1226833920"),
+                             ds::data_error);
+        m.ops.resize(7);
+        CHECK(ds::parse_sparse_model(ds::sparse_model_bytes(m), "m.dsm").ops.size() == 7);
+    }
+}
+
+TEST_CASE("the largest shipped exportable model, VGG-16 on CIFAR-10, loads well within the bounds") {
+    ds::models::vgg16_cifar<> net;
+    net.initialize(3);
+    const ds::sparse_model m = ds::parse_sparse_model(ds::sparse_model_bytes(ds::export_sparse(net)), "vgg.dsm");
+    std::uint64_t work = 0, outputs = 0, scratch = 0;
+    for (const auto& op : m.ops) {
+        work += ds::detail::op_work(op);
+        outputs += op.out.size();
+        scratch = std::max(scratch, ds::detail::op_scratch(op));
+    }
+    INFO("work " << work << ", activations at most " << outputs + scratch);
+    CHECK(work > 300000000);  // the dense count: 3.1e8 multiply-adds in its convolutions
+    CHECK(3 * work < ds::detail::max_model_work);
+    CHECK(10 * (outputs + scratch) < ds::detail::max_model_activations);
 }

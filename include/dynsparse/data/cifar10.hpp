@@ -8,6 +8,7 @@
 // network's input<3, 32, 32>) scaled to [0, 1]. Also here: per-channel statistics and
 // normalisation, and the standard augmentation (zero-pad 4 + random 32x32 crop, random
 // horizontal flip) applied to a batch in place, for train_config::augment.
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstddef>
@@ -30,17 +31,24 @@ inline constexpr std::size_t cifar10_channels = 3, cifar10_side = 32;
 inline constexpr std::size_t cifar10_pixels = cifar10_channels * cifar10_side * cifar10_side;  // 3072
 inline constexpr std::size_t cifar10_record = 1 + cifar10_pixels;                               // 3073
 
-/// Reads one CIFAR-10 binary batch file. Throws data_error naming the file when it cannot
-/// be read, is empty, is not a whole number of 3073-byte records, or holds a label > 9.
-inline dataset load_cifar10_batch(const std::filesystem::path& path) {
+/// The most records the reader takes from one file: 60000, the whole of CIFAR-10 (the
+/// official batch files hold 10000). Each record becomes 3072 floats, four times its size
+/// on disk, so without a bound a large (or sparse, mostly holes) file would make the
+/// reader allocate four times whatever size the file claims.
+inline constexpr std::size_t cifar10_max_records = 60000;
+
+namespace detail {
+
+/// Checks a CIFAR-10 batch file's size and returns its number of records; throws
+/// data_error naming the file when it is missing, a directory, empty, not a whole number
+/// of records or above cifar10_max_records.
+inline std::size_t cifar10_record_count(const std::filesystem::path& path) {
     std::error_code ec;
     const auto status = std::filesystem::status(path, ec);
     if (status.type() == std::filesystem::file_type::not_found)
         throw data_error(path.string() + ": cannot open: no such file");
     if (std::filesystem::is_directory(status))
         throw data_error(path.string() + ": cannot open: it is a directory");
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw data_error(path.string() + ": cannot open for reading");
     const auto size = std::filesystem::file_size(path, ec);
     if (ec) throw data_error(path.string() + ": cannot read its size: " + ec.message());
     if (size == 0) throw data_error(path.string() + ": empty file, expected CIFAR-10 records of 3073 bytes");
@@ -48,28 +56,60 @@ inline dataset load_cifar10_batch(const std::filesystem::path& path) {
         throw data_error(path.string() + ": size " + std::to_string(size) +
                          " bytes is not a whole number of 3073-byte CIFAR-10 records (1 label byte + "
                          "3072 pixel bytes); the file is truncated or not a CIFAR-10 binary batch");
-    const std::size_t n = static_cast<std::size_t>(size / cifar10_record);
+    if (size / cifar10_record > cifar10_max_records)
+        throw data_error(path.string() + ": size " + std::to_string(size) + " bytes declares " +
+                         std::to_string(size / cifar10_record) + " records, above the reader's limit of " +
+                         std::to_string(cifar10_max_records) +
+                         " records per file (dynsparse::cifar10_max_records; a CIFAR-10 batch holds 10000)");
+    return static_cast<std::size_t>(size / cifar10_record);
+}
+
+/// Reads the n records of `path` (counted by cifar10_record_count) straight into their
+/// final place: n rows of 3072 floats at `images`, n labels at `labels`.
+inline void read_cifar10_records(const std::filesystem::path& path, std::size_t n, float* images,
+                                 std::uint8_t* labels) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw data_error(path.string() + ": cannot open for reading");
+    constexpr std::size_t chunk = 256;  // records per read: 786 KB
+    std::vector<unsigned char> buf(std::min(n, chunk) * cifar10_record);
+    for (std::size_t first = 0; first < n; first += chunk) {
+        const std::size_t count = std::min(chunk, n - first);
+        if (!in.read(reinterpret_cast<char*>(buf.data()), static_cast<std::streamsize>(count * cifar10_record)))
+            throw data_error(path.string() + ": read failed at record " +
+                             std::to_string(first + static_cast<std::size_t>(in.gcount()) / cifar10_record) +
+                             " of " + std::to_string(n));
+        for (std::size_t k = 0; k < count; ++k) {
+            const unsigned char* record = buf.data() + k * cifar10_record;
+            const std::size_t r = first + k;
+            if (record[0] > 9)
+                throw data_error(path.string() + ": record " + std::to_string(r) + " has label " +
+                                 std::to_string(record[0]) + "; CIFAR-10 labels are 0-9");
+            labels[r] = record[0];
+            float* dst = images + r * cifar10_pixels;
+            for (std::size_t i = 0; i < cifar10_pixels; ++i)
+                dst[i] = static_cast<float>(record[1 + i]) * (1.0f / 255.0f);
+        }
+    }
+}
+
+}  // namespace detail
+
+/// Reads one CIFAR-10 binary batch file. Throws data_error naming the file when it cannot
+/// be read, is empty, is not a whole number of 3073-byte records, holds more than
+/// cifar10_max_records or a label > 9.
+inline dataset load_cifar10_batch(const std::filesystem::path& path) {
+    const std::size_t n = detail::cifar10_record_count(path);
     dataset d;
     d.classes = 10;
     d.images = matrix::from_shape({n, cifar10_pixels});
     d.labels.resize(n);
-    std::vector<unsigned char> record(cifar10_record);
-    for (std::size_t r = 0; r < n; ++r) {
-        if (!in.read(reinterpret_cast<char*>(record.data()), static_cast<std::streamsize>(cifar10_record)))
-            throw data_error(path.string() + ": read failed at record " + std::to_string(r));
-        if (record[0] > 9)
-            throw data_error(path.string() + ": record " + std::to_string(r) + " has label " +
-                             std::to_string(record[0]) + "; CIFAR-10 labels are 0-9");
-        d.labels[r] = record[0];
-        float* dst = d.images.data() + r * cifar10_pixels;
-        for (std::size_t i = 0; i < cifar10_pixels; ++i)
-            dst[i] = static_cast<float>(record[1 + i]) * (1.0f / 255.0f);
-    }
+    detail::read_cifar10_records(path, n, d.images.data(), d.labels.data());
     return d;
 }
 
 /// Loads data_batch_1.bin ... data_batch_5.bin (training) and test_batch.bin from `dir`
-/// (the cifar-10-batches-bin directory of the official archive).
+/// (the cifar-10-batches-bin directory of the official archive). The five training files
+/// are read straight into one training set (no per-file copies).
 inline train_test load_cifar10_directory(const std::filesystem::path& dir) {
     std::error_code ec;
     if (!std::filesystem::is_directory(dir, ec))
@@ -87,21 +127,17 @@ inline train_test load_cifar10_directory(const std::filesystem::path& dir) {
     if (!missing.empty())
         throw data_error(dir.string() + ": missing CIFAR-10 file(s): " + missing +
                          " (expected the binary version, cifar-10-batches-bin)");
+    std::size_t counts[5], total = 0;
+    for (std::size_t i = 0; i < 5; ++i) total += counts[i] = detail::cifar10_record_count(dir / names[i]);
     train_test out;
-    std::vector<dataset> parts;
-    std::size_t total = 0;
-    for (std::size_t i = 0; i < 5; ++i) {
-        parts.push_back(load_cifar10_batch(dir / names[i]));
-        total += parts.back().size();
-    }
     out.train.classes = 10;
     out.train.images = matrix::from_shape({total, cifar10_pixels});
-    out.train.labels.reserve(total);
+    out.train.labels.resize(total);
     std::size_t row = 0;
-    for (const auto& p : parts) {
-        std::copy(p.images.begin(), p.images.end(), out.train.images.data() + row * cifar10_pixels);
-        out.train.labels.insert(out.train.labels.end(), p.labels.begin(), p.labels.end());
-        row += p.size();
+    for (std::size_t i = 0; i < 5; ++i) {
+        detail::read_cifar10_records(dir / names[i], counts[i], out.train.images.data() + row * cifar10_pixels,
+                                     out.train.labels.data() + row);
+        row += counts[i];
     }
     out.test = load_cifar10_batch(dir / names[5]);
     return out;

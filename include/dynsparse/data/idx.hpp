@@ -32,13 +32,16 @@ namespace detail {
 inline constexpr std::uint32_t idx_images_magic = 0x00000803;
 inline constexpr std::uint32_t idx_labels_magic = 0x00000801;
 
-/// Refuse payloads above 4 GiB (Fashion-MNIST's training images are 47 MB), so a corrupt
-/// header can neither overflow the size computation nor request a huge allocation.
-inline constexpr std::uint64_t idx_max_payload =
-    std::min<std::uint64_t>(std::uint64_t{1} << 32, std::numeric_limits<std::size_t>::max());
+/// The largest payload the reader accepts: 1 GiB. Fashion-MNIST's training images are
+/// 47 MB and EMNIST ByClass's 547 MB; a header declaring more is refused before any read,
+/// so neither a corrupt header nor a small gzip file that inflates to gigabytes (zeros
+/// compress about 1000:1) can make the reader allocate more than this.
+inline constexpr std::uint64_t idx_max_payload = std::uint64_t{1} << 30;
+static_assert(idx_max_payload <= std::numeric_limits<std::size_t>::max());
 
-/// The first allocation is capped at this size; beyond it the buffer grows as data arrives.
-inline constexpr std::size_t idx_initial_reserve = std::size_t{64} << 20;
+/// Trailing data after the payload is counted up to this many bytes and then reported as
+/// "more than": a file cannot make the reader inflate an unbounded tail just to count it.
+inline constexpr std::uint64_t idx_max_trailing_count = std::uint64_t{1} << 20;
 
 inline constexpr unsigned idx_chunk = 1u << 20;
 
@@ -95,15 +98,17 @@ public:
         return got;
     }
 
-    /// Counts (and discards) the bytes left in the file.
-    std::uint64_t drain() {
+    /// Counts (and discards) the bytes left in the file, reading at most limit + 1 of them;
+    /// a result above `limit` means "more than limit".
+    std::uint64_t drain(std::uint64_t limit) {
         unsigned char buf[4096];
         std::uint64_t total = 0;
-        for (;;) {
-            const std::size_t r = read(buf, sizeof buf);
+        while (total <= limit) {
+            const std::size_t r = read(buf, static_cast<std::size_t>(std::min<std::uint64_t>(sizeof buf, limit + 1 - total)));
             total += r;
-            if (r < sizeof buf) return total;
+            if (r == 0) break;
         }
+        return total;
     }
 
 private:
@@ -165,15 +170,19 @@ inline std::vector<std::uint32_t> read_idx_header(gz_reader& in, const std::file
     return header;
 }
 
-/// Reads exactly `bytes` of payload and checks that nothing follows it.
+/// Reads exactly `bytes` of payload and checks that nothing follows it. The buffer grows
+/// with the data that actually arrives (doubling, never beyond `bytes`), so a header that
+/// declares more than the file holds costs no more than what the file holds.
 inline std::vector<std::uint8_t> read_idx_payload(gz_reader& in, const std::filesystem::path& path,
                                                   std::uint64_t bytes, std::size_t header_bytes) {
     const auto n = static_cast<std::size_t>(bytes);
     std::vector<std::uint8_t> data;
-    data.reserve(std::min(n, idx_initial_reserve));
     std::size_t have = 0;
     while (have < n) {
         const std::size_t step = std::min<std::size_t>(n - have, idx_chunk);
+        // Our own growth policy: std::vector's could reserve up to twice the declared size.
+        if (have + step > data.capacity())
+            data.reserve(std::min(n, std::max(have + step, 2 * data.capacity())));
         data.resize(have + step);
         const std::size_t got = in.read(data.data() + have, step);
         have += got;
@@ -182,11 +191,25 @@ inline std::vector<std::uint8_t> read_idx_payload(gz_reader& in, const std::file
     if (have < n)
         idx_fail(path, "truncated payload: expected " + std::to_string(n) +
                            " bytes after the header, found " + std::to_string(have));
-    const std::uint64_t extra = in.drain();
+    const std::uint64_t extra = in.drain(idx_max_trailing_count);
+    if (extra > idx_max_trailing_count)
+        idx_fail(path, "more than " + std::to_string(idx_max_trailing_count) +
+                           " trailing bytes after the payload (expected " + std::to_string(header_bytes + n) +
+                           " bytes in total)");
     if (extra > 0)
         idx_fail(path, std::to_string(extra) + " trailing bytes after the payload (expected " +
                            std::to_string(header_bytes + n) + " bytes in total)");
     return data;
+}
+
+/// The refusal of a header whose payload exceeds idx_max_payload; `declared` is the payload
+/// in bytes, or 0 when it does not even fit in 64 bits.
+[[noreturn]] inline void idx_too_large(const std::filesystem::path& path, const std::string& dims,
+                                       std::uint64_t declared) {
+    idx_fail(path, "absurd dimensions in header: " + dims + " declare " +
+                       (declared == 0 ? std::string("more than 2^64") : std::to_string(declared)) +
+                       " bytes of data, above the reader's limit of " + std::to_string(idx_max_payload) +
+                       " bytes (dynsparse::detail::idx_max_payload)");
 }
 
 }  // namespace detail
@@ -203,8 +226,8 @@ inline idx_images read_idx_images(const std::filesystem::path& path) {
     // rows*cols < 2^64 always; the count is only multiplied in once the product is known small.
     const std::uint64_t per_image = rows * cols;
     if (per_image > detail::idx_max_payload || count > detail::idx_max_payload / per_image)
-        detail::idx_fail(path, "absurd dimensions in header: " + dims() + " exceed the limit of " +
-                                   std::to_string(detail::idx_max_payload) + " bytes");
+        detail::idx_too_large(path, dims(),
+                              count <= std::numeric_limits<std::uint64_t>::max() / per_image ? count * per_image : 0);
     idx_images out;
     out.count = static_cast<std::size_t>(count);
     out.rows = static_cast<std::size_t>(rows);
@@ -223,8 +246,7 @@ inline std::vector<std::uint8_t> read_idx_labels(const std::filesystem::path& pa
     const auto h = detail::read_idx_header(in, path, detail::idx_labels_magic, 2, "label");
     const std::uint64_t count = h[1];
     if (count == 0) detail::idx_fail(path, "zero dimension in header: 0 labels");
-    if (count > detail::idx_max_payload)
-        detail::idx_fail(path, "absurd dimensions in header: " + std::to_string(count) + " labels");
+    if (count > detail::idx_max_payload) detail::idx_too_large(path, std::to_string(count) + " labels", count);
     auto labels = detail::read_idx_payload(in, path, count, 8);
     for (std::size_t i = 0; i < labels.size(); ++i)
         if (labels[i] >= classes)

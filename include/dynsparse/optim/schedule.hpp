@@ -6,7 +6,10 @@
 #include <cstddef>
 #include <functional>
 #include <numbers>
+#include <string>
 #include <vector>
+
+#include "dynsparse/core/error.hpp"
 
 namespace dynsparse {
 
@@ -16,8 +19,18 @@ inline lr_schedule constant_lr(float lr) {
     return [lr](std::size_t, std::size_t) { return lr; };
 }
 
+/// Checks multistep milestones: strictly increasing epochs.
+inline void validate_milestones(const std::vector<std::size_t>& milestones) {
+    for (std::size_t i = 1; i < milestones.size(); ++i)
+        if (milestones[i] <= milestones[i - 1])
+            throw invalid_argument("milestones must be strictly increasing, got " +
+                                   std::to_string(milestones[i - 1]) + " then " + std::to_string(milestones[i]));
+}
+
 /// lr * gamma^(number of milestones <= epoch), e.g. multi_step_lr(0.1, {80, 120}, 0.1).
+/// Throws invalid_argument unless the milestones strictly increase.
 inline lr_schedule multi_step_lr(float lr, std::vector<std::size_t> milestones, float gamma = 0.1f) {
+    validate_milestones(milestones);
     return [lr, milestones = std::move(milestones), gamma](std::size_t epoch, std::size_t) {
         float r = lr;
         for (std::size_t m : milestones)

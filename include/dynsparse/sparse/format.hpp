@@ -8,7 +8,10 @@
 //   (float array) and the weights: format (u8: 0 dense, 1 CSR with u16 columns, 2 CSR with
 //   u32 columns), rows, cols (u32), then the dense values, or nnz (u32), row starts,
 //   columns and values. The writer picks the smaller format per layer. The loader checks
-//   every shape against the previous operation and every index against its bounds.
+//   every shape against the previous operation and every index against its bounds, and the
+//   work and activations per sample the shapes declare against detail::max_model_work and
+//   detail::max_model_activations (sparse/op.hpp).
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -185,6 +188,8 @@ inline sparse_model parse_sparse_model(std::string_view bytes, const std::string
     const std::uint64_t count = in.length("operation count", 37);
     if (count == 0) in.fail("the model has no operations");
     dims3 cur = m.input;
+    std::uint64_t work = 0, outputs = 0, scratch = 0;  // per sample, for the bounds in sparse/op.hpp
+    bool buffered = false;
     for (std::uint64_t i = 0; i < count; ++i) {
         sparse_op op;
         const std::string where = "operation " + std::to_string(i);
@@ -207,6 +212,24 @@ inline sparse_model parse_sparse_model(std::string_view bytes, const std::string
         }
         const dims3 expected = detail::expected_output(op, in, named);
         if (!(op.out == expected)) in.fail(named + ": output shape " + op.out.str() + ", expected " + expected.str());
+        // Each figure is below 2^49 (shapes are bounded above) and the totals stop at the bounds: no overflow.
+        const std::uint64_t cost = detail::op_work(op);
+        work += cost;
+        if (work > detail::max_model_work)
+            in.fail(named + ": the model declares too much work per sample: " + std::to_string(cost) +
+                    " arithmetic operations here bring the total to " + std::to_string(work) + ", above the limit of " +
+                    std::to_string(detail::max_model_work) + " (dynsparse::detail::max_model_work)");
+        // Outputs as the engine buffers them: a reshape changes nothing and an elementwise
+        // operation runs in place once an earlier operation has produced a buffer.
+        const bool elementwise = op.kind == op_kind::relu || op.kind == op_kind::tanh || op.kind == op_kind::sigmoid;
+        if (op.kind != op_kind::reshape && !(elementwise && buffered)) outputs += op.out.size();
+        buffered = buffered || op.kind != op_kind::reshape;
+        scratch = std::max(scratch, detail::op_scratch(op));
+        if (outputs + scratch > detail::max_model_activations)
+            in.fail(named + ": the model declares too large activations per sample: " +
+                    std::to_string(outputs + scratch) + " floats with this operation's output " + op.out.str() +
+                    ", above the limit of " + std::to_string(detail::max_model_activations) +
+                    " (dynsparse::detail::max_model_activations)");
         cur = op.out;
         m.ops.push_back(std::move(op));
     }

@@ -96,4 +96,51 @@ struct sparse_op {
 
 enum class kernel_choice { automatic, dense, sparse };
 
+namespace detail {
+
+/// Bounds the loader puts on the work a model file can declare, per sample, so that a
+/// small file cannot ask for hours of computation or gigabytes of buffers (a 66 KB file
+/// of pooling windows and elementwise passes on a large input once cost 1.4 s a sample).
+/// Work: 2^30 arithmetic operations (multiply-adds, comparisons, element updates), 3.4
+/// times a dense VGG-16 on CIFAR-10 (3.2e8); at this bound the slowest kernel (a 64x64
+/// pooling window) takes about 0.5 s a sample.
+/// Activations: 2^26 floats (256 MiB), the outputs of every operation plus the largest
+/// scratch (unfolded input, LSTM gates); LeNet-5 needs about 3e4, VGG-16 on CIFAR-10 1.2e6.
+inline constexpr std::uint64_t max_model_work = std::uint64_t{1} << 30;
+inline constexpr std::uint64_t max_model_activations = std::uint64_t{1} << 26;
+
+/// Arithmetic operations one sample costs in `op` (multiply-adds of a product, comparisons
+/// of a pooling window, one per element of an activation) with its shapes checked,
+/// the dense kernel's figure for weighted operations (an upper bound on the sparse ones,
+/// and what kernel_choice::dense runs).
+inline std::uint64_t op_work(const sparse_op& op) {
+    const std::uint64_t rows = op.rows(), cols = op.cols(), out = op.out.size();
+    switch (op.kind) {
+        case op_kind::dense: return rows * cols + rows;
+        case op_kind::conv: {
+            const std::uint64_t positions = std::uint64_t{op.out.h} * op.out.w;
+            return (rows + 1) * cols * positions;  // the product and the unfolding
+        }
+        case op_kind::lstm: return std::uint64_t{op.in.c} * (rows * cols + 8 * rows);
+        case op_kind::max_pool:
+        case op_kind::avg_pool: return out * op.kernel * op.kernel;
+        case op_kind::relu:
+        case op_kind::tanh:
+        case op_kind::sigmoid:
+        case op_kind::last_step: return out;
+        case op_kind::reshape: return 0;
+    }
+    return out;
+}
+
+/// Floats of scratch the engine may need for `op` besides its output (shared between
+/// operations): the unfolded input of a convolution, the gate pre-activations of an LSTM.
+inline std::uint64_t op_scratch(const sparse_op& op) {
+    if (op.kind == op_kind::conv) return std::uint64_t{op.cols()} * op.out.h * op.out.w;
+    if (op.kind == op_kind::lstm) return std::uint64_t{op.in.c} * op.rows();
+    return 0;
+}
+
+}  // namespace detail
+
 }  // namespace dynsparse

@@ -99,13 +99,7 @@ inline void validate(const adam::options& o) {
     detail::check_non_negative("adam", "weight_decay", o.weight_decay);
 }
 
-/// Checks multistep milestones: strictly increasing epochs.
-inline void validate_milestones(const std::vector<std::size_t>& milestones) {
-    for (std::size_t i = 1; i < milestones.size(); ++i)
-        if (milestones[i] <= milestones[i - 1])
-            throw invalid_argument("milestones must be strictly increasing, got " +
-                                   std::to_string(milestones[i - 1]) + " then " + std::to_string(milestones[i]));
-}
+// validate_milestones (strictly increasing epochs) is in optim/schedule.hpp, next to multi_step_lr.
 
 /// Checks a validation fraction: in [0, 1) and not NaN.
 inline void validate_val_fraction(float f) {
