@@ -45,7 +45,8 @@ public:
 
     void forward(const matrix& x, matrix& y, bool /*training*/) {
         this->prepare_mask();
-        if (products_.prepare(this->masked_weight_.data(), Out, fan_in, this->row_kept(), this->kept_count()))
+        if (products_.prepare(this->masked_weight_.data(), Out, fan_in, this->row_kept(), this->kept_count(),
+                              kept_filters_crossover))
             detail::conv_forward_with<geo::geometry()>(detail::kept_filters{&products_.rows(), Out, fan_in}, x,
                                                        this->bias_data(), buf_, y);
         else

@@ -38,7 +38,8 @@ public:
 
     void forward(const matrix& x, matrix& y, bool /*training*/) {
         this->prepare_mask();
-        if (products_.prepare(this->masked_weight_.data(), Out, In, this->row_kept(), this->kept_count())) {
+        if (products_.prepare(this->masked_weight_.data(), Out, In, this->row_kept(), this->kept_count(),
+                              kept_weights_crossover)) {
             detail::sparse_linear_forward(x, products_.rows(), this->bias_.data(), Out, In, y);
             return;
         }

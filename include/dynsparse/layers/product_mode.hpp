@@ -2,7 +2,8 @@
 // How a masked layer multiplies by its masked weights in the forward and input-gradient
 // products: dense BLAS over W*M (zeros included), or the kept weights only
 // (detail/sparse_linear.hpp). `automatic` picks the kept weights when the layer keeps
-// less than kept_weights_crossover of them: below it they are faster than the GEMMs on
+// less than its crossover (kept_weights_crossover for dense layers,
+// kept_filters_crossover for convolutions): below it they are faster than the GEMMs on
 // the machines measured in docs/benchmarks.md. The weight gradient is a dense GEMM in
 // every mode (DST needs dL/dW for every weight).
 #include <cstddef>
@@ -17,8 +18,11 @@ namespace dynsparse {
 
 enum class product_mode { automatic, dense, kept_weights };
 
-/// Kept fraction below which `automatic` uses the kept-weight products.
+/// Kept fraction below which `automatic` uses the kept-weight products: masked_dense.
 inline constexpr double kept_weights_crossover = 0.25;
+/// The same for masked_conv2d, whose dense input gradient of a 3x3 same-size convolution
+/// is itself a convolution and hard to beat above ~18% (docs/benchmarks.md).
+inline constexpr double kept_filters_crossover = 0.15;
 
 inline std::string_view to_string(product_mode m) {
     switch (m) {
@@ -51,9 +55,9 @@ public:
     /// Decides for this forward from the mask's kept count and, when the kept weights
     /// win, compresses the rows x cols W*M (row_kept: the mask's count per row).
     bool prepare(const float* wm, std::size_t rows, std::size_t cols, const std::uint32_t* row_kept,
-                 std::size_t kept) {
+                 std::size_t kept, double crossover) {
         if (mode_ == product_mode::automatic)
-            active_ = static_cast<double>(kept) < kept_weights_crossover * static_cast<double>(rows * cols);
+            active_ = static_cast<double>(kept) < crossover * static_cast<double>(rows * cols);
         else
             active_ = mode_ == product_mode::kept_weights;
         if (active_) rows_.build(wm, rows, cols, row_kept);
