@@ -121,10 +121,14 @@ double peak_rss_mib() {
 
 static int run(int argc, char** argv) {
     const examples::arguments args(argc, argv,
-                                   {"--steps", "--rounds", "--threads", "--data", "--json", "--net"}, {},
+                                   {"--steps", "--rounds", "--threads", "--data", "--json", "--net", "--kept",
+                                    "--products"},
+                                   {},
                                    "usage: lstm_a_step [--steps 100] [--rounds 3] [--threads 1] [--net both|dst|dense]\n"
-                                   "                   [--data DIR] [--json PATH]\n"
-                                   "Speed of one DST training step of LSTM-a on Fashion-MNIST.\n");
+                                   "                   [--kept F] [--products auto|dense|kept] [--data DIR] [--json PATH]\n"
+                                   "Speed of one DST training step of LSTM-a on Fashion-MNIST. --kept F starts DST\n"
+                                   "with thresholds that keep a fraction F of each masked layer (e.g. 0.08, the\n"
+                                   "trained model's); --products chooses the masked layers' products.\n");
     const std::size_t steps = args.count("--steps", 100), rounds = args.count("--rounds", 3);
     const int threads = static_cast<int>(args.count("--threads", 1));
     const std::string which = args.choice("--net", "both", {"both", "dst", "dense"});
@@ -139,6 +143,18 @@ static int run(int argc, char** argv) {
     const ds::flush_denormals_scope ftz;  // as the trainer does
     auto dst = std::make_unique<bench::phased<dst_net, ds::adam>>(1e-4f);
     auto dense = std::make_unique<bench::phased<dense_net, ds::adam>>(0.0f);
+    ds::set_product_mode(dst->net, ds::parse_product_mode(args.choice("--products", "auto", {"auto", "dense", "kept"})));
+    if (args.has("--kept")) {
+        const double kept = args.real("--kept", 1.0);
+        if (!(kept > 0 && kept <= 1)) throw std::invalid_argument("--kept expects a fraction in (0, 1]");
+        dst->net.for_each_masked_layer([&](auto& l, std::size_t) {
+            std::vector<float> a;
+            for (float w : l.weight()) a.push_back(std::fabs(w));
+            std::sort(a.begin(), a.end());
+            const float t = a[static_cast<std::size_t>((1.0 - kept) * static_cast<double>(a.size() - 1))];
+            for (auto& v : l.threshold()) v = t;
+        });
+    }
     ds::rng gen(1);
     std::vector<std::size_t> order(data.train.size());
     std::iota(order.begin(), order.end(), std::size_t{0});

@@ -11,6 +11,7 @@
 #include "dynsparse/layers/lstm.hpp"
 #include "dynsparse/layers/masked_dense.hpp"
 #include "dynsparse/layers/masked_lstm.hpp"
+#include "dynsparse/layers/product_mode.hpp"
 #include "dynsparse/layers/reshape.hpp"
 #include "dynsparse/network/sequential.hpp"
 #include "dynsparse/optim/optimizer.hpp"
@@ -136,6 +137,57 @@ TEST_CASE_TEMPLATE("masked_lstm gradients through time match finite differences 
     DYNSPARSE_CHECK_GRADIENTS(r);
     // inputs + weights + biases + thresholds
     CHECK(r.checked == B * T * F + 4 * H * (F + H) + 4 * H + L::threshold_count);
+}
+
+TEST_CASE_TEMPLATE("masked_lstm gradients through time match finite differences with the kept-weight products",
+                   C, DYNSPARSE_MATRIX_COMBOS) {
+    using L = ds::masked_lstm_layer<T, F, H, typename C::surrogate, typename C::granularity>;
+    ds::rng gen(12);
+    L layer;
+    layer.set_product_mode(ds::product_mode::kept_weights);
+    const auto r = ds::testing::check_masked_layer(layer, ds::testing::random_matrix(B, T * F, gen), gen,
+                                                   {.epsilon = 5e-3f, .absolute_tolerance = 2e-3,
+                                                    .relative_tolerance = 2e-2});
+    DYNSPARSE_CHECK_GRADIENTS(r);
+    CHECK(layer.used_kept_weights());
+}
+
+TEST_CASE("masked_lstm kept-weight products equal the dense products; dL/dW within rounding") {
+    // Batches of 3 and 40 (a 32-sample block plus a partial one); thresholds from all kept
+    // to a few kept.
+    using L = ds::masked_lstm_layer<5, 7, 6, ds::long_tailed, ds::per_neuron>;
+    for (const float t : {0.0f, 0.2f, 0.35f})
+        for (const std::size_t batch : {std::size_t{3}, std::size_t{40}}) {
+            CAPTURE(t);
+            CAPTURE(batch);
+            ds::rng gen(3);
+            L dense_layer, kept_layer;
+            dense_layer.initialize(gen);
+            kept_layer.weight() = dense_layer.weight();
+            kept_layer.bias() = dense_layer.bias();
+            for (auto& v : dense_layer.threshold()) v = t;
+            kept_layer.threshold() = dense_layer.threshold();
+            dense_layer.set_product_mode(ds::product_mode::dense);
+            kept_layer.set_product_mode(ds::product_mode::kept_weights);
+            const ds::matrix x = ds::testing::random_matrix(batch, L::input_shape::size, gen);
+            const ds::matrix dy = ds::testing::random_matrix(batch, L::output_shape::size, gen);
+            ds::matrix y_dense, y_kept, dx_dense, dx_kept;
+            dense_layer.forward(x, y_dense, true);
+            kept_layer.forward(x, y_kept, true);
+            CHECK(kept_layer.used_kept_weights());
+            CHECK_FALSE(dense_layer.used_kept_weights());
+            for (std::size_t i = 0; i < y_dense.size(); ++i)
+                CHECK(y_kept.data()[i] == doctest::Approx(y_dense.data()[i]).epsilon(1e-5).scale(0.1));
+            dense_layer.backward(x, y_dense, dy, &dx_dense);
+            kept_layer.backward(x, y_kept, dy, &dx_kept);
+            for (std::size_t i = 0; i < dx_dense.size(); ++i)
+                CHECK(dx_kept.data()[i] == doctest::Approx(dx_dense.data()[i]).epsilon(1e-5).scale(0.1));
+            // dL/dW is dense GEMMs in both modes, of dz that went through the recurrence:
+            // equal to rounding, not to the bit.
+            for (std::size_t i = 0; i < dense_layer.weight_gradient().size(); ++i)
+                CHECK(kept_layer.weight_gradient().data()[i] ==
+                      doctest::Approx(dense_layer.weight_gradient().data()[i]).epsilon(1e-5).scale(0.1));
+        }
 }
 
 TEST_CASE("masked_lstm: each gate matrix has its own thresholds and mask; forward uses W * M") {

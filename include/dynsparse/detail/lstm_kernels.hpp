@@ -19,6 +19,7 @@
 #include "dynsparse/core/select.hpp"
 #include "dynsparse/core/tensor.hpp"
 #include "dynsparse/detail/fast_exp.hpp"  // detail::vector_friendly_exp
+#include "dynsparse/detail/sparse_linear.hpp"
 
 namespace dynsparse::detail {
 
@@ -36,11 +37,55 @@ struct lstm_buffers {
     matrix dh, dc;     ///< B x H: gradients carried from step t+1 to step t
 };
 
+/// The four products of an LSTM layer with its gate matrices [W_ih | W_hh] (4H x (F+H)),
+/// on row-major batches with row strides: dense_gates runs them as GEMMs on w;
+/// kept_gates on the kept weights of each half (detail/sparse_linear.hpp).
+///   input(x, ldx, n, z, ldz)          z += x W_ih^T      (n rows)
+///   recurrent(h, ldh, n, z, ldz)      z += h W_hh^T
+///   input_gradient(dz, ldz, n, dx, ldx)     dx = dz W_ih
+///   recurrent_gradient(dz, ldz, n, dh, ldh) dh = dz W_hh
+template <std::size_t F, std::size_t H>
+struct dense_gates {
+    static constexpr std::size_t G = 4 * H, ld = F + H;
+    const float* w;
+    void input(const float* x, std::size_t ldx, std::size_t n, float* z, std::size_t ldz) const {
+        gemm(transpose::no, transpose::yes, n, G, F, 1.0f, x, ldx, w, ld, 1.0f, z, ldz);
+    }
+    void recurrent(const float* h, std::size_t ldh, std::size_t n, float* z, std::size_t ldz) const {
+        gemm(transpose::no, transpose::yes, n, G, H, 1.0f, h, ldh, w + F, ld, 1.0f, z, ldz);
+    }
+    void input_gradient(const float* dz, std::size_t ldz, std::size_t n, float* dx, std::size_t ldx) const {
+        gemm(transpose::no, transpose::no, n, F, G, 1.0f, dz, ldz, w, ld, 0.0f, dx, ldx);
+    }
+    void recurrent_gradient(const float* dz, std::size_t ldz, std::size_t n, float* dh, std::size_t ldh) const {
+        gemm(transpose::no, transpose::no, n, H, G, 1.0f, dz, ldz, w + F, ld, 0.0f, dh, ldh);
+    }
+};
+
+template <std::size_t F, std::size_t H>
+struct kept_gates {
+    static constexpr std::size_t G = 4 * H;
+    const kept_rows* ih;  ///< columns [0, F) of W*M
+    const kept_rows* hh;  ///< columns [F, F + H), indices from 0
+    void input(const float* x, std::size_t ldx, std::size_t n, float* z, std::size_t ldz) const {
+        sparse_linear_forward_rows<true>(x, ldx, n, *ih, nullptr, G, F, z, ldz);
+    }
+    void recurrent(const float* h, std::size_t ldh, std::size_t n, float* z, std::size_t ldz) const {
+        sparse_linear_forward_rows<true>(h, ldh, n, *hh, nullptr, G, H, z, ldz);
+    }
+    void input_gradient(const float* dz, std::size_t ldz, std::size_t n, float* dx, std::size_t ldx) const {
+        sparse_linear_input_gradient_rows(dz, ldz, n, *ih, G, F, dx, ldx);
+    }
+    void recurrent_gradient(const float* dz, std::size_t ldz, std::size_t n, float* dh, std::size_t ldh) const {
+        sparse_linear_input_gradient_rows(dz, ldz, n, *hh, G, H, dh, ldh);
+    }
+};
+
 /// y (B x T*H) = the hidden states h_1..h_T for x (B x T*F); w is the 4H x (F+H) matrix
-/// [W_ih | W_hh], b the 4H biases.
-template <std::size_t T, std::size_t F, std::size_t H>
-void lstm_forward(const matrix& x, const float* w, const float* b, lstm_buffers& buf, matrix& y) {
-    constexpr std::size_t G = 4 * H, ld = F + H;
+/// [W_ih | W_hh] (through its products `gates`), b the 4H biases.
+template <std::size_t T, std::size_t F, std::size_t H, class Gates>
+void lstm_forward_with(const matrix& x, const Gates& gates, const float* b, lstm_buffers& buf, matrix& y) {
+    constexpr std::size_t G = 4 * H;
     const std::size_t batch = x.shape(0), rows = batch * T;
     ensure_shape(buf.gates, rows, G);
     ensure_shape(buf.cell, rows, H);
@@ -50,7 +95,7 @@ void lstm_forward(const matrix& x, const float* w, const float* b, lstm_buffers&
     float* z = buf.gates.data();
     for (std::size_t r = 0; r < rows; ++r) std::copy(b, b + G, z + r * G);
     // Input projection of every step at once.
-    gemm(transpose::no, transpose::yes, rows, G, F, 1.0f, x.data(), F, w, ld, 1.0f, z, G);
+    gates.input(x.data(), F, rows, z, G);
 
     float* hp = buf.h_prev.data();
     float* c = buf.cell.data();
@@ -59,8 +104,7 @@ void lstm_forward(const matrix& x, const float* w, const float* b, lstm_buffers&
     for (std::size_t s = 0; s < batch; ++s) std::fill(hp + s * T * H, hp + s * T * H + H, 0.0f);
     for (std::size_t t = 0; t < T; ++t) {
         if (t > 0)  // z_t += h_{t-1} W_hh^T, rows b*T + t
-            gemm(transpose::no, transpose::yes, batch, G, H, 1.0f, hp + t * H, T * H, w + F, ld, 1.0f,
-                 z + t * G, T * G);
+            gates.recurrent(hp + t * H, T * H, batch, z + t * G, T * G);
         for (std::size_t s = 0; s < batch; ++s) {
             const std::size_t r = s * T + t;
             float* __restrict zr = z + r * G;
@@ -83,12 +127,17 @@ void lstm_forward(const matrix& x, const float* w, const float* b, lstm_buffers&
     }
 }
 
+template <std::size_t T, std::size_t F, std::size_t H>
+void lstm_forward(const matrix& x, const float* w, const float* b, lstm_buffers& buf, matrix& y) {
+    lstm_forward_with<T, F, H>(x, dense_gates<F, H>{w}, b, buf, y);
+}
+
 /// Backpropagation through time after lstm_forward with the same x and buffers: from
 /// dy (B x T*H, dL/dh_t of every step) writes dL/dW into grad_w (4H x (F+H)), dL/db into
-/// grad_b and, unless dx is null, dL/dx.
-template <std::size_t T, std::size_t F, std::size_t H>
-void lstm_backward(const matrix& x, const matrix& dy, const float* w, lstm_buffers& buf,
-                   float* grad_w, float* grad_b, matrix* dx) {
+/// grad_b and, unless dx is null, dL/dx. The weight gradient is always dense GEMMs.
+template <std::size_t T, std::size_t F, std::size_t H, class Gates>
+void lstm_backward_with(const matrix& x, const matrix& dy, const Gates& gates, lstm_buffers& buf,
+                        float* grad_w, float* grad_b, matrix* dx) {
     constexpr std::size_t G = 4 * H, ld = F + H;
     const std::size_t batch = x.shape(0), rows = batch * T;
     ensure_shape(buf.d_gates, rows, G);
@@ -105,8 +154,7 @@ void lstm_backward(const matrix& x, const matrix& dy, const float* w, lstm_buffe
     float* dc = buf.dc.data();
     for (std::size_t t = T; t-- > 0;) {
         if (t + 1 < T)  // dL/dh_t through the recurrence: dz_{t+1} W_hh
-            gemm(transpose::no, transpose::no, batch, H, G, 1.0f, dz + (t + 1) * G, T * G, w + F, ld,
-                 0.0f, dh, H);
+            gates.recurrent_gradient(dz + (t + 1) * G, T * G, batch, dh, H);
         for (std::size_t s = 0; s < batch; ++s) {
             const std::size_t r = s * T + t;
             const float* __restrict zr = z + r * G;
@@ -141,8 +189,14 @@ void lstm_backward(const matrix& x, const matrix& dy, const float* w, lstm_buffe
     }
     if (dx != nullptr) {
         ensure_shape(*dx, batch, T * F);
-        gemm(transpose::no, transpose::no, rows, F, G, 1.0f, dz, G, w, ld, 0.0f, dx->data(), F);
+        gates.input_gradient(dz, G, rows, dx->data(), F);
     }
+}
+
+template <std::size_t T, std::size_t F, std::size_t H>
+void lstm_backward(const matrix& x, const matrix& dy, const float* w, lstm_buffers& buf,
+                   float* grad_w, float* grad_b, matrix* dx) {
+    lstm_backward_with<T, F, H>(x, dy, dense_gates<F, H>{w}, buf, grad_w, grad_b, dx);
 }
 
 }  // namespace dynsparse::detail

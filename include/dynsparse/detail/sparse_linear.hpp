@@ -35,6 +35,14 @@ struct kept_rows {
     /// From W*M (zeros where pruned); row_bound[r] >= the number of non-zeros of row r
     /// (the mask's kept count: a kept weight that is exactly 0 adds nothing and is left out).
     void build(const float* wm, std::size_t out, std::size_t in, const std::uint32_t* row_bound) {
+        build_columns(wm, out, in, 0, in, row_bound);
+    }
+
+    /// The same for columns [c0, c1) of W*M (rows `ld` floats apart), indices counted
+    /// from c0: one block of a matrix such as an LSTM's [W_ih | W_hh].
+    void build_columns(const float* wm, std::size_t out, std::size_t ld, std::size_t c0, std::size_t c1,
+                       const std::uint32_t* row_bound) {
+        const std::size_t in = c1 - c0;
         start.resize(out);
         end.resize(out);
         std::size_t at = 0;
@@ -48,7 +56,8 @@ struct kept_rows {
         parallel_for(out, [&](std::size_t chunk, std::size_t lo, std::size_t hi) {
             std::size_t n = 0;
             for (std::size_t r = lo; r < hi; ++r) {
-                const std::uint32_t k = row_bound[r] == 0 ? 0 : compress_row(wm + r * in, in, start[r], row_bound[r]);
+                const std::uint32_t k =
+                    row_bound[r] == 0 ? 0 : compress_row(wm + r * ld + c0, in, start[r], row_bound[r]);
                 end[r] = start[r] + k;
                 n += k;
             }
@@ -126,29 +135,39 @@ struct block_lanes {
     }
 };
 
-/// t (cols x 32) = rows [r0, r0 + n) of a (rows x cols), transposed; lanes n..31 are 0.
-inline void transpose_to_block(const float* a, std::size_t cols, std::size_t r0, std::size_t n, float* t) {
+/// t (cols x 32) = rows [r0, r0 + n) of a (rows x cols, rows `lda` floats apart),
+/// transposed; lanes n..31 are 0.
+inline void transpose_to_block(const float* a, std::size_t cols, std::size_t lda, std::size_t r0, std::size_t n,
+                               float* t) {
     constexpr std::size_t w = block_lanes::width;
     if (n < w) std::fill(t, t + cols * w, 0.0f);
     constexpr std::size_t tile = 8;
     for (std::size_t c0 = 0; c0 < cols; c0 += tile) {
         const std::size_t c1 = std::min(cols, c0 + tile);
         for (std::size_t s = 0; s < n; ++s) {
-            const float* src = a + (r0 + s) * cols;
+            const float* src = a + (r0 + s) * lda;
             for (std::size_t c = c0; c < c1; ++c) t[c * w + s] = src[c];
         }
     }
 }
 
-/// Rows [r0, r0 + n) of a (rows x cols) = the first n lanes of t (cols x 32), transposed back.
-inline void transpose_from_block(const float* t, std::size_t cols, std::size_t r0, std::size_t n, float* a) {
+/// Rows [r0, r0 + n) of a (rows x cols, `lda` apart) = (or += with Accumulate) the first n
+/// lanes of t (cols x 32), transposed back.
+template <bool Accumulate = false>
+inline void transpose_from_block(const float* t, std::size_t cols, std::size_t lda, std::size_t r0, std::size_t n,
+                                 float* a) {
     constexpr std::size_t w = block_lanes::width;
     constexpr std::size_t tile = 8;
     for (std::size_t c0 = 0; c0 < cols; c0 += tile) {
         const std::size_t c1 = std::min(cols, c0 + tile);
         for (std::size_t s = 0; s < n; ++s) {
-            float* dst = a + (r0 + s) * cols;
-            for (std::size_t c = c0; c < c1; ++c) dst[c] = t[c * w + s];
+            float* dst = a + (r0 + s) * lda;
+            for (std::size_t c = c0; c < c1; ++c) {
+                if constexpr (Accumulate)
+                    dst[c] += t[c * w + s];
+                else
+                    dst[c] = t[c * w + s];
+            }
         }
     }
 }
@@ -159,12 +178,13 @@ inline std::vector<float>& sparse_block_scratch() {
     return scratch;
 }
 
-/// y (batch x out) = x (batch x in) (W*M)^T + b, from the kept rows (b may be null).
-inline void sparse_linear_forward(const matrix& x, const kept_rows& w, const float* b, std::size_t out,
-                                  std::size_t in, matrix& y) {
+/// y (batch rows, `ldy` apart) = (Accumulate: +=) x (batch rows of `in`, `ldx` apart)
+/// (W*M)^T + b, from the kept rows (b may be null).
+template <bool Accumulate = false>
+void sparse_linear_forward_rows(const float* x, std::size_t ldx, std::size_t batch, const kept_rows& w,
+                                const float* b, std::size_t out, std::size_t in, float* y, std::size_t ldy) {
     constexpr std::size_t lanes = block_lanes::width;
-    const std::size_t batch = x.shape(0), blocks = (batch + lanes - 1) / lanes;
-    ensure_shape(y, batch, out);
+    const std::size_t blocks = (batch + lanes - 1) / lanes;
     const std::uint32_t* start = w.start.data();
     const std::uint32_t* end = w.end.data();
     const std::uint32_t* index = w.index.data();
@@ -176,7 +196,7 @@ inline void sparse_linear_forward(const matrix& x, const kept_rows& w, const flo
         float* yt = xt + in * lanes;
         for (std::size_t blk = lo; blk < hi; ++blk) {
             const std::size_t r0 = blk * lanes, n = std::min(lanes, batch - r0);
-            transpose_to_block(x.data(), in, r0, n, xt);
+            transpose_to_block(x, in, ldx, r0, n, xt);
             for (std::size_t r = 0; r < out; ++r) {
                 block_lanes acc, in_line;
                 acc.fill(b != nullptr ? b[r] : 0.0f);
@@ -186,17 +206,25 @@ inline void sparse_linear_forward(const matrix& x, const kept_rows& w, const flo
                 }
                 acc.store(yt + r * lanes);
             }
-            transpose_from_block(yt, out, r0, n, y.data());
+            transpose_from_block<Accumulate>(yt, out, ldy, r0, n, y);
         }
     });
 }
 
-/// dx (batch x in) = dy (batch x out) (W*M), from the kept rows.
-inline void sparse_linear_input_gradient(const matrix& dy, const kept_rows& w, std::size_t out,
-                                         std::size_t in, matrix& dx) {
+/// y (batch x out) = x (batch x in) (W*M)^T + b, from the kept rows (b may be null).
+inline void sparse_linear_forward(const matrix& x, const kept_rows& w, const float* b, std::size_t out,
+                                  std::size_t in, matrix& y) {
+    ensure_shape(y, x.shape(0), out);
+    sparse_linear_forward_rows(x.data(), in, x.shape(0), w, b, out, in, y.data(), out);
+}
+
+/// dx (batch rows of `in`, `lddx` apart) = dy (batch rows of `out`, `lddy` apart) (W*M),
+/// from the kept rows.
+inline void sparse_linear_input_gradient_rows(const float* dy, std::size_t lddy, std::size_t batch,
+                                              const kept_rows& w, std::size_t out, std::size_t in, float* dx,
+                                              std::size_t lddx) {
     constexpr std::size_t lanes = block_lanes::width;
-    const std::size_t batch = dy.shape(0), blocks = (batch + lanes - 1) / lanes;
-    ensure_shape(dx, batch, in);
+    const std::size_t blocks = (batch + lanes - 1) / lanes;
     const std::uint32_t* start = w.start.data();
     const std::uint32_t* end = w.end.data();
     const std::uint32_t* index = w.index.data();
@@ -208,7 +236,7 @@ inline void sparse_linear_input_gradient(const matrix& dy, const kept_rows& w, s
         float* dyt = dxt + in * lanes;
         for (std::size_t blk = lo; blk < hi; ++blk) {
             const std::size_t r0 = blk * lanes, n = std::min(lanes, batch - r0);
-            transpose_to_block(dy.data(), out, r0, n, dyt);
+            transpose_to_block(dy, out, lddy, r0, n, dyt);
             std::fill(dxt, dxt + in * lanes, 0.0f);
             for (std::size_t r = 0; r < out; ++r) {
                 if (start[r] == end[r]) continue;
@@ -221,9 +249,16 @@ inline void sparse_linear_input_gradient(const matrix& dy, const kept_rows& w, s
                     acc.store(line);
                 }
             }
-            transpose_from_block(dxt, in, r0, n, dx.data());
+            transpose_from_block(dxt, in, lddx, r0, n, dx);
         }
     });
+}
+
+/// dx (batch x in) = dy (batch x out) (W*M), from the kept rows.
+inline void sparse_linear_input_gradient(const matrix& dy, const kept_rows& w, std::size_t out,
+                                         std::size_t in, matrix& dx) {
+    ensure_shape(dx, dy.shape(0), in);
+    sparse_linear_input_gradient_rows(dy.data(), out, dy.shape(0), w, out, in, dx.data(), in);
 }
 
 }  // namespace dynsparse::detail

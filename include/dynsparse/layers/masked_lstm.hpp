@@ -10,6 +10,8 @@
 // forward and backward passes are lstm's on Wm. Backward: dL/dWm from backpropagation
 // through time, then the same performance + structure gradients and threshold gradients
 // as masked_dense (masked_weights.hpp). The 1% reset rule looks at the whole layer.
+// Below a kept fraction (layers/product_mode.hpp) the input projection, the recurrent
+// products and the input gradients use each half's kept weights only.
 #include <array>
 #include <string>
 #include <string_view>
@@ -19,6 +21,7 @@
 #include "dynsparse/layers/layer.hpp"
 #include "dynsparse/layers/lstm.hpp"
 #include "dynsparse/layers/masked_weights.hpp"
+#include "dynsparse/layers/product_mode.hpp"
 #include "dynsparse/surrogate/surrogate.hpp"
 #include "dynsparse/threshold/granularity.hpp"
 
@@ -88,15 +91,33 @@ public:
 
     void forward(const matrix& x, matrix& y, bool /*training*/) {
         this->prepare_mask();
-        detail::lstm_forward<T, F, H>(x, this->masked_weight_.data(), this->bias_.data(), buf_, y);
+        if (products_.decide(4 * H * (F + H), this->kept_count(), kept_gates_crossover)) {
+            const float* wm = this->masked_weight_.data();
+            input_rows_.build_columns(wm, 4 * H, F + H, 0, F, this->row_kept());
+            recurrent_rows_.build_columns(wm, 4 * H, F + H, F, F + H, this->row_kept());
+            detail::lstm_forward_with<T, F, H>(x, gate_products(), this->bias_.data(), buf_, y);
+        } else {
+            detail::lstm_forward<T, F, H>(x, this->masked_weight_.data(), this->bias_.data(), buf_, y);
+        }
     }
 
     void backward(const matrix& x, const matrix& /*y*/, const matrix& dy, matrix* dx) {
-        // grad_weight_ first receives dL/dWm, then the mask pass turns it into dL/dW.
-        detail::lstm_backward<T, F, H>(x, dy, this->masked_weight_.data(), buf_,
-                                       this->grad_weight_.data(), this->grad_bias_.data(), dx);
+        // grad_weight_ first receives dL/dWm, then the mask pass turns it into dL/dW. The
+        // weight gradient is dense GEMMs either way; the other products follow the forward.
+        if (products_.active())
+            detail::lstm_backward_with<T, F, H>(x, dy, gate_products(), buf_, this->grad_weight_.data(),
+                                                this->grad_bias_.data(), dx);
+        else
+            detail::lstm_backward<T, F, H>(x, dy, this->masked_weight_.data(), buf_, this->grad_weight_.data(),
+                                           this->grad_bias_.data(), dx);
         this->finish_weight_gradient();
     }
+
+    /// Which products forward and backward use (see layers/product_mode.hpp).
+    void set_product_mode(product_mode m) { products_.set_mode(m); }
+    product_mode get_product_mode() const { return products_.mode(); }
+    /// True when the last forward used the kept-weight products.
+    bool used_kept_weights() const { return products_.active(); }
 
     /// Kept weights of each of the eight gate matrices as of the last mask: W_ih of gates
     /// i, f, g, o, then W_hh of gates i, f, g, o.
@@ -110,7 +131,11 @@ public:
     }
 
 private:
+    detail::kept_gates<F, H> gate_products() const { return {&input_rows_, &recurrent_rows_}; }
+
     detail::lstm_buffers buf_;
+    detail::kept_products products_;  // the decision (its own rows stay empty)
+    detail::kept_rows input_rows_, recurrent_rows_;  // W_ih and W_hh halves of W*M
 };
 
 /// Spec: a DST masked LSTM layer with Hidden units; reads a sequence (T, F), returns

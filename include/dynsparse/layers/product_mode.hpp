@@ -23,6 +23,8 @@ inline constexpr double kept_weights_crossover = 0.25;
 /// The same for masked_conv2d, whose dense input gradient of a 3x3 same-size convolution
 /// is itself a convolution and hard to beat above ~18% (docs/benchmarks.md).
 inline constexpr double kept_filters_crossover = 0.15;
+/// The same for masked_lstm's gate matrices (docs/benchmarks.md).
+inline constexpr double kept_gates_crossover = 0.30;
 
 inline std::string_view to_string(product_mode m) {
     switch (m) {
@@ -56,11 +58,16 @@ public:
     /// win, compresses the rows x cols W*M (row_kept: the mask's count per row).
     bool prepare(const float* wm, std::size_t rows, std::size_t cols, const std::uint32_t* row_kept,
                  std::size_t kept, double crossover) {
+        if (decide(rows * cols, kept, crossover)) rows_.build(wm, rows, cols, row_kept);
+        return active_;
+    }
+
+    /// The decision alone, for a layer that compresses its own blocks of W*M.
+    bool decide(std::size_t weights, std::size_t kept, double crossover) {
         if (mode_ == product_mode::automatic)
-            active_ = static_cast<double>(kept) < crossover * static_cast<double>(rows * cols);
+            active_ = static_cast<double>(kept) < crossover * static_cast<double>(weights);
         else
             active_ = mode_ == product_mode::kept_weights;
-        if (active_) rows_.build(wm, rows, cols, row_kept);
         return active_;
     }
 
@@ -73,7 +80,7 @@ private:
 }  // namespace detail
 
 /// Sets the product mode of every masked layer of `net` that has one (masked_dense,
-/// masked_conv2d).
+/// masked_conv2d, masked_lstm).
 template <class Net>
 void set_product_mode(Net& net, product_mode m) {
     net.for_each_masked_layer([&](auto& layer, std::size_t) {
