@@ -285,3 +285,40 @@ TEST_CASE("an observing step callback does not change training") {
     };
     CHECK(run(true) == run(false));
 }
+
+TEST_CASE("evaluate is const and cannot fire the reset rule") {
+    const auto data = blobs(40, 5);
+    tiny_dst net;
+    net.initialize(2);
+    ds::trainer<tiny_dst> tr(net, {}, ds::sgd(), quiet_config(1, 0.0f));
+    net.get<0>().threshold().fill(10.0f);  // keeps no weight: the 1% rule's case
+    const ds::trainer<tiny_dst>& c = tr;
+    const ds::evaluation ev = c.evaluate(data);
+    CHECK(ev.samples == 40);
+    CHECK(tr.total_resets() == 0);
+    CHECK(net.get<0>().threshold()(0) == 10.0f);
+    CHECK(tr.masked_layers()[0].statistics().kept == 0);
+    CHECK(c.evaluate(data).loss == ev.loss);  // and again: nothing moved
+    // The rule is live: one training step resets the layer.
+    tr.train_epoch(data);
+    CHECK(tr.total_resets() > 0);
+}
+
+TEST_CASE("predict and evaluate between steps leave training unchanged") {
+    const auto data = blobs(64, 6);
+    auto run = [&](bool look) {
+        tiny_dst net;
+        net.initialize(8);
+        ds::trainer<tiny_dst> tr(net, {}, ds::sgd({.momentum = 0.9f}), quiet_config(2, 1e-3f));
+        tr.add_step_callback([&](const ds::step_report&) {
+            if (!look) return;
+            (void)std::as_const(net).predict(data.images);  // right after the update: the fresh mask
+            (void)std::as_const(tr).evaluate(data);
+        });
+        const auto history = tr.fit(data, data);
+        std::vector<float> out = all_parameters(net);
+        for (const auto& e : history) out.push_back(static_cast<float>(e.eval.loss));
+        return out;
+    };
+    CHECK(run(true) == run(false));
+}

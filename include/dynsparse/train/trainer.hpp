@@ -207,9 +207,10 @@ public:
     std::string_view regulariser_name() const { return regulariser_name_; }
     std::string_view reset_rule_name() const { return reset_rule_name_; }
 
-    /// Loss and accuracy on a dataset, in evaluation mode, without changing any parameter
-    /// (reset rules apply in training steps only).
-    DYNSPARSE_COMPILE_ONCE evaluation evaluate(const dataset& data) {
+    /// Loss and accuracy on a dataset, in evaluation mode (the network's infer when it has
+    /// one). Changes nothing a user can observe: reset rules apply in training steps only,
+    /// and the buffers are the evaluation's own. Not for two threads on one trainer at once.
+    DYNSPARSE_COMPILE_ONCE evaluation evaluate(const dataset& data) const {
         const flush_denormals_scope ftz(cfg_.flush_denormals);
         evaluation ev;
         ev.samples = data.size();
@@ -223,10 +224,10 @@ public:
             const std::size_t count = std::min(cfg_.eval_batch_size, end - first);
             eval_index_.resize(count);
             std::iota(eval_index_.begin(), eval_index_.end(), first);
-            gather_batch(data, eval_index_, x_, y_);
-            const matrix& out = run_forward(x_, false);
-            loss_sum += loss_.value_and_gradient(out, y_, grad_out_) * static_cast<double>(count);
-            correct += count_correct(out, y_);
+            gather_batch(data, eval_index_, eval_x_, eval_y_);
+            const matrix& out = run_inference(eval_x_);
+            loss_sum += loss_.value_and_gradient(out, eval_y_, eval_grad_) * static_cast<double>(count);
+            correct += count_correct(out, eval_y_);
         }
         if (dp_.ranks > 1) {
             double both[2] = {loss_sum, static_cast<double>(correct)};
@@ -356,6 +357,8 @@ protected:
 
     /// The network's forward pass on a batch.
     virtual const matrix& run_forward(const matrix& x, bool training) = 0;
+    /// Its inference in evaluation mode (const: see evaluate).
+    virtual const matrix& run_inference(const matrix& x) const = 0;
     /// Its backward pass from dL/d(output), right before an update.
     virtual void run_backward(const matrix& d_output) = 0;
     /// The update pass of the network (optim/update.hpp).
@@ -479,7 +482,7 @@ private:
         return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     }
 
-    L loss_;
+    mutable L loss_;  // the Loss concept calls it non-const; evaluate is const
     O opt_;
     train_config cfg_;
     std::string_view regulariser_name_, reset_rule_name_;
@@ -490,9 +493,12 @@ private:
     std::vector<masked_layer_view> masked_;
     std::vector<std::string> owners_;  ///< per parameter: "layer 1 (masked_dense<...>)"
     std::size_t inputs_, outputs_;
-    std::vector<std::size_t> order_, eval_index_;
+    std::vector<std::size_t> order_;
     matrix x_, grad_out_;
     std::vector<std::uint8_t> y_;
+    mutable std::vector<std::size_t> eval_index_;  // evaluate's own buffers
+    mutable matrix eval_x_, eval_grad_;
+    mutable std::vector<std::uint8_t> eval_y_;
     std::vector<std::function<void(const step_report&)>> step_callbacks_;
     std::function<void(std::span<const parameter>)> reducer_;
     std::vector<std::function<void(field_visitor&)>> callback_states_;
@@ -558,6 +564,12 @@ public:
 
 private:
     const matrix& run_forward(const matrix& x, bool training) override { return net_.forward(x, training); }
+    const matrix& run_inference(const matrix& x) const override {
+        if constexpr (requires { net_.infer(x); })
+            return net_.infer(x);
+        else
+            return net_.forward(x, false);
+    }
     void run_backward(const matrix& d_output) override {
         defer_surrogate_backward(net_);
         net_.backward(d_output);
