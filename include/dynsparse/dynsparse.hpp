@@ -54,4 +54,5 @@
 #include "dynsparse/train/reports.hpp"
 #include "dynsparse/train/trainer.hpp"
 #include "dynsparse/train/csv_log.hpp"
+#include "dynsparse/train/epoch_control.hpp"
 #include "dynsparse/train/target_sparsity.hpp"
