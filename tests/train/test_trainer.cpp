@@ -370,6 +370,8 @@ TEST_CASE("an epoch callback may stop the run; void callbacks and empty std::fun
     CHECK(seen == 2);
     CHECK(tr.epoch() == 2);
     CHECK(tr.fit(data, data, [&](const ds::epoch_report&) { ++seen; }, 3).size() == 1);  // void, stop_after
+    CHECK_THROWS_WITH_AS(tr.fit(data, data, {}, 3), doctest::Contains("stop_after = 3 but 3 epochs are done already"),
+                         ds::invalid_argument);
     CHECK(seen == 3);
     const std::function<void(const ds::epoch_report&)> none;
     CHECK(tr.fit(data, data, none).size() == 2);  // to the end

@@ -60,6 +60,13 @@ enum class epoch_action { proceed, stop };
 /// fit's default epoch callback: none.
 struct no_epoch_callback {};
 
+namespace detail {
+template <class>
+inline constexpr bool dependent_false = false;
+template <class R>
+concept epoch_callback_result = std::is_void_v<R> || std::is_same_v<R, epoch_action>;
+}  // namespace detail
+
 /// Everything of trainer<Net, L, O> that does not depend on the network type (a trainer is
 /// one): code that works with the trainer of any network, such as step callbacks
 /// (csv_log::attach, attach_target_remaining), takes a training_loop<L, O>&. The network
@@ -81,8 +88,8 @@ public:
     /// epoch_action: epoch_action::stop ends the run after this epoch (early stopping).
     /// stop_after (if not 0) ends this call after that epoch, as an interruption would: a
     /// checkpoint then resumes the same run (the schedule and step callbacks still count
-    /// config.epochs). Throws invalid_argument on a finished run (epoch() == epochs): call
-    /// extend() first. With train_config::keep_best, the run's end (its last epoch or a
+    /// config.epochs). Throws invalid_argument on a finished run (epoch() == epochs: call
+    /// extend() first) and when stop_after is not after the epochs done. With train_config::keep_best, the run's end (its last epoch or a
     /// stop) restores the parameters of its best epoch on `eval` (best_epoch()).
     template <class F = no_epoch_callback>
     std::vector<epoch_report> fit(const dataset& train, const dataset& eval, F&& on_epoch = {},
@@ -90,13 +97,17 @@ public:
         using G = std::remove_cvref_t<F>;
         if constexpr (std::is_same_v<G, no_epoch_callback>) {
             return fit_loop(train, eval, {}, stop_after);
-        } else {
-            static_assert(std::is_invocable_v<G&, const epoch_report&>,
+        } else if constexpr (!std::is_invocable_v<G&, const epoch_report&>) {
+            static_assert(detail::dependent_false<G>,
                           "trainer::fit: the epoch callback must be callable with (const epoch_report&)");
-            using R = std::invoke_result_t<G&, const epoch_report&>;
-            static_assert(std::is_void_v<R> || std::is_same_v<R, epoch_action>,
+            return {};
+        } else if constexpr (!detail::epoch_callback_result<std::invoke_result_t<G&, const epoch_report&>>) {
+            static_assert(detail::dependent_false<G>,
                           "trainer::fit: the epoch callback must return void or dynsparse::epoch_action "
                           "(epoch_action::stop ends training after this epoch)");
+            return {};
+        } else {
+            using R = std::invoke_result_t<G&, const epoch_report&>;
             if constexpr (std::is_pointer_v<G> || requires { &G::operator bool; }) {  // std::function
                 if (!on_epoch) return fit_loop(train, eval, {}, stop_after);
             }
@@ -421,6 +432,9 @@ private:
             throw invalid_argument("trainer::fit: the run is finished (" + std::to_string(epoch_) + " of " +
                                    std::to_string(cfg_.epochs) +
                                    " epochs done); call extend(extra_epochs) to train more");
+        if (stop_after != 0 && stop_after <= epoch_)
+            throw invalid_argument("trainer::fit: stop_after = " + std::to_string(stop_after) + " but " +
+                                   std::to_string(epoch_) + " epochs are done already");
         std::vector<epoch_report> history;
         const std::size_t last = stop_after == 0 ? cfg_.epochs : std::min(stop_after, cfg_.epochs);
         best_ = {};
