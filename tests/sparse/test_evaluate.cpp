@@ -60,7 +60,8 @@ TEST_CASE("evaluate(sparse_model) refuses data of the wrong width and a zero bat
     ds::dataset wrong;
     wrong.images = ds::make_matrix(4, 5);
     wrong.labels.assign(4, 0);
-    CHECK_THROWS_WITH_AS(ds::evaluate(m, wrong), doctest::Contains("the model takes 8 inputs per sample, the data has 5"),
+    CHECK_THROWS_WITH_AS(ds::evaluate(m, wrong),
+                         doctest::Contains("the model takes 8 inputs per sample, the data has 5"),
                          ds::invalid_argument);
     CHECK_THROWS_AS(ds::evaluate(m, ds::testing::blobs(4, 1), 0), ds::invalid_argument);
     CHECK(ds::evaluate(m, ds::dataset{}).samples == 0);

@@ -402,8 +402,9 @@ TEST_CASE("keep_best restores the best epoch's parameters and running statistics
         REQUIRE(history.size() == 4);
         std::size_t best = 0;  // 0-based
         for (std::size_t e = 1; e < 4; ++e) {
-            const bool better = by == ds::keep_best_by::accuracy ? history[e].eval.accuracy > history[best].eval.accuracy
-                                                                 : history[e].eval.loss < history[best].eval.loss;
+            const bool better = by == ds::keep_best_by::accuracy
+                                    ? history[e].eval.accuracy > history[best].eval.accuracy
+                                    : history[e].eval.loss < history[best].eval.loss;
             if (better) best = e;
         }
         if (by == ds::keep_best_by::none) {

@@ -68,7 +68,8 @@ public:
         : state_(std::make_shared<state>(std::move(base), o)) {
         if (!state_->base) throw invalid_argument("reduce_on_plateau: the base schedule is empty");
         if (!(o.factor > 0 && o.factor < 1))
-            throw invalid_argument("reduce_on_plateau: factor = " + std::to_string(o.factor) + " is invalid (need 0 < factor < 1)");
+            throw invalid_argument("reduce_on_plateau: factor = " + std::to_string(o.factor) +
+                                   " is invalid (need 0 < factor < 1)");
         if (o.patience == 0) throw invalid_argument("reduce_on_plateau: patience must be at least 1 epoch");
         if (!(o.min_delta >= 0) || !std::isfinite(o.min_delta))
             throw invalid_argument("reduce_on_plateau: min_delta must be finite and >= 0");

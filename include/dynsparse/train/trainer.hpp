@@ -89,8 +89,9 @@ public:
     /// stop_after (if not 0) ends this call after that epoch, as an interruption would: a
     /// checkpoint then resumes the same run (the schedule and step callbacks still count
     /// config.epochs). Throws invalid_argument on a finished run (epoch() == epochs: call
-    /// extend() first) and when stop_after is not after the epochs done. With train_config::keep_best, the run's end (its last epoch or a
-    /// stop) restores the parameters of its best epoch on `eval` (best_epoch()).
+    /// extend() first) and when stop_after is not after the epochs done. With
+    /// train_config::keep_best, the run's end (its last epoch or a stop) restores the
+    /// parameters of its best epoch on `eval` (best_epoch()).
     template <class F = no_epoch_callback>
     std::vector<epoch_report> fit(const dataset& train, const dataset& eval, F&& on_epoch = {},
                                   std::size_t stop_after = 0) {
