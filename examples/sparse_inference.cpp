@@ -7,8 +7,10 @@
 //
 // Shows: sparse_model (sparse/engine.hpp), the runtime counterpart of a trained network:
 // no template parameters, loaded from a file; the engine picks a sparse or a dense kernel
-// per layer by its density. A new layer kind joins by exporting itself
-// (export_inference, see sparse/export.hpp) and adding its kernel to sparse_model::run (sparse/engine.hpp).
+// per layer by its density. ds::evaluate(model, dataset) (sparse/evaluate.hpp) gives its
+// loss and accuracy; ds::predict / ds::predict_proba its classes and probabilities. A new
+// layer kind joins by exporting itself (export_inference, see sparse/export.hpp) and adding
+// its kernel to sparse_model::run (sparse/engine.hpp).
 //
 //   sparse_inference --model PATH [--data DIR] [--batch 64] [--reps 200]
 #include <dynsparse/dynsparse.hpp>
@@ -42,23 +44,6 @@ double seconds_per_run(ds::sparse_model& m, const ds::matrix& data, std::size_t 
     return t[t.size() / 2];
 }
 
-double accuracy(ds::sparse_model& m, const ds::dataset& test, ds::kernel_choice choice) {
-    std::size_t correct = 0;
-    const std::size_t n = test.size(), f = test.features(), classes = m.output_size();
-    ds::matrix x;
-    for (std::size_t first = 0; first < n; first += 1000) {
-        const std::size_t count = std::min<std::size_t>(1000, n - first);
-        ds::ensure_shape(x, count, f);
-        std::copy(test.images.data() + first * f, test.images.data() + (first + count) * f, x.data());
-        const ds::matrix& y = m.run(x, choice);
-        for (std::size_t r = 0; r < count; ++r) {
-            const float* row = y.data() + r * classes;
-            correct += static_cast<std::size_t>(std::max_element(row, row + classes) - row) == test.labels[first + r];
-        }
-    }
-    return 100.0 * static_cast<double>(correct) / static_cast<double>(n);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -89,7 +74,7 @@ int main(int argc, char** argv) {
         double t1[2], tb[2];
         int i = 0;
         for (auto choice : {ds::kernel_choice::automatic, ds::kernel_choice::dense}) {
-            const double acc = accuracy(model, data.test, choice);
+            const double acc = ds::evaluate(model, data.test, 1000, choice).accuracy;
             t1[i] = seconds_per_run(model, x, 1, reps * 10, choice);
             tb[i] = seconds_per_run(model, x, batch, reps, choice);
             std::printf("%-22s %9.2f%% %13.1f us %17.0f /s\n",

@@ -3,17 +3,24 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <span>
+#include <string_view>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "dynsparse/layers/activations.hpp"
+#include "dynsparse/layers/batch_norm.hpp"
 #include "dynsparse/layers/dense.hpp"
+#include "dynsparse/layers/dropout.hpp"
 #include "dynsparse/layers/masked_dense.hpp"
 #include "dynsparse/layers/reshape.hpp"
 #include "dynsparse/network/masked_layer_view.hpp"
 #include "dynsparse/network/sequential.hpp"
 #include "dynsparse/optim/optimizer.hpp"
 #include "dynsparse/optim/update.hpp"
+#include "support/fixtures.hpp"
 #include "support/gradient_check.hpp"
 
 namespace ds = dynsparse;
@@ -164,5 +171,102 @@ TEST_CASE("forward rejects a batch of the wrong width with a message naming both
     net.initialize(1);
     ds::matrix x({2, 100});
     CHECK_THROWS_WITH_AS(net.forward(x, false), doctest::Contains("expected a batch x 784 input, got 2 x 100"),
+                         ds::invalid_argument);
+}
+
+namespace {
+
+struct predict_net : ds::sequential<ds::input<6>, ds::masked_dense<8>, ds::batch_norm, ds::relu, ds::dropout<30>,
+                                    ds::masked_dense<3>> {};
+
+/// Everything of a network a user can read: parameters, the layers' state fields (batch
+/// norm's running statistics, reset counts), mask statistics and every layer's last output.
+template <class Net>
+std::vector<float> observable(Net& net) {
+    std::vector<float> out;
+    net.for_each_parameter([&](const ds::parameter& p) { out.insert(out.end(), p.value.begin(), p.value.end()); });
+    net.visit_state([&](std::string_view, auto&& field) {
+        using F = std::remove_cvref_t<decltype(field)>;
+        if constexpr (std::is_same_v<F, std::span<float>>)
+            out.insert(out.end(), field.begin(), field.end());
+        else if constexpr (std::is_arithmetic_v<F>)
+            out.push_back(static_cast<float>(field));
+    });
+    for (const auto& v : ds::masked_layers(net)) out.push_back(static_cast<float>(v.statistics().kept));
+    for (std::size_t i = 0; i < Net::layer_count; ++i)
+        out.insert(out.end(), net.output_of(i).begin(), net.output_of(i).end());
+    return out;
+}
+
+ds::matrix ramp(std::size_t rows, std::size_t cols) {
+    ds::matrix x = ds::make_matrix(rows, cols);
+    for (std::size_t i = 0; i < x.size(); ++i) x.data()[i] = std::sin(0.7f * static_cast<float>(i));
+    return x;
+}
+
+}  // namespace
+
+TEST_CASE("predict and predict_proba are const and agree with forward in evaluation mode") {
+    predict_net net;
+    net.initialize(3);
+    const ds::matrix x = ramp(5, 6);
+    net.forward(x, true);  // batch norm's running statistics move, dropout draws
+    const std::vector<float> before = observable(net);
+
+    const predict_net& c = net;
+    const ds::matrix p = c.predict_proba(x);
+    const std::vector<std::size_t> k = c.predict(x);
+    CHECK(observable(net) == before);  // output_of, running statistics, masks: untouched
+
+    const ds::matrix logits = net.forward(x, false);
+    REQUIRE(p.shape(0) == 5);
+    REQUIRE(p.shape(1) == 3);
+    REQUIRE(k.size() == 5);
+    for (std::size_t r = 0; r < 5; ++r) {
+        CAPTURE(r);
+        const float* z = logits.data() + r * 3;
+        CHECK(k[r] == static_cast<std::size_t>(std::max_element(z, z + 3) - z));
+        double sum = 0;
+        for (std::size_t j = 0; j < 3; ++j) {
+            sum += p(r, j);
+            CHECK(p(r, j) == doctest::Approx(std::exp(z[j] - z[k[r]]) * p(r, k[r])).epsilon(1e-5));
+        }
+        CHECK(sum == doctest::Approx(1.0).epsilon(1e-6));
+        const std::span<const float> sample(x.data() + r * 6, 6);
+        CHECK(c.predict(sample) == k[r]);
+        const std::vector<float> one = c.predict_proba(sample);
+        REQUIRE(one.size() == 3);
+        for (std::size_t j = 0; j < 3; ++j) CHECK(one[j] == doctest::Approx(p(r, j)).epsilon(1e-6));
+    }
+}
+
+TEST_CASE("predict between an update and the next forward leaves training unchanged") {
+    auto run = [](bool predict) {
+        ds::testing::tiny_dst net;
+        net.initialize(9);
+        ds::sgd opt({.momentum = 0.9f});
+        ds::update_pass pass(net);
+        const ds::matrix x = ramp(4, 8);
+        ds::matrix dy = ds::make_matrix(4, 3, 0.1f);
+        for (int step = 0; step < 3; ++step) {
+            net.forward(x, true);
+            ds::defer_surrogate_backward(net);
+            net.backward(dy);
+            pass.run(opt, 0.1f, 1e-3f);  // makes the next forward's mask
+            if (predict) (void)std::as_const(net).predict(x);
+        }
+        net.forward(x, true);
+        return observable(net);
+    };
+    CHECK(run(true) == run(false));
+}
+
+TEST_CASE("predict rejects a sample or batch of the wrong width") {
+    predict_net net;
+    net.initialize(1);
+    const std::vector<float> sample(5, 0.0f);
+    CHECK_THROWS_WITH_AS(net.predict(sample), doctest::Contains("a sample of 5 values, the network's input takes 6"),
+                         ds::invalid_argument);
+    CHECK_THROWS_WITH_AS(net.predict(ramp(2, 4)), doctest::Contains("infer: expected a batch x 6 input, got 2 x 4"),
                          ds::invalid_argument);
 }

@@ -2,7 +2,9 @@
 // a short learning test on real Fashion-MNIST that must show learning and pruning.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <numeric>
 #include <string>
@@ -10,6 +12,7 @@
 
 #include "dynsparse/data/dataset.hpp"
 #include "dynsparse/layers/activations.hpp"
+#include "dynsparse/layers/batch_norm.hpp"
 #include "dynsparse/layers/dense.hpp"
 #include "dynsparse/layers/masked_dense.hpp"
 #include "dynsparse/train/trainer.hpp"
@@ -284,4 +287,136 @@ TEST_CASE("an observing step callback does not change training") {
         return all_parameters(net);
     };
     CHECK(run(true) == run(false));
+}
+
+TEST_CASE("evaluate is const and cannot fire the reset rule") {
+    const auto data = blobs(40, 5);
+    tiny_dst net;
+    net.initialize(2);
+    ds::trainer<tiny_dst> tr(net, {}, ds::sgd(), quiet_config(1, 0.0f));
+    net.get<0>().threshold().fill(10.0f);  // keeps no weight: the 1% rule's case
+    const ds::trainer<tiny_dst>& c = tr;
+    const ds::evaluation ev = c.evaluate(data);
+    CHECK(ev.samples == 40);
+    CHECK(tr.total_resets() == 0);
+    CHECK(net.get<0>().threshold()(0) == 10.0f);
+    CHECK(tr.masked_layers()[0].statistics().kept == 0);
+    CHECK(c.evaluate(data).loss == ev.loss);  // and again: nothing moved
+    // The rule is live: one training step resets the layer.
+    tr.train_epoch(data);
+    CHECK(tr.total_resets() > 0);
+}
+
+TEST_CASE("predict and evaluate between steps leave training unchanged") {
+    const auto data = blobs(64, 6);
+    auto run = [&](bool look) {
+        tiny_dst net;
+        net.initialize(8);
+        ds::trainer<tiny_dst> tr(net, {}, ds::sgd({.momentum = 0.9f}), quiet_config(2, 1e-3f));
+        tr.add_step_callback([&](const ds::step_report&) {
+            if (!look) return;
+            (void)std::as_const(net).predict(data.images);  // right after the update: the fresh mask
+            (void)std::as_const(tr).evaluate(data);
+        });
+        const auto history = tr.fit(data, data);
+        std::vector<float> out = all_parameters(net);
+        for (const auto& e : history) out.push_back(static_cast<float>(e.eval.loss));
+        return out;
+    };
+    CHECK(run(true) == run(false));
+}
+
+TEST_CASE("fit on a finished run throws; extend continues it with the schedule over the new count") {
+    const auto data = blobs(48, 1);  // 3 steps per epoch
+    tiny_dst net;
+    net.initialize(3);
+    auto cfg = quiet_config(2, 1e-3f);
+    cfg.schedule = [](std::size_t e, std::size_t total) {
+        return 0.1f * static_cast<float>(total - e) / static_cast<float>(total);
+    };
+    ds::trainer<tiny_dst> tr(net, {}, ds::sgd(), cfg);
+    std::vector<ds::step_report> steps;
+    tr.add_step_callback([&](const ds::step_report& s) { steps.push_back(s); });
+    CHECK(tr.fit(data, data).size() == 2);
+    CHECK_THROWS_WITH_AS(tr.fit(data, data), doctest::Contains("the run is finished (2 of 2 epochs done)"),
+                         ds::invalid_argument);
+    tr.extend(2);
+    CHECK(tr.config().epochs == 4);
+    const auto more = tr.fit(data, data);
+    REQUIRE(more.size() == 2);
+    CHECK(more[0].epoch == 3);
+    CHECK(more[0].learning_rate == cfg.schedule(2, 4));
+    CHECK(more[1].learning_rate == cfg.schedule(3, 4));
+    REQUIRE(steps.size() == 12);
+    CHECK(steps.back().total_steps == 12);
+    CHECK(steps.back().global_step == 12);
+    CHECK(tr.history().size() == 4);
+    CHECK_THROWS_WITH_AS(tr.set_epochs(3), doctest::Contains("4 epochs are done already"), ds::invalid_argument);
+    tr.set_epochs(4);  // allowed: no change
+    CHECK_THROWS_AS(tr.fit(data, data), ds::invalid_argument);
+}
+
+TEST_CASE("an epoch callback may stop the run; void callbacks and empty std::function still work") {
+    const auto data = blobs(48, 2);
+    tiny_dst net;
+    net.initialize(4);
+    ds::trainer<tiny_dst> tr(net, {}, ds::sgd(), quiet_config(5, 1e-3f));
+    std::size_t seen = 0;
+    const auto history = tr.fit(data, data, [&](const ds::epoch_report& r) {
+        ++seen;
+        return r.epoch == 2 ? ds::epoch_action::stop : ds::epoch_action::proceed;
+    });
+    CHECK(history.size() == 2);
+    CHECK(seen == 2);
+    CHECK(tr.epoch() == 2);
+    CHECK(tr.fit(data, data, [&](const ds::epoch_report&) { ++seen; }, 3).size() == 1);  // void, stop_after
+    CHECK_THROWS_WITH_AS(tr.fit(data, data, {}, 3), doctest::Contains("stop_after = 3 but 3 epochs are done already"),
+                         ds::invalid_argument);
+    CHECK(seen == 3);
+    const std::function<void(const ds::epoch_report&)> none;
+    CHECK(tr.fit(data, data, none).size() == 2);  // to the end
+    CHECK(tr.epoch() == 5);
+}
+
+namespace {
+struct bn_net : ds::sequential<ds::input<8>, ds::masked_dense<16>, ds::batch_norm, ds::relu, ds::masked_dense<3>> {};
+}  // namespace
+
+TEST_CASE("keep_best restores the best epoch's parameters and running statistics at the end") {
+    const auto data = blobs(64, 3);
+    for (const ds::keep_best_by by : {ds::keep_best_by::none, ds::keep_best_by::loss, ds::keep_best_by::accuracy}) {
+        CAPTURE(static_cast<int>(by));
+        bn_net net;
+        net.initialize(5);
+        auto cfg = quiet_config(4, 1e-3f);
+        cfg.keep_best = by;
+        ds::trainer<bn_net> tr(net, {}, ds::sgd({.momentum = 0.9f}), cfg);
+        std::vector<std::vector<float>> params, means;
+        const auto history = tr.fit(data, data, [&](const ds::epoch_report& r) {
+            params.push_back(all_parameters(net));
+            const auto& m = net.get<1>().running_mean();
+            means.emplace_back(m.begin(), m.end());
+            if (r.epoch == 2)  // wreck the later epochs: every parameter 0
+                net.for_each_parameter([](const ds::parameter& p) { std::fill(p.value.begin(), p.value.end(), 0.0f); });
+        });
+        REQUIRE(history.size() == 4);
+        std::size_t best = 0;  // 0-based
+        for (std::size_t e = 1; e < 4; ++e) {
+            const bool better = by == ds::keep_best_by::accuracy
+                                    ? history[e].eval.accuracy > history[best].eval.accuracy
+                                    : history[e].eval.loss < history[best].eval.loss;
+            if (better) best = e;
+        }
+        if (by == ds::keep_best_by::none) {
+            CHECK(tr.best_epoch() == 0);
+            CHECK(all_parameters(net) == params[3]);
+            continue;
+        }
+        CHECK(best < 2);  // the wrecked epochs are worse
+        CHECK(tr.best_epoch() == best + 1);
+        CHECK(all_parameters(net) == params[best]);
+        const auto& m = net.get<1>().running_mean();
+        CHECK(std::vector<float>(m.begin(), m.end()) == means[best]);
+        CHECK(tr.evaluate(data).loss == doctest::Approx(history[best].eval.loss).epsilon(1e-6));
+    }
 }

@@ -6,8 +6,9 @@
 //           dL/dW = G*M + G*|W|*H(Q)          (performance + structure gradient)
 //           dL/dt = -sum over the group of G*W*H(Q)
 // where H is the Surrogate's derivative and the group of a threshold is set by the
-// Granularity. If a forward pass keeps <= 1% of the weights, the thresholds are reset
-// to 0 and the mask recomputed (the reference code's rule; switchable, counted).
+// Granularity. When a mask keeps <= 1% of the weights, the update pass's reset rule
+// (optim/update.hpp; the reference code's rule, switchable, counted) resets the thresholds
+// to 0; forward passes never do.
 //
 // Below a kept fraction (layers/product_mode.hpp) the forward and input-gradient products
 // use the kept weights only, compressed once per forward (detail/sparse_linear.hpp); the

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "dynsparse/core/error.hpp"
 #include "dynsparse/core/tensor.hpp"
@@ -63,6 +64,36 @@ inline std::size_t count_correct(const matrix& output, std::span<const std::uint
         correct += static_cast<std::size_t>(std::max_element(z, z + classes) - z) == labels[r];
     }
     return correct;
+}
+
+/// Each row's index of its largest value (ties go to the lowest index): the predicted class.
+inline std::vector<std::size_t> argmax_rows(const matrix& output) {
+    const std::size_t rows = output.shape(0), classes = output.shape(1);
+    std::vector<std::size_t> out(rows);
+    for (std::size_t r = 0; r < rows; ++r) {
+        const float* z = output.data() + r * classes;
+        out[r] = static_cast<std::size_t>(std::max_element(z, z + classes) - z);
+    }
+    return out;
+}
+
+/// softmax of each row (class probabilities from logits), computed stably as the loss does.
+inline matrix softmax_rows(const matrix& logits) {
+    const std::size_t rows = logits.shape(0), classes = logits.shape(1);
+    matrix p = make_matrix(rows, classes);
+    for (std::size_t r = 0; r < rows; ++r) {
+        const float* z = logits.data() + r * classes;
+        float* q = p.data() + r * classes;
+        const float zmax = *std::max_element(z, z + classes);
+        double sum = 0;
+        for (std::size_t c = 0; c < classes; ++c) {
+            q[c] = std::exp(z[c] - zmax);
+            sum += q[c];
+        }
+        const float inv = static_cast<float>(1.0 / sum);
+        for (std::size_t c = 0; c < classes; ++c) q[c] *= inv;
+    }
+    return p;
 }
 
 }  // namespace dynsparse

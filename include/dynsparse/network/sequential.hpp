@@ -9,18 +9,24 @@
 //   struct lenet_300_100 : ds::sequential<ds::input<784>,
 //       ds::masked_dense<300>, ds::relu, ds::masked_dense<100>, ds::relu,
 //       ds::masked_dense<10>> {};
+//
+// forward(x, training) is the training pass (its values feed backward); predict,
+// predict_proba and infer are const inference in evaluation mode, into buffers of their own.
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <span>
 #include <string>
 #include <tuple>
 #include <utility>
+#include <vector>
 
 #include "dynsparse/core/error.hpp"
 #include "dynsparse/core/rng.hpp"
 #include "dynsparse/core/shape.hpp"
 #include "dynsparse/core/tensor.hpp"
 #include "dynsparse/layers/layer.hpp"
+#include "dynsparse/loss/softmax_cross_entropy.hpp"  // argmax_rows, softmax_rows
 
 namespace dynsparse {
 
@@ -125,13 +131,34 @@ public:
     /// Runs the network on a batch (batch x input_shape::size) and returns the output
     /// (batch x output_shape::size). The input must stay alive until backward().
     const matrix& forward(const matrix& x, bool training) {
-        if (x.dimension() != 2 || x.shape(1) != input_shape::size)
-            throw invalid_argument("sequential::forward: expected a batch x " +
-                                   std::to_string(input_shape::size) + " input, got " +
-                                   std::to_string(x.shape(0)) + " x " + std::to_string(x.shape(1)));
+        check_input(x, "forward");
         input_ = &x;
         forward_all(std::make_index_sequence<layer_count>{}, training);
         return outputs_[layer_count - 1];
+    }
+
+    /// Inference on a batch (batch x input_shape::size): the outputs (logits, batch x
+    /// output_shape::size) in evaluation mode (dropout off, batch norm on its running
+    /// statistics), into buffers of its own. Changes nothing a user can observe: parameters,
+    /// masks and their statistics, reset counts, running statistics, generators and
+    /// output_of() stay as they were (masked layers recompute their mask from W and t; only
+    /// the update pass applies the reset rule). The layers' scratch values for backward are
+    /// overwritten, so do not call it between forward(x, true) and backward; nor from two
+    /// threads on one network at once. The result lives until the next inference call.
+    const matrix& infer(const matrix& x) const {
+        check_input(x, "infer");
+        infer_all(std::make_index_sequence<layer_count>{}, x);
+        return infer_outputs_[layer_count - 1];
+    }
+    /// Class probabilities (softmax of infer's outputs), one row per sample.
+    matrix predict_proba(const matrix& x) const { return softmax_rows(infer(x)); }
+    /// Predicted classes (the largest output; ties go to the lowest index), one per sample.
+    std::vector<std::size_t> predict(const matrix& x) const { return argmax_rows(infer(x)); }
+    /// The same for one sample of input_shape::size features.
+    std::size_t predict(std::span<const float> sample) const { return predict(one_row(sample))[0]; }
+    std::vector<float> predict_proba(std::span<const float> sample) const {
+        const matrix p = predict_proba(one_row(sample));
+        return {p.data(), p.data() + p.size()};
     }
 
     /// Back-propagates dL/d(output) through every layer, filling parameter gradients.
@@ -197,7 +224,7 @@ public:
     }
     template <std::size_t I>
     const auto& get() const {
-        return std::get<I>(layers_);
+        return std::as_const(std::get<I>(layers_));
     }
 
     static constexpr std::size_t masked_layer_count() {
@@ -222,6 +249,30 @@ public:
     const matrix& output_of(std::size_t i) const { return outputs_[i]; }
 
 private:
+    static void check_input(const matrix& x, const char* what) {
+        if (x.dimension() != 2 || x.shape(1) != input_shape::size)
+            throw invalid_argument(std::string("sequential::") + what + ": expected a batch x " +
+                                   std::to_string(input_shape::size) + " input, got " +
+                                   std::to_string(x.shape(0)) + " x " +
+                                   std::to_string(x.dimension() == 2 ? x.shape(1) : x.size()));
+    }
+
+    static matrix one_row(std::span<const float> sample) {
+        if (sample.size() != input_shape::size)
+            throw invalid_argument("sequential::predict: a sample of " + std::to_string(sample.size()) +
+                                   " values, the network's input takes " + std::to_string(input_shape::size));
+        matrix x = make_matrix(1, input_shape::size);
+        std::copy(sample.begin(), sample.end(), x.data());
+        return x;
+    }
+
+    template <std::size_t... Is>
+    void infer_all(std::index_sequence<Is...>, const matrix& x) const {
+        (std::get<Is>(layers_).forward(Is == 0 ? x : infer_outputs_[Is == 0 ? 0 : Is - 1], infer_outputs_[Is],
+                                       false),
+         ...);
+    }
+
     template <std::size_t... Is>
     void forward_all(std::index_sequence<Is...>, bool training) {
         (std::get<Is>(layers_).forward(Is == 0 ? *input_ : outputs_[Is == 0 ? 0 : Is - 1],
@@ -248,7 +299,7 @@ private:
     }
     template <class F, std::size_t... Is>
     void for_each_layer_impl(F& f, std::index_sequence<Is...>) const {
-        (f(std::get<Is>(layers_), Is), ...);
+        (f(std::as_const(std::get<Is>(layers_)), Is), ...);
     }
 
     template <class L>
@@ -282,7 +333,10 @@ private:
         }
     }
 
-    layers_type layers_;
+    // mutable for infer(): a layer's forward in evaluation mode changes only its scratch
+    // values (the const walks above hand out const layers).
+    mutable layers_type layers_;
+    mutable std::array<matrix, layer_count> infer_outputs_;
     std::array<matrix, layer_count> outputs_;
     std::array<matrix, layer_count> grads_;  // grads_[i] = dL/d(output of layer i), i < last
     const matrix* input_ = nullptr;

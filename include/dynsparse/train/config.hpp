@@ -18,6 +18,13 @@
 
 namespace dynsparse {
 
+/// What keep_best compares epochs by, on the evaluation set given to fit.
+enum class keep_best_by {
+    none,      ///< keep the last epoch's parameters (the default)
+    accuracy,  ///< the highest accuracy (ties: the earlier epoch)
+    loss,      ///< the lowest loss
+};
+
 struct train_config {
     std::size_t epochs = 20;
     std::size_t batch_size = 64;
@@ -39,6 +46,11 @@ struct train_config {
     /// Resuming a checkpoint with another batch size, training-set size or learning rate
     /// is refused unless this is set (then the run goes on with the new recipe).
     bool accept_recipe_change = false;
+    /// Opt-in: at the end of a fit that ends the run (its last epoch, or an epoch callback's
+    /// epoch_action::stop), restore the parameters and the network's float state (batch
+    /// norm's running statistics) of the fit's best epoch on its evaluation set. The
+    /// optimizer's state, the epoch count and the history stay those of the last epoch.
+    keep_best_by keep_best = keep_best_by::none;
 
     /// Largest accepted epoch count (a typo such as 10^20 epochs is an error, not a week).
     static constexpr std::size_t max_epochs = 1'000'000;

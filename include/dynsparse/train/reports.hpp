@@ -10,6 +10,7 @@
 
 #include "dynsparse/layers/layer.hpp"
 #include "dynsparse/network/masked_layer_view.hpp"
+#include "dynsparse/train/evaluation.hpp"
 
 namespace dynsparse {
 
@@ -19,12 +20,6 @@ struct layer_report {
     mask_statistics stats;
     std::size_t epoch_resets = 0;  ///< reset-rule firings during the epoch
     bool thrashing = false;        ///< epoch_resets > train_config::thrash_resets_per_epoch
-};
-
-struct evaluation {
-    double loss = 0;
-    double accuracy = 0;  ///< percent
-    std::size_t samples = 0;
 };
 
 struct epoch_report {

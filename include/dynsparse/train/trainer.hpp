@@ -30,6 +30,8 @@
 #include <ostream>
 #include <sstream>
 #include <string>
+#include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "dynsparse/core/attributes.hpp"
@@ -52,6 +54,19 @@
 
 namespace dynsparse {
 
+/// What an epoch callback of fit may return: proceed, or stop the run after this epoch.
+enum class epoch_action { proceed, stop };
+
+/// fit's default epoch callback: none.
+struct no_epoch_callback {};
+
+namespace detail {
+template <class>
+inline constexpr bool dependent_false = false;
+template <class R>
+concept epoch_callback_result = std::is_void_v<R> || std::is_same_v<R, epoch_action>;
+}  // namespace detail
+
 /// Everything of trainer<Net, L, O> that does not depend on the network type (a trainer is
 /// one): code that works with the trainer of any network, such as step callbacks
 /// (csv_log::attach, attach_target_remaining), takes a training_loop<L, O>&. The network
@@ -69,28 +84,66 @@ public:
     training_loop& operator=(const training_loop&) = delete;
 
     /// Trains up to config.epochs epochs in all, evaluating on `eval` after each; calls
-    /// on_epoch(report) after each epoch's report is printed. stop_after (if not 0) ends
-    /// this call after that epoch, as an interruption would: a checkpoint then resumes the
-    /// same run (the schedule and step callbacks still count config.epochs).
-    DYNSPARSE_COMPILE_ONCE std::vector<epoch_report> fit(
-        const dataset& train, const dataset& eval,
-        const std::function<void(const epoch_report&)>& on_epoch = {}, std::size_t stop_after = 0) {
-        check_dataset(train, "training set");
-        check_dataset(eval, "evaluation set");
-        std::vector<epoch_report> history;
-        const std::size_t last = stop_after == 0 ? cfg_.epochs : std::min(stop_after, cfg_.epochs);
-        for (std::size_t e = epoch_; e < last; ++e) {
-            epoch_report r = train_epoch(train);
-            const auto t0 = std::chrono::steady_clock::now();
-            r.eval = evaluate(eval);
-            r.eval_seconds = seconds_since(t0);
-            history_.push_back(epoch_summary::of(r));
-            if (cfg_.log) print_epoch_report(*cfg_.log, r, cfg_.epochs);
-            if (on_epoch) on_epoch(r);
-            history.push_back(std::move(r));
+    /// on_epoch(report) after each epoch's report is printed. on_epoch returns void or an
+    /// epoch_action: epoch_action::stop ends the run after this epoch (early stopping).
+    /// stop_after (if not 0) ends this call after that epoch, as an interruption would: a
+    /// checkpoint then resumes the same run (the schedule and step callbacks still count
+    /// config.epochs). Throws invalid_argument on a finished run (epoch() == epochs: call
+    /// extend() first) and when stop_after is not after the epochs done. With
+    /// train_config::keep_best, the run's end (its last epoch or a stop) restores the
+    /// parameters of its best epoch on `eval` (best_epoch()).
+    template <class F = no_epoch_callback>
+    std::vector<epoch_report> fit(const dataset& train, const dataset& eval, F&& on_epoch = {},
+                                  std::size_t stop_after = 0) {
+        using G = std::remove_cvref_t<F>;
+        if constexpr (std::is_same_v<G, no_epoch_callback>) {
+            return fit_loop(train, eval, {}, stop_after);
+        } else if constexpr (!std::is_invocable_v<G&, const epoch_report&>) {
+            static_assert(detail::dependent_false<G>,
+                          "trainer::fit: the epoch callback must be callable with (const epoch_report&)");
+            return {};
+        } else if constexpr (!detail::epoch_callback_result<std::invoke_result_t<G&, const epoch_report&>>) {
+            static_assert(detail::dependent_false<G>,
+                          "trainer::fit: the epoch callback must return void or dynsparse::epoch_action "
+                          "(epoch_action::stop ends training after this epoch)");
+            return {};
+        } else {
+            using R = std::invoke_result_t<G&, const epoch_report&>;
+            if constexpr (std::is_pointer_v<G> || requires { &G::operator bool; }) {  // std::function
+                if (!on_epoch) return fit_loop(train, eval, {}, stop_after);
+            }
+            return fit_loop(train, eval, [&on_epoch](const epoch_report& r) {
+                if constexpr (std::is_void_v<R>) {
+                    on_epoch(r);
+                    return epoch_action::proceed;
+                } else {
+                    return on_epoch(r);
+                }
+            }, stop_after);
         }
-        return history;
     }
+
+    /// Sets the run's epoch count (at least the epochs done): more epochs continue a finished
+    /// run. The schedule is read with the new count from the next epoch on (a schedule over
+    /// the whole run, such as cosine, stretches its remaining part); step reports count the
+    /// new total. A resumed run needs the same count in its train_config (or to extend the
+    /// same way before fit).
+    void set_epochs(std::size_t epochs) {
+        if (epochs < epoch_)
+            throw invalid_argument("trainer::set_epochs: " + std::to_string(epoch_) +
+                                   " epochs are done already, cannot end the run after " + std::to_string(epochs));
+        train_config c = cfg_;
+        c.epochs = epochs;
+        c.validate();
+        cfg_.epochs = epochs;
+        if (epoch_ > 0) saved_.next_learning_rate = cfg_.schedule(epoch_, cfg_.epochs);
+    }
+    /// Adds epochs to the run (set_epochs(config().epochs + extra)).
+    void extend(std::size_t extra_epochs) { set_epochs(cfg_.epochs + extra_epochs); }
+
+    /// The epoch (1-based) whose parameters keep_best restored at the end of the last fit; 0
+    /// when keep_best is off or no fit has ended the run.
+    std::size_t best_epoch() const { return best_.epoch; }
 
     /// One pass over the shuffled training set; returns its report without evaluation.
     DYNSPARSE_COMPILE_ONCE epoch_report train_epoch(const dataset& train) {
@@ -207,9 +260,10 @@ public:
     std::string_view regulariser_name() const { return regulariser_name_; }
     std::string_view reset_rule_name() const { return reset_rule_name_; }
 
-    /// Loss and accuracy on a dataset, in evaluation mode, without changing any parameter
-    /// (reset rules apply in training steps only).
-    DYNSPARSE_COMPILE_ONCE evaluation evaluate(const dataset& data) {
+    /// Loss and accuracy on a dataset, in evaluation mode (the network's infer when it has
+    /// one). Changes nothing a user can observe: reset rules apply in training steps only,
+    /// and the buffers are the evaluation's own. Not for two threads on one trainer at once.
+    DYNSPARSE_COMPILE_ONCE evaluation evaluate(const dataset& data) const {
         const flush_denormals_scope ftz(cfg_.flush_denormals);
         evaluation ev;
         ev.samples = data.size();
@@ -223,10 +277,10 @@ public:
             const std::size_t count = std::min(cfg_.eval_batch_size, end - first);
             eval_index_.resize(count);
             std::iota(eval_index_.begin(), eval_index_.end(), first);
-            gather_batch(data, eval_index_, x_, y_);
-            const matrix& out = run_forward(x_, false);
-            loss_sum += loss_.value_and_gradient(out, y_, grad_out_) * static_cast<double>(count);
-            correct += count_correct(out, y_);
+            gather_batch(data, eval_index_, eval_x_, eval_y_);
+            const matrix& out = run_inference(eval_x_);
+            loss_sum += loss_.value_and_gradient(out, eval_y_, eval_grad_) * static_cast<double>(count);
+            correct += count_correct(out, eval_y_);
         }
         if (dp_.ranks > 1) {
             double both[2] = {loss_sum, static_cast<double>(correct)};
@@ -291,6 +345,9 @@ public:
         v("shuffle_rng", shuffle_rng_);
         v("augment_rng", augment_rng_);
         if constexpr (StatefulOptimizer<O>) opt_.visit_state(v);
+        // The rate the schedule gives the next epoch now (a plateau schedule may have lowered it
+        // since the epoch began): a resumed run must give the same. Reading overwrites it.
+        if (epoch_ > 0) saved_.next_learning_rate = cfg_.schedule(epoch_, cfg_.epochs);
         v("batch_size", saved_.batch_size);
         v("samples_per_epoch", saved_.samples_per_epoch);
         v("next_learning_rate", saved_.next_learning_rate);
@@ -356,12 +413,82 @@ protected:
 
     /// The network's forward pass on a batch.
     virtual const matrix& run_forward(const matrix& x, bool training) = 0;
+    /// Its inference in evaluation mode (const: see evaluate).
+    virtual const matrix& run_inference(const matrix& x) const = 0;
+    /// f(span) for each float field of the network's state (batch norm's running
+    /// statistics): keep_best saves and restores them with the parameters.
+    virtual void for_each_network_float_state(const std::function<void(std::span<float>)>& f) = 0;
     /// Its backward pass from dL/d(output), right before an update.
     virtual void run_backward(const matrix& d_output) = 0;
     /// The update pass of the network (optim/update.hpp).
     virtual update_result run_update(O& opt, float lr, float alpha, step_position at) = 0;
 
 private:
+    DYNSPARSE_COMPILE_ONCE std::vector<epoch_report> fit_loop(
+        const dataset& train, const dataset& eval, const std::function<epoch_action(const epoch_report&)>& on_epoch,
+        std::size_t stop_after) {
+        check_dataset(train, "training set");
+        check_dataset(eval, "evaluation set");
+        if (epoch_ >= cfg_.epochs)
+            throw invalid_argument("trainer::fit: the run is finished (" + std::to_string(epoch_) + " of " +
+                                   std::to_string(cfg_.epochs) +
+                                   " epochs done); call extend(extra_epochs) to train more");
+        if (stop_after != 0 && stop_after <= epoch_)
+            throw invalid_argument("trainer::fit: stop_after = " + std::to_string(stop_after) + " but " +
+                                   std::to_string(epoch_) + " epochs are done already");
+        std::vector<epoch_report> history;
+        const std::size_t last = stop_after == 0 ? cfg_.epochs : std::min(stop_after, cfg_.epochs);
+        best_ = {};
+        bool stopped = false;
+        for (std::size_t e = epoch_; e < last && !stopped; ++e) {
+            epoch_report r = train_epoch(train);
+            const auto t0 = std::chrono::steady_clock::now();
+            r.eval = evaluate(eval);
+            r.eval_seconds = seconds_since(t0);
+            history_.push_back(epoch_summary::of(r));
+            if (cfg_.log) print_epoch_report(*cfg_.log, r, cfg_.epochs);
+            if (cfg_.keep_best != keep_best_by::none) keep_if_best(r);
+            if (on_epoch && on_epoch(r) == epoch_action::stop) stopped = true;
+            history.push_back(std::move(r));
+        }
+        if (best_.epoch != 0 && (stopped || epoch_ == cfg_.epochs)) restore_best();
+        else best_.epoch = 0;
+        return history;
+    }
+
+    /// keep_best: copies the parameters and the network's float state when this epoch is
+    /// the best of this fit so far (ties keep the earlier epoch).
+    void keep_if_best(const epoch_report& r) {
+        const bool by_loss = cfg_.keep_best == keep_best_by::loss;
+        const double score = by_loss ? -r.eval.loss : r.eval.accuracy;
+        if (best_.epoch != 0 && !(score > best_.score)) return;
+        best_.epoch = r.epoch;
+        best_.score = score;
+        std::size_t k = 0;
+        auto keep = [&](std::span<const float> v) {
+            if (k == best_.values.size()) best_.values.emplace_back();
+            best_.values[k++].assign(v.begin(), v.end());
+        };
+        for (const parameter& p : params_) keep(p.value);
+        for_each_network_float_state([&](std::span<float> v) { keep(v); });
+    }
+
+    void restore_best() {
+        std::size_t k = 0;
+        auto put = [&](std::span<float> v) {
+            const std::vector<float>& b = best_.values[k++];
+            std::copy(b.begin(), b.end(), v.begin());
+        };
+        for (const parameter& p : params_) put(p.value);
+        for_each_network_float_state(put);
+        for (const auto& l : masked_) l.invalidate_mask();
+        // One inference recomputes the masks, so the layers' statistics describe them.
+        const matrix probe = make_matrix(1, inputs_);
+        run_inference(probe);
+        if (cfg_.log)
+            *cfg_.log << "keep_best: restored the parameters of epoch " << best_.epoch << '\n';
+    }
+
     static constexpr const char* recipe_hint =
         "; resuming would not continue that run (train_config::accept_recipe_change, --accept-recipe-change "
         "in the examples, goes on with the new recipe)";
@@ -479,7 +606,7 @@ private:
         return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     }
 
-    L loss_;
+    mutable L loss_;  // the Loss concept calls it non-const; evaluate is const
     O opt_;
     train_config cfg_;
     std::string_view regulariser_name_, reset_rule_name_;
@@ -490,9 +617,17 @@ private:
     std::vector<masked_layer_view> masked_;
     std::vector<std::string> owners_;  ///< per parameter: "layer 1 (masked_dense<...>)"
     std::size_t inputs_, outputs_;
-    std::vector<std::size_t> order_, eval_index_;
+    std::vector<std::size_t> order_;
     matrix x_, grad_out_;
     std::vector<std::uint8_t> y_;
+    mutable std::vector<std::size_t> eval_index_;  // evaluate's own buffers
+    mutable matrix eval_x_, eval_grad_;
+    mutable std::vector<std::uint8_t> eval_y_;
+    struct best_state {
+        std::size_t epoch = 0;  // 0: none kept
+        double score = 0;
+        std::vector<std::vector<float>> values;  // parameters, then the network's float state
+    } best_;
     std::vector<std::function<void(const step_report&)>> step_callbacks_;
     std::function<void(std::span<const parameter>)> reducer_;
     std::vector<std::function<void(field_visitor&)>> callback_states_;
@@ -512,6 +647,23 @@ private:
 };
 
 namespace detail {
+/// Hands each std::span<float> field of a visit_state walk to f; skips the other fields.
+class float_field_visitor final : public field_visitor {
+public:
+    explicit float_field_visitor(const std::function<void(std::span<float>)>& f) : f_(f) {}
+    void operator()(std::string_view, std::size_t&) override {}
+    void operator()(std::string_view, float&) override {}
+    void operator()(std::string_view, double&) override {}
+    void operator()(std::string_view, bool&) override {}
+    void operator()(std::string_view, rng&) override {}
+    void operator()(std::string_view, std::span<float> v) override { f_(v); }
+    void operator()(std::string_view, std::vector<std::vector<float>>&) override {}
+    void operator()(std::string_view, std::vector<double>&) override {}
+
+private:
+    const std::function<void(std::span<float>)>& f_;
+};
+
 template <class Net>
 std::vector<parameter> parameters_of(Net& net) {
     std::vector<parameter> params;
@@ -558,6 +710,18 @@ public:
 
 private:
     const matrix& run_forward(const matrix& x, bool training) override { return net_.forward(x, training); }
+    const matrix& run_inference(const matrix& x) const override {
+        if constexpr (requires { net_.infer(x); })
+            return net_.infer(x);
+        else
+            return net_.forward(x, false);
+    }
+    void for_each_network_float_state(const std::function<void(std::span<float>)>& f) override {
+        if constexpr (HasState<Net>) {
+            detail::float_field_visitor v(f);
+            net_.visit_state(v);
+        }
+    }
     void run_backward(const matrix& d_output) override {
         defer_surrogate_backward(net_);
         net_.backward(d_output);
