@@ -99,7 +99,7 @@ std::string usage_text(const model_info& m, const recipe& d) {
   --threads N          threads for BLAS and the library's own loops (1)
   --products P         auto|dense|kept: masked layers multiply by their kept weights
                        only (kept), by W*M with BLAS (dense), or kept below 25% kept
-                       (dense layers) and 15% (convolutions) (auto)
+                       (dense layers), 15% (convolutions), 30% (LSTMs) (auto)
   --json PATH          write a summary of the run as JSON
   --target-remaining R adapt alpha during training so that the model ends with this
                        remaining ratio, R in (0, 1), e.g. 0.05; --alpha is the start
