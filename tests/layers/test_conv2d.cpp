@@ -22,6 +22,7 @@
 #include "dynsparse/optim/update.hpp"
 #include "support/fixtures.hpp"
 #include "support/gradient_check.hpp"
+#include "support/kept_products.hpp"
 #include "support/policy_lists.hpp"
 
 namespace ds = dynsparse;
@@ -167,54 +168,21 @@ TEST_CASE_TEMPLATE("masked_conv2d gradients match finite differences with the ke
     CHECK(layer.used_kept_weights());
 }
 
-namespace {
-
-// A masked convolution multiplied by its kept weights against the same layer with dense
-// products: outputs and input gradients to rounding, the weight and threshold gradients
-// (dense GEMMs in both modes) to the bit.
-template <class L>
-void check_kept_products_match_dense(float threshold, std::size_t batch) {
-    CAPTURE(threshold);
-    CAPTURE(batch);
-    ds::rng gen(3);
-    L dense_layer, kept_layer;
-    dense_layer.initialize(gen);
-    kept_layer.weight() = dense_layer.weight();
-    kept_layer.bias() = dense_layer.bias();
-    for (auto& t : dense_layer.threshold()) t = threshold;
-    kept_layer.threshold() = dense_layer.threshold();
-    dense_layer.set_product_mode(ds::product_mode::dense);
-    kept_layer.set_product_mode(ds::product_mode::kept_weights);
-    const ds::matrix x = ds::testing::random_matrix(batch, L::input_shape::size, gen);
-    const ds::matrix dy = ds::testing::random_matrix(batch, L::output_shape::size, gen);
-    ds::matrix y_dense, y_kept, dx_dense, dx_kept;
-    dense_layer.forward(x, y_dense, true);
-    kept_layer.forward(x, y_kept, true);
-    CHECK(kept_layer.used_kept_weights());
-    CHECK_FALSE(dense_layer.used_kept_weights());
-    for (std::size_t i = 0; i < y_dense.size(); ++i)
-        CHECK(y_kept.data()[i] == doctest::Approx(y_dense.data()[i]).epsilon(1e-5).scale(0.1));
-    dense_layer.backward(x, y_dense, dy, &dx_dense);
-    kept_layer.backward(x, y_kept, dy, &dx_kept);
-    for (std::size_t i = 0; i < dx_dense.size(); ++i)
-        CHECK(dx_kept.data()[i] == doctest::Approx(dx_dense.data()[i]).epsilon(1e-5).scale(0.1));
-    CHECK(std::equal(dense_layer.weight_gradient().begin(), dense_layer.weight_gradient().end(),
-                     kept_layer.weight_gradient().begin()));
-    CHECK(std::equal(dense_layer.threshold_gradient().begin(), dense_layer.threshold_gradient().end(),
-                     kept_layer.threshold_gradient().begin()));
-}
-
-}  // namespace
-
 TEST_CASE("masked_conv2d kept-weight products equal the dense products in every geometry") {
-    using ds::long_tailed, ds::per_filter;
+    using ds::long_tailed, ds::per_filter, ds::testing::check_kept_products_match_dense, ds::testing::thresholds_at;
+    constexpr auto bitwise = ds::testing::weight_gradients::bitwise;
     for (const float t : {0.0f, 0.1f, 0.2f, 10.0f}) {  // all kept .. none kept
+        CAPTURE(t);
         // one GEMM per sample (24x24 output), grouped samples (small maps), padding 1
         // (whose dense input gradient is a convolution), stride 2
-        check_kept_products_match_dense<ds::masked_conv2d_layer<ds::shape<1, 28, 28>, 4, 5, 1, 0, long_tailed, per_filter>>(t, 3);
-        check_kept_products_match_dense<ds::masked_conv2d_layer<ds::shape<6, 6, 6>, 5, 3, 1, 0, long_tailed, per_filter>>(t, 9);
-        check_kept_products_match_dense<ds::masked_conv2d_layer<ds::shape<4, 6, 6>, 7, 3, 1, 1, long_tailed, per_filter>>(t, 5);
-        check_kept_products_match_dense<ds::masked_conv2d_layer<ds::shape<3, 7, 7>, 6, 3, 2, 1, long_tailed, per_filter>>(t, 2);
+        check_kept_products_match_dense<ds::masked_conv2d_layer<ds::shape<1, 28, 28>, 4, 5, 1, 0, long_tailed, per_filter>>(
+            thresholds_at(t), 3, bitwise);
+        check_kept_products_match_dense<ds::masked_conv2d_layer<ds::shape<6, 6, 6>, 5, 3, 1, 0, long_tailed, per_filter>>(
+            thresholds_at(t), 9, bitwise);
+        check_kept_products_match_dense<ds::masked_conv2d_layer<ds::shape<4, 6, 6>, 7, 3, 1, 1, long_tailed, per_filter>>(
+            thresholds_at(t), 5, bitwise);
+        check_kept_products_match_dense<ds::masked_conv2d_layer<ds::shape<3, 7, 7>, 6, 3, 2, 1, long_tailed, per_filter>>(
+            thresholds_at(t), 2, bitwise);
     }
 }
 

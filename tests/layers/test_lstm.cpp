@@ -18,6 +18,7 @@
 #include "dynsparse/train/trainer.hpp"
 #include "support/fixtures.hpp"
 #include "support/gradient_check.hpp"
+#include "support/kept_products.hpp"
 #include "support/policy_lists.hpp"
 
 namespace ds = dynsparse;
@@ -154,39 +155,14 @@ TEST_CASE_TEMPLATE("masked_lstm gradients through time match finite differences 
 
 TEST_CASE("masked_lstm kept-weight products equal the dense products; dL/dW within rounding") {
     // Batches of 3 and 40 (a 32-sample block plus a partial one); thresholds from all kept
-    // to a few kept.
+    // to a few kept. dL/dW is dense GEMMs in both modes, of dz that went through the
+    // recurrence: equal to rounding, not to the bit.
     using L = ds::masked_lstm_layer<5, 7, 6, ds::long_tailed, ds::per_neuron>;
     for (const float t : {0.0f, 0.2f, 0.35f})
         for (const std::size_t batch : {std::size_t{3}, std::size_t{40}}) {
             CAPTURE(t);
-            CAPTURE(batch);
-            ds::rng gen(3);
-            L dense_layer, kept_layer;
-            dense_layer.initialize(gen);
-            kept_layer.weight() = dense_layer.weight();
-            kept_layer.bias() = dense_layer.bias();
-            for (auto& v : dense_layer.threshold()) v = t;
-            kept_layer.threshold() = dense_layer.threshold();
-            dense_layer.set_product_mode(ds::product_mode::dense);
-            kept_layer.set_product_mode(ds::product_mode::kept_weights);
-            const ds::matrix x = ds::testing::random_matrix(batch, L::input_shape::size, gen);
-            const ds::matrix dy = ds::testing::random_matrix(batch, L::output_shape::size, gen);
-            ds::matrix y_dense, y_kept, dx_dense, dx_kept;
-            dense_layer.forward(x, y_dense, true);
-            kept_layer.forward(x, y_kept, true);
-            CHECK(kept_layer.used_kept_weights());
-            CHECK_FALSE(dense_layer.used_kept_weights());
-            for (std::size_t i = 0; i < y_dense.size(); ++i)
-                CHECK(y_kept.data()[i] == doctest::Approx(y_dense.data()[i]).epsilon(1e-5).scale(0.1));
-            dense_layer.backward(x, y_dense, dy, &dx_dense);
-            kept_layer.backward(x, y_kept, dy, &dx_kept);
-            for (std::size_t i = 0; i < dx_dense.size(); ++i)
-                CHECK(dx_kept.data()[i] == doctest::Approx(dx_dense.data()[i]).epsilon(1e-5).scale(0.1));
-            // dL/dW is dense GEMMs in both modes, of dz that went through the recurrence:
-            // equal to rounding, not to the bit.
-            for (std::size_t i = 0; i < dense_layer.weight_gradient().size(); ++i)
-                CHECK(kept_layer.weight_gradient().data()[i] ==
-                      doctest::Approx(dense_layer.weight_gradient().data()[i]).epsilon(1e-5).scale(0.1));
+            ds::testing::check_kept_products_match_dense<L>(ds::testing::thresholds_at(t), batch,
+                                                            ds::testing::weight_gradients::to_rounding);
         }
 }
 

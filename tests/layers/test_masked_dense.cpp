@@ -12,6 +12,7 @@
 #include "dynsparse/optim/update.hpp"
 #include "support/fixtures.hpp"
 #include "support/gradient_check.hpp"
+#include "support/kept_products.hpp"
 #include "support/policy_lists.hpp"
 
 namespace ds = dynsparse;
@@ -221,32 +222,8 @@ TEST_CASE("masked_dense kept-weight products equal the dense products, and leave
     using L = ds::masked_dense_layer<120, 40, ds::long_tailed, ds::per_neuron>;
     for (const float fraction : {0.0f, 0.02f, 0.1f, 0.5f}) {
         CAPTURE(fraction);
-        ds::rng gen(3);
-        L dense_layer, kept_layer;
-        dense_layer.initialize(gen);
-        kept_layer.weight() = dense_layer.weight();
-        kept_layer.bias() = dense_layer.bias();
-        keep_about(dense_layer, fraction);
-        kept_layer.threshold() = dense_layer.threshold();
-        dense_layer.set_product_mode(ds::product_mode::dense);
-        kept_layer.set_product_mode(ds::product_mode::kept_weights);
-        const ds::matrix x = ds::testing::random_matrix(37, 120, gen), dy = ds::testing::random_matrix(37, 40, gen);
-        ds::matrix y_dense, y_kept, dx_dense, dx_kept;
-        dense_layer.forward(x, y_dense, true);
-        kept_layer.forward(x, y_kept, true);
-        CHECK_FALSE(dense_layer.used_kept_weights());
-        CHECK(kept_layer.used_kept_weights());
-        for (std::size_t i = 0; i < y_dense.size(); ++i)
-            CHECK(y_kept.data()[i] == doctest::Approx(y_dense.data()[i]).epsilon(1e-5).scale(0.1));
-        dense_layer.backward(x, y_dense, dy, &dx_dense);
-        kept_layer.backward(x, y_kept, dy, &dx_kept);
-        for (std::size_t i = 0; i < dx_dense.size(); ++i)
-            CHECK(dx_kept.data()[i] == doctest::Approx(dx_dense.data()[i]).epsilon(1e-5).scale(0.1));
-        // The weight gradient is the same dense GEMM in both modes: the same bits.
-        CHECK(std::equal(dense_layer.weight_gradient().begin(), dense_layer.weight_gradient().end(),
-                         kept_layer.weight_gradient().begin()));
-        CHECK(std::equal(dense_layer.threshold_gradient().begin(), dense_layer.threshold_gradient().end(),
-                         kept_layer.threshold_gradient().begin()));
+        ds::testing::check_kept_products_match_dense<L>([&](L& layer) { keep_about(layer, fraction); }, 37,
+                                                        ds::testing::weight_gradients::bitwise);
     }
 }
 

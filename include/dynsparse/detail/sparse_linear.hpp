@@ -32,6 +32,13 @@ struct kept_rows {
     std::vector<float> value;
     std::size_t kept = 0;  ///< entries held (non-zero masked weights)
 
+    /// Raw pointers for the kernels (a float store could alias the vectors' own data).
+    struct view {
+        const std::uint32_t *start, *end, *index;
+        const float* value;
+    };
+    view raw() const { return {start.data(), end.data(), index.data(), value.data()}; }
+
     /// From W*M (zeros where pruned); row_bound[r] >= the number of non-zeros of row r
     /// (the mask's kept count: a kept weight that is exactly 0 adds nothing and is left out).
     void build(const float* wm, std::size_t out, std::size_t in, const std::uint32_t* row_bound) {
@@ -178,36 +185,41 @@ inline std::vector<float>& sparse_block_scratch() {
     return scratch;
 }
 
+/// Runs body(scratch, r0, n) for the batch's blocks of 32 samples (rows [r0, r0 + n)),
+/// blocks shared out between threads; scratch holds `scratch_floats` per thread.
+template <class Body>
+void for_each_sample_block(std::size_t batch, std::size_t scratch_floats, Body&& body) {
+    constexpr std::size_t lanes = block_lanes::width;
+    parallel_for((batch + lanes - 1) / lanes, [&](std::size_t, std::size_t lo, std::size_t hi) {
+        std::vector<float>& scratch = sparse_block_scratch();
+        scratch.resize(scratch_floats);
+        for (std::size_t blk = lo; blk < hi; ++blk)
+            body(scratch.data(), blk * lanes, std::min(lanes, batch - blk * lanes));
+    });
+}
+
 /// y (batch rows, `ldy` apart) = (Accumulate: +=) x (batch rows of `in`, `ldx` apart)
 /// (W*M)^T + b, from the kept rows (b may be null).
 template <bool Accumulate = false>
 void sparse_linear_forward_rows(const float* x, std::size_t ldx, std::size_t batch, const kept_rows& w,
                                 const float* b, std::size_t out, std::size_t in, float* y, std::size_t ldy) {
     constexpr std::size_t lanes = block_lanes::width;
-    const std::size_t blocks = (batch + lanes - 1) / lanes;
-    const std::uint32_t* start = w.start.data();
-    const std::uint32_t* end = w.end.data();
-    const std::uint32_t* index = w.index.data();
-    const float* value = w.value.data();
-    parallel_for(blocks, [&](std::size_t, std::size_t lo, std::size_t hi) {
-        std::vector<float>& scratch = sparse_block_scratch();
-        scratch.resize((in + out) * lanes);
-        float* xt = scratch.data();
+    const kept_rows::view v = w.raw();
+    const std::uint32_t *start = v.start, *end = v.end, *index = v.index;
+    const float* value = v.value;
+    for_each_sample_block(batch, (in + out) * lanes, [&](float* xt, std::size_t r0, std::size_t n) {
         float* yt = xt + in * lanes;
-        for (std::size_t blk = lo; blk < hi; ++blk) {
-            const std::size_t r0 = blk * lanes, n = std::min(lanes, batch - r0);
-            transpose_to_block(x, in, ldx, r0, n, xt);
-            for (std::size_t r = 0; r < out; ++r) {
-                block_lanes acc, in_line;
-                acc.fill(b != nullptr ? b[r] : 0.0f);
-                for (std::uint32_t k = start[r]; k < end[r]; ++k) {
-                    in_line.load(xt + std::size_t{index[k]} * lanes);
-                    acc.add_scaled(value[k], in_line);
-                }
-                acc.store(yt + r * lanes);
+        transpose_to_block(x, in, ldx, r0, n, xt);
+        for (std::size_t r = 0; r < out; ++r) {
+            block_lanes acc, in_line;
+            acc.fill(b != nullptr ? b[r] : 0.0f);
+            for (std::uint32_t k = start[r]; k < end[r]; ++k) {
+                in_line.load(xt + std::size_t{index[k]} * lanes);
+                acc.add_scaled(value[k], in_line);
             }
-            transpose_from_block<Accumulate>(yt, out, ldy, r0, n, y);
+            acc.store(yt + r * lanes);
         }
+        transpose_from_block<Accumulate>(yt, out, ldy, r0, n, y);
     });
 }
 
@@ -224,33 +236,25 @@ inline void sparse_linear_input_gradient_rows(const float* dy, std::size_t lddy,
                                               const kept_rows& w, std::size_t out, std::size_t in, float* dx,
                                               std::size_t lddx) {
     constexpr std::size_t lanes = block_lanes::width;
-    const std::size_t blocks = (batch + lanes - 1) / lanes;
-    const std::uint32_t* start = w.start.data();
-    const std::uint32_t* end = w.end.data();
-    const std::uint32_t* index = w.index.data();
-    const float* value = w.value.data();
-    parallel_for(blocks, [&](std::size_t, std::size_t lo, std::size_t hi) {
-        std::vector<float>& scratch = sparse_block_scratch();
-        scratch.resize((in + out) * lanes);
-        float* dxt = scratch.data();
+    const kept_rows::view v = w.raw();
+    const std::uint32_t *start = v.start, *end = v.end, *index = v.index;
+    const float* value = v.value;
+    for_each_sample_block(batch, (in + out) * lanes, [&](float* dxt, std::size_t r0, std::size_t n) {
         float* dyt = dxt + in * lanes;
-        for (std::size_t blk = lo; blk < hi; ++blk) {
-            const std::size_t r0 = blk * lanes, n = std::min(lanes, batch - r0);
-            transpose_to_block(dy, out, lddy, r0, n, dyt);
-            std::fill(dxt, dxt + in * lanes, 0.0f);
-            for (std::size_t r = 0; r < out; ++r) {
-                if (start[r] == end[r]) continue;
-                block_lanes d, acc;
-                d.load(dyt + r * lanes);
-                for (std::uint32_t k = start[r]; k < end[r]; ++k) {
-                    float* line = dxt + std::size_t{index[k]} * lanes;
-                    acc.load(line);
-                    acc.add_scaled(value[k], d);
-                    acc.store(line);
-                }
+        transpose_to_block(dy, out, lddy, r0, n, dyt);
+        std::fill(dxt, dxt + in * lanes, 0.0f);
+        for (std::size_t r = 0; r < out; ++r) {
+            if (start[r] == end[r]) continue;
+            block_lanes d, acc;
+            d.load(dyt + r * lanes);
+            for (std::uint32_t k = start[r]; k < end[r]; ++k) {
+                float* line = dxt + std::size_t{index[k]} * lanes;
+                acc.load(line);
+                acc.add_scaled(value[k], d);
+                acc.store(line);
             }
-            transpose_from_block(dxt, in, lddx, r0, n, dx);
         }
+        transpose_from_block(dxt, in, lddx, r0, n, dx);
     });
 }
 
@@ -272,10 +276,9 @@ namespace dynsparse::detail {
 inline void kept_rows_multiply(const kept_rows& w, std::size_t rows, const float* in, std::size_t ld,
                                float* out, const float* init) {
     constexpr std::size_t lanes = block_lanes::width;
-    const std::uint32_t* start = w.start.data();
-    const std::uint32_t* end = w.end.data();
-    const std::uint32_t* index = w.index.data();
-    const float* value = w.value.data();
+    const kept_rows::view v = w.raw();
+    const std::uint32_t *start = v.start, *end = v.end, *index = v.index;
+    const float* value = v.value;
     const std::size_t body = ld - ld % lanes;
     for (std::size_t r = 0; r < rows; ++r) {
         const float r0 = init != nullptr ? init[r] : 0.0f;
@@ -302,10 +305,9 @@ inline void kept_rows_multiply(const kept_rows& w, std::size_t rows, const float
 inline void kept_rows_multiply_transposed(const kept_rows& w, std::size_t rows, std::size_t cols, const float* d,
                                           std::size_t ld, float* out) {
     constexpr std::size_t lanes = block_lanes::width;
-    const std::uint32_t* start = w.start.data();
-    const std::uint32_t* end = w.end.data();
-    const std::uint32_t* index = w.index.data();
-    const float* value = w.value.data();
+    const kept_rows::view v = w.raw();
+    const std::uint32_t *start = v.start, *end = v.end, *index = v.index;
+    const float* value = v.value;
     std::fill(out, out + cols * ld, 0.0f);
     const std::size_t body = ld - ld % lanes;
     for (std::size_t r = 0; r < rows; ++r) {
