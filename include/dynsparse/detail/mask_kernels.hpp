@@ -110,16 +110,6 @@ inline float weight_gradient(float w, float t, float g, float& gh) {
         return select(q > 0.0f, g, 0.0f) + gh * a;  // branch-free, so it vectorises
 }
 
-/// Turns G = dL/dWm (in `grad`, in place) into dL/dW and writes dL/dt into grad_t:
-///   dL/dW = G*M + G*|W|*H(Q),   dL/dt_group = -sum over the group of G*W*H(Q).
-/// Works on rows [row_begin, row_end) (full-matrix pointers) and subtracts from grad_t,
-/// which the caller zeroes first (the regulariser's share is added later by the trainer).
-/// For row-shared thresholds, each row runs in blocks of 16 lanes, each lane with its own
-/// partial sum of the shares (the blocked form vectorises at -O2 and -O3, and 1.5x faster
-/// than writing the shares to a buffer and summing them in a second loop). The order of
-/// additions is fixed, so results are deterministic.
-/// dL/dW in place for columns [j0, j1) of one row sharing threshold ti; returns the sum
-/// of the shares G*W*H(Q) (-dL/dti).
 /// acc + a * b rounded once where the target has FMA instructions: what GCC's contraction
 /// makes of the vectorised loop body, written out so that the result does not depend on
 /// whether the compiler vectorises (or contracts) a given loop.
@@ -140,6 +130,16 @@ inline float add_rounded(float acc, float a, float b) {
     return acc + p;
 }
 
+/// Turns G = dL/dWm (in `grad`, in place) into dL/dW and writes dL/dt into grad_t:
+///   dL/dW = G*M + G*|W|*H(Q),   dL/dt_group = -sum over the group of G*W*H(Q).
+/// Works on rows [row_begin, row_end) (full-matrix pointers) and subtracts from grad_t,
+/// which the caller zeroes first (the regulariser's share is added later by the trainer).
+/// For row-shared thresholds, each row runs in blocks of 16 lanes, each lane with its own
+/// partial sum of the shares (the blocked form vectorises at -O2 and -O3, and 1.5x faster
+/// than writing the shares to a buffer and summing them in a second loop). The order of
+/// additions is fixed, so results are deterministic.
+/// dL/dW in place for columns [j0, j1) of one row sharing threshold ti; returns the sum
+/// of the shares G*W*H(Q) (-dL/dti).
 template <Surrogate S, bool Smooth>
 inline float gradient_piece(const float* __restrict wr, float* __restrict gr, std::size_t j0,
                             std::size_t j1, float ti) {

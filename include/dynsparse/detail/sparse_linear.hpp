@@ -4,7 +4,9 @@
 // (kept_rows). Both products run on blocks of 32 samples stored transposed (features x
 // 32): each kept weight then costs one multiply-add over 32 contiguous floats, held in
 // four 8-lane registers. The input gradient scatters each row's kept weights into the
-// block of dx, so one compressed form serves both products.
+// block of dx, so one compressed form serves both products. The same two loops
+// (kept_rows_multiply, kept_rows_multiply_transposed) serve convolutions on their
+// unfolded input, whose rows are already contiguous.
 //
 // Blocks are independent and each is summed in the same order whatever thread runs it,
 // so the results are the same for any thread count. The weight gradient dy^T x stays a
@@ -179,100 +181,10 @@ inline void transpose_from_block(const float* t, std::size_t cols, std::size_t l
     }
 }
 
-/// Per-thread scratch of the block products (two transposed blocks).
-inline std::vector<float>& sparse_block_scratch() {
-    thread_local std::vector<float> scratch;
-    return scratch;
-}
-
-/// Runs body(scratch, r0, n) for the batch's blocks of 32 samples (rows [r0, r0 + n)),
-/// blocks shared out between threads; scratch holds `scratch_floats` per thread.
-template <class Body>
-void for_each_sample_block(std::size_t batch, std::size_t scratch_floats, Body&& body) {
-    constexpr std::size_t lanes = block_lanes::width;
-    parallel_for((batch + lanes - 1) / lanes, [&](std::size_t, std::size_t lo, std::size_t hi) {
-        std::vector<float>& scratch = sparse_block_scratch();
-        scratch.resize(scratch_floats);
-        for (std::size_t blk = lo; blk < hi; ++blk)
-            body(scratch.data(), blk * lanes, std::min(lanes, batch - blk * lanes));
-    });
-}
-
-/// y (batch rows, `ldy` apart) = (Accumulate: +=) x (batch rows of `in`, `ldx` apart)
-/// (W*M)^T + b, from the kept rows (b may be null).
-template <bool Accumulate = false>
-void sparse_linear_forward_rows(const float* x, std::size_t ldx, std::size_t batch, const kept_rows& w,
-                                const float* b, std::size_t out, std::size_t in, float* y, std::size_t ldy) {
-    constexpr std::size_t lanes = block_lanes::width;
-    const kept_rows::view v = w.raw();
-    const std::uint32_t *start = v.start, *end = v.end, *index = v.index;
-    const float* value = v.value;
-    for_each_sample_block(batch, (in + out) * lanes, [&](float* xt, std::size_t r0, std::size_t n) {
-        float* yt = xt + in * lanes;
-        transpose_to_block(x, in, ldx, r0, n, xt);
-        for (std::size_t r = 0; r < out; ++r) {
-            block_lanes acc, in_line;
-            acc.fill(b != nullptr ? b[r] : 0.0f);
-            for (std::uint32_t k = start[r]; k < end[r]; ++k) {
-                in_line.load(xt + std::size_t{index[k]} * lanes);
-                acc.add_scaled(value[k], in_line);
-            }
-            acc.store(yt + r * lanes);
-        }
-        transpose_from_block<Accumulate>(yt, out, ldy, r0, n, y);
-    });
-}
-
-/// y (batch x out) = x (batch x in) (W*M)^T + b, from the kept rows (b may be null).
-inline void sparse_linear_forward(const matrix& x, const kept_rows& w, const float* b, std::size_t out,
-                                  std::size_t in, matrix& y) {
-    ensure_shape(y, x.shape(0), out);
-    sparse_linear_forward_rows(x.data(), in, x.shape(0), w, b, out, in, y.data(), out);
-}
-
-/// dx (batch rows of `in`, `lddx` apart) = dy (batch rows of `out`, `lddy` apart) (W*M),
-/// from the kept rows.
-inline void sparse_linear_input_gradient_rows(const float* dy, std::size_t lddy, std::size_t batch,
-                                              const kept_rows& w, std::size_t out, std::size_t in, float* dx,
-                                              std::size_t lddx) {
-    constexpr std::size_t lanes = block_lanes::width;
-    const kept_rows::view v = w.raw();
-    const std::uint32_t *start = v.start, *end = v.end, *index = v.index;
-    const float* value = v.value;
-    for_each_sample_block(batch, (in + out) * lanes, [&](float* dxt, std::size_t r0, std::size_t n) {
-        float* dyt = dxt + in * lanes;
-        transpose_to_block(dy, out, lddy, r0, n, dyt);
-        std::fill(dxt, dxt + in * lanes, 0.0f);
-        for (std::size_t r = 0; r < out; ++r) {
-            if (start[r] == end[r]) continue;
-            block_lanes d, acc;
-            d.load(dyt + r * lanes);
-            for (std::uint32_t k = start[r]; k < end[r]; ++k) {
-                float* line = dxt + std::size_t{index[k]} * lanes;
-                acc.load(line);
-                acc.add_scaled(value[k], d);
-                acc.store(line);
-            }
-        }
-        transpose_from_block(dxt, in, lddx, r0, n, dx);
-    });
-}
-
-/// dx (batch x in) = dy (batch x out) (W*M), from the kept rows.
-inline void sparse_linear_input_gradient(const matrix& dy, const kept_rows& w, std::size_t out,
-                                         std::size_t in, matrix& dx) {
-    ensure_shape(dx, dy.shape(0), in);
-    sparse_linear_input_gradient_rows(dy.data(), out, dy.shape(0), w, out, in, dx.data(), in);
-}
-
-}  // namespace dynsparse::detail
-
-namespace dynsparse::detail {
-
-/// out (rows x ld) = init + W*M in, for in (in_rows x ld) in its natural layout (a
-/// convolution's unfolded input, positions contiguous): each kept weight adds a multiple
-/// of one line of `in` to its output row, 32 positions at a time in registers. init holds
-/// one value per output row, or is null (0).
+/// out (rows x ld) = init + W*M in, for in (in_rows x ld) with its columns contiguous (a
+/// convolution's unfolded input, or a transposed block of 32 samples): each kept weight
+/// adds a multiple of one line of `in` to its output row, 32 columns at a time in
+/// registers. init holds one value per output row, or is null (0).
 inline void kept_rows_multiply(const kept_rows& w, std::size_t rows, const float* in, std::size_t ld,
                                float* out, const float* init) {
     constexpr std::size_t lanes = block_lanes::width;
@@ -326,6 +238,67 @@ inline void kept_rows_multiply_transposed(const kept_rows& w, std::size_t rows, 
         for (std::size_t p = body; p < ld; ++p)
             for (std::uint32_t k = start[r]; k < end[r]; ++k) out[std::size_t{index[k]} * ld + p] += value[k] * dr[p];
     }
+}
+
+/// Per-thread scratch of the block products (two transposed blocks).
+inline std::vector<float>& sparse_block_scratch() {
+    thread_local std::vector<float> scratch;
+    return scratch;
+}
+
+/// Runs body(scratch, r0, n) for the batch's blocks of 32 samples (rows [r0, r0 + n)),
+/// blocks shared out between threads; scratch holds `scratch_floats` per thread.
+template <class Body>
+void for_each_sample_block(std::size_t batch, std::size_t scratch_floats, Body&& body) {
+    constexpr std::size_t lanes = block_lanes::width;
+    parallel_for((batch + lanes - 1) / lanes, [&](std::size_t, std::size_t lo, std::size_t hi) {
+        std::vector<float>& scratch = sparse_block_scratch();
+        scratch.resize(scratch_floats);
+        for (std::size_t blk = lo; blk < hi; ++blk)
+            body(scratch.data(), blk * lanes, std::min(lanes, batch - blk * lanes));
+    });
+}
+
+/// y (batch rows, `ldy` apart) = (Accumulate: +=) x (batch rows of `in`, `ldx` apart)
+/// (W*M)^T + b, from the kept rows (b may be null).
+template <bool Accumulate = false>
+void sparse_linear_forward_rows(const float* x, std::size_t ldx, std::size_t batch, const kept_rows& w,
+                                const float* b, std::size_t out, std::size_t in, float* y, std::size_t ldy) {
+    constexpr std::size_t lanes = block_lanes::width;
+    for_each_sample_block(batch, (in + out) * lanes, [&](float* xt, std::size_t r0, std::size_t n) {
+        float* yt = xt + in * lanes;
+        transpose_to_block(x, in, ldx, r0, n, xt);
+        kept_rows_multiply(w, out, xt, lanes, yt, b);
+        transpose_from_block<Accumulate>(yt, out, ldy, r0, n, y);
+    });
+}
+
+/// y (batch x out) = x (batch x in) (W*M)^T + b, from the kept rows (b may be null).
+inline void sparse_linear_forward(const matrix& x, const kept_rows& w, const float* b, std::size_t out,
+                                  std::size_t in, matrix& y) {
+    ensure_shape(y, x.shape(0), out);
+    sparse_linear_forward_rows(x.data(), in, x.shape(0), w, b, out, in, y.data(), out);
+}
+
+/// dx (batch rows of `in`, `lddx` apart) = dy (batch rows of `out`, `lddy` apart) (W*M),
+/// from the kept rows.
+inline void sparse_linear_input_gradient_rows(const float* dy, std::size_t lddy, std::size_t batch,
+                                              const kept_rows& w, std::size_t out, std::size_t in, float* dx,
+                                              std::size_t lddx) {
+    constexpr std::size_t lanes = block_lanes::width;
+    for_each_sample_block(batch, (in + out) * lanes, [&](float* dxt, std::size_t r0, std::size_t n) {
+        float* dyt = dxt + in * lanes;
+        transpose_to_block(dy, out, lddy, r0, n, dyt);
+        kept_rows_multiply_transposed(w, out, in, dyt, lanes, dxt);
+        transpose_from_block(dxt, in, lddx, r0, n, dx);
+    });
+}
+
+/// dx (batch x in) = dy (batch x out) (W*M), from the kept rows.
+inline void sparse_linear_input_gradient(const matrix& dy, const kept_rows& w, std::size_t out,
+                                         std::size_t in, matrix& dx) {
+    ensure_shape(dx, dy.shape(0), in);
+    sparse_linear_input_gradient_rows(dy.data(), out, dy.shape(0), w, out, in, dx.data(), in);
 }
 
 }  // namespace dynsparse::detail

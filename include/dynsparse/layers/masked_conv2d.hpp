@@ -45,19 +45,20 @@ public:
 
     void forward(const matrix& x, matrix& y, bool /*training*/) {
         this->prepare_mask();
-        if (products_.prepare(this->masked_weight_.data(), Out, fan_in, this->row_kept(), this->kept_count(),
-                              kept_filters_crossover))
-            detail::conv_forward_with<geo::geometry()>(detail::kept_filters{&products_.rows(), Out, fan_in}, x,
+        if (products_.decide(Out * fan_in, this->kept_count(), kept_filters_crossover)) {
+            kept_rows_.build(this->masked_weight_.data(), Out, fan_in, this->row_kept());
+            detail::conv_forward_with<geo::geometry()>(detail::kept_filters{&kept_rows_, Out, fan_in}, x,
                                                        this->bias_data(), buf_, y);
-        else
+        } else {
             detail::conv_forward<geo::geometry()>(Out, x, this->masked_weight_.data(), this->bias_data(), buf_, y);
+        }
     }
 
     void backward(const matrix& x, const matrix& /*y*/, const matrix& dy, matrix* dx) {
         // grad_weight_ first receives dL/dWm, then the mask pass turns it into dL/dW. The
         // weight gradient is a dense GEMM either way; dx uses the forward's kept weights.
         if (products_.active())
-            detail::conv_backward_with<geo::geometry(), Out>(x, detail::kept_filters{&products_.rows(), Out, fan_in},
+            detail::conv_backward_with<geo::geometry(), Out>(x, detail::kept_filters{&kept_rows_, Out, fan_in},
                                                              dy, this->grad_weight_.data(),
                                                              this->bias_gradient_data(), buf_, dx);
         else
@@ -75,6 +76,7 @@ public:
 private:
     detail::conv_buffers buf_;
     detail::kept_products products_;
+    detail::kept_rows kept_rows_;  // W*M's kept weights, when products_ chose them
 };
 
 /// Spec: a DST masked 2-D convolution with OutChannels filters of Kernel x Kernel.

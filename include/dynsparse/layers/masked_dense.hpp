@@ -19,6 +19,7 @@
 
 #include "dynsparse/core/shape.hpp"
 #include "dynsparse/detail/linear_kernels.hpp"
+#include "dynsparse/detail/sparse_linear.hpp"
 #include "dynsparse/layers/layer.hpp"
 #include "dynsparse/layers/masked_weights.hpp"
 #include "dynsparse/layers/product_mode.hpp"
@@ -39,9 +40,9 @@ public:
 
     void forward(const matrix& x, matrix& y, bool /*training*/) {
         this->prepare_mask();
-        if (products_.prepare(this->masked_weight_.data(), Out, In, this->row_kept(), this->kept_count(),
-                              kept_weights_crossover)) {
-            detail::sparse_linear_forward(x, products_.rows(), this->bias_.data(), Out, In, y);
+        if (products_.decide(Out * In, this->kept_count(), kept_weights_crossover)) {
+            kept_rows_.build(this->masked_weight_.data(), Out, In, this->row_kept());
+            detail::sparse_linear_forward(x, kept_rows_, this->bias_.data(), Out, In, y);
             return;
         }
         // DST empties whole rows (neurons): when an eighth or more of them hold no weight,
@@ -64,7 +65,7 @@ public:
         detail::linear_backward(x, this->masked_weight_.data(), dy, Out, In,
                                 this->grad_weight_.data(), this->grad_bias_.data(), kept_dx ? nullptr : dx,
                                 this->weight_gradient_zeroed());
-        if (kept_dx) detail::sparse_linear_input_gradient(dy, products_.rows(), Out, In, *dx);
+        if (kept_dx) detail::sparse_linear_input_gradient(dy, kept_rows_, Out, In, *dx);
         this->finish_weight_gradient();
     }
 
@@ -78,6 +79,7 @@ private:
     std::vector<std::size_t> live_rows_;
     std::vector<float> compact_, scratch_;
     detail::kept_products products_;
+    detail::kept_rows kept_rows_;  // W*M's kept weights, when products_ chose them
 };
 
 /// Spec: a DST masked fully connected layer with Out outputs.

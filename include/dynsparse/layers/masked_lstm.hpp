@@ -134,7 +134,7 @@ private:
     detail::kept_gates<F, H> gate_products() const { return {&input_rows_, &recurrent_rows_}; }
 
     detail::lstm_buffers buf_;
-    detail::kept_products products_;  // the decision (its own rows stay empty)
+    detail::kept_products products_;
     detail::kept_rows input_rows_, recurrent_rows_;  // W_ih and W_hh halves of W*M
 };
 

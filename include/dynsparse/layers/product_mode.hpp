@@ -3,16 +3,14 @@
 // products: dense BLAS over W*M (zeros included), or the kept weights only
 // (detail/sparse_linear.hpp). `automatic` picks the kept weights when the layer keeps
 // less than its crossover (kept_weights_crossover for dense layers,
-// kept_filters_crossover for convolutions): below it they are faster than the GEMMs on
-// the machines measured in docs/benchmarks.md. The weight gradient is a dense GEMM in
+// kept_filters_crossover for convolutions, kept_gates_crossover for LSTMs): below it they
+// are faster than the GEMMs on the machines measured in docs/benchmarks.md. The weight gradient is a dense GEMM in
 // every mode (DST needs dL/dW for every weight).
 #include <cstddef>
-#include <cstdint>
 #include <string>
 #include <string_view>
 
 #include "dynsparse/core/error.hpp"
-#include "dynsparse/detail/sparse_linear.hpp"
 
 namespace dynsparse {
 
@@ -44,25 +42,18 @@ inline product_mode parse_product_mode(std::string_view s) {
 
 namespace detail {
 
-/// A masked layer's choice of products and, when it multiplies by its kept weights, their
-/// compressed rows, rebuilt for each forward from W*M.
+/// A masked layer's choice of products, made at each forward from the mask's kept count
+/// and kept for the backward that follows. The layer compresses W*M (detail::kept_rows)
+/// when the choice is the kept weights.
 class kept_products {
 public:
     void set_mode(product_mode m) { mode_ = m; }
     product_mode mode() const { return mode_; }
     /// True when the last forward chose the kept weights (backward then uses them too).
     bool active() const { return active_; }
-    const kept_rows& rows() const { return rows_; }
 
-    /// Decides for this forward from the mask's kept count and, when the kept weights
-    /// win, compresses the rows x cols W*M (row_kept: the mask's count per row).
-    bool prepare(const float* wm, std::size_t rows, std::size_t cols, const std::uint32_t* row_kept,
-                 std::size_t kept, double crossover) {
-        if (decide(rows * cols, kept, crossover)) rows_.build(wm, rows, cols, row_kept);
-        return active_;
-    }
-
-    /// The decision alone, for a layer that compresses its own blocks of W*M.
+    /// The choice for this forward: kept weights when the mode says so, or, in automatic
+    /// mode, when fewer than crossover x weights are kept.
     bool decide(std::size_t weights, std::size_t kept, double crossover) {
         if (mode_ == product_mode::automatic)
             active_ = static_cast<double>(kept) < crossover * static_cast<double>(weights);
@@ -72,7 +63,6 @@ public:
     }
 
 private:
-    kept_rows rows_;
     product_mode mode_ = product_mode::automatic;
     bool active_ = false;
 };
