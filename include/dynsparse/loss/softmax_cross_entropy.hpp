@@ -22,6 +22,25 @@ concept Loss = requires(L& loss, const matrix& output, std::span<const std::uint
     { loss.value_and_gradient(output, labels, gradient) } -> std::convertible_to<double>;
 };
 
+namespace detail {
+/// out[c] = exp(z[c] - max z) for the `classes` logits z; returns their sum (in double)
+/// and sets zmax: the stable first half of a softmax, shared by the loss and softmax_rows.
+inline double shifted_exp(const float* z, std::size_t classes, float* out, float& zmax) {
+    zmax = *std::max_element(z, z + classes);
+    double sum = 0;
+    for (std::size_t c = 0; c < classes; ++c) {
+        out[c] = std::exp(z[c] - zmax);
+        sum += out[c];
+    }
+    return sum;
+}
+
+/// Index of the largest of z[0..classes) (ties go to the lowest index).
+inline std::size_t argmax(const float* z, std::size_t classes) {
+    return static_cast<std::size_t>(std::max_element(z, z + classes) - z);
+}
+}  // namespace detail
+
 /// Mean over the batch of -log softmax(logits)[label], computed stably.
 struct softmax_cross_entropy {
     double value_and_gradient(const matrix& logits, std::span<const std::uint8_t> labels,
@@ -40,12 +59,8 @@ struct softmax_cross_entropy {
                 throw invalid_argument("softmax_cross_entropy: label " +
                                        std::to_string(labels[r]) + " but the network has " +
                                        std::to_string(classes) + " outputs");
-            const float zmax = *std::max_element(z, z + classes);
-            double sum = 0;
-            for (std::size_t c = 0; c < classes; ++c) {
-                g[c] = std::exp(z[c] - zmax);
-                sum += g[c];
-            }
+            float zmax;
+            const double sum = detail::shifted_exp(z, classes, g, zmax);
             const float inv = static_cast<float>(1.0 / sum);
             for (std::size_t c = 0; c < classes; ++c) g[c] *= inv * inv_batch;
             g[labels[r]] -= inv_batch;
@@ -60,8 +75,7 @@ inline std::size_t count_correct(const matrix& output, std::span<const std::uint
     const std::size_t classes = output.shape(1);
     std::size_t correct = 0;
     for (std::size_t r = 0; r < labels.size(); ++r) {
-        const float* z = output.data() + r * classes;
-        correct += static_cast<std::size_t>(std::max_element(z, z + classes) - z) == labels[r];
+        correct += detail::argmax(output.data() + r * classes, classes) == labels[r];
     }
     return correct;
 }
@@ -70,10 +84,7 @@ inline std::size_t count_correct(const matrix& output, std::span<const std::uint
 inline std::vector<std::size_t> argmax_rows(const matrix& output) {
     const std::size_t rows = output.shape(0), classes = output.shape(1);
     std::vector<std::size_t> out(rows);
-    for (std::size_t r = 0; r < rows; ++r) {
-        const float* z = output.data() + r * classes;
-        out[r] = static_cast<std::size_t>(std::max_element(z, z + classes) - z);
-    }
+    for (std::size_t r = 0; r < rows; ++r) out[r] = detail::argmax(output.data() + r * classes, classes);
     return out;
 }
 
@@ -82,15 +93,9 @@ inline matrix softmax_rows(const matrix& logits) {
     const std::size_t rows = logits.shape(0), classes = logits.shape(1);
     matrix p = make_matrix(rows, classes);
     for (std::size_t r = 0; r < rows; ++r) {
-        const float* z = logits.data() + r * classes;
         float* q = p.data() + r * classes;
-        const float zmax = *std::max_element(z, z + classes);
-        double sum = 0;
-        for (std::size_t c = 0; c < classes; ++c) {
-            q[c] = std::exp(z[c] - zmax);
-            sum += q[c];
-        }
-        const float inv = static_cast<float>(1.0 / sum);
+        float zmax;
+        const float inv = static_cast<float>(1.0 / detail::shifted_exp(logits.data() + r * classes, classes, q, zmax));
         for (std::size_t c = 0; c < classes; ++c) q[c] *= inv;
     }
     return p;
