@@ -35,6 +35,9 @@ public:
     void set_reset_rule(bool on) const { ops_->set_reset_rule(layer_, on); }
     /// Makes the next forward recompute the mask (no-op for layers that always do).
     void invalidate_mask() const { ops_->invalidate_mask(layer_); }
+    /// invalidate_mask(), then recomputes the mask and its statistics from W and t now, as
+    /// the next forward would (no reset), for layers that can (update_mask()).
+    void update_mask() const { ops_->update_mask(layer_); }
 
 private:
     struct operations {
@@ -43,6 +46,7 @@ private:
         std::span<const float> (*masked_weight)(const void*);
         void (*set_reset_rule)(void*, bool);
         void (*invalidate_mask)(void*);
+        void (*update_mask)(void*);
     };
 
     template <class L>
@@ -60,6 +64,10 @@ private:
         [](void* l, bool on) { static_cast<L*>(l)->set_reset_rule(on); },
         [](void* l) {
             if constexpr (requires(L& m) { m.invalidate_mask(); }) static_cast<L*>(l)->invalidate_mask();
+        },
+        [](void* l) {
+            if constexpr (requires(L& m) { m.invalidate_mask(); }) static_cast<L*>(l)->invalidate_mask();
+            if constexpr (requires(L& m) { m.update_mask(); }) static_cast<L*>(l)->update_mask();
         },
     };
 

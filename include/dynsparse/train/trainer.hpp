@@ -481,10 +481,7 @@ private:
         };
         for (const parameter& p : params_) put(p.value);
         for_each_network_float_state(put);
-        for (const auto& l : masked_) l.invalidate_mask();
-        // One inference recomputes the masks, so the layers' statistics describe them.
-        const matrix probe = make_matrix(1, inputs_);
-        run_inference(probe);
+        for (const auto& l : masked_) l.update_mask();  // masks and statistics of the restored W and t
         if (cfg_.log)
             *cfg_.log << "keep_best: restored the parameters of epoch " << best_.epoch << '\n';
     }
